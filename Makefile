@@ -1,0 +1,87 @@
+# Every routine task is a target here, so the README's commands and CI's are the same commands.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Torch comes from this machine's local wheels when pinned exactly; a range would pull a multi-GB CUDA build.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+SAMPLE_DIR ?= build/sample
+SAMPLE := $(SAMPLE_DIR)/sample.warc.gz
+INPUT ?=
+OUTPUT ?= build/corpus
+PRESET ?= align
+RUNNER ?= DirectRunner
+BEAM_ARGS ?=
+PROJECT ?=
+REGION ?=
+BUCKET ?=
+PYTEST_ARGS ?=
+
+ifeq ($(RUNNER),DataflowRunner)
+  RUNNER_ARGS := --runner=DataflowRunner --project=$(PROJECT) --region=$(REGION) \
+    --temp_location=gs://$(BUCKET)/tmp --staging_location=gs://$(BUCKET)/staging --setup_file=$(CURDIR)/setup.py
+else
+  RUNNER_ARGS := --runner=$(RUNNER)
+endif
+
+.PHONY: venv install install-test build-corpus sample stats test lint format bench train clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -q $(TORCH_PINS)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+$(SAMPLE): $(VENV)/.installed
+	$(BIN)/python -m pipeline make-sample --output $(SAMPLE_DIR)
+
+sample: $(SAMPLE)
+
+# The main job: on the bundled sample unless INPUT is given; BEAM_ARGS pass through to Beam.
+ifeq ($(strip $(INPUT)),)
+build-corpus: $(SAMPLE)
+	$(BIN)/python -m pipeline build-corpus --input '$(SAMPLE)' --output '$(OUTPUT)' --preset $(PRESET) \
+	  --eval-index '$(SAMPLE_DIR)/eval_index.parquet' $(RUNNER_ARGS) $(BEAM_ARGS)
+else
+build-corpus: $(VENV)/.installed
+	$(BIN)/python -m pipeline build-corpus --input '$(INPUT)' --output '$(OUTPUT)' --preset $(PRESET) $(RUNNER_ARGS) $(BEAM_ARGS)
+endif
+
+stats: $(VENV)/.installed
+	$(BIN)/python -m pipeline stats '$(OUTPUT)'
+
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/filter_text.py
+	$(BIN)/python bench/fetch.py
+	$(BIN)/python bench/shards.py
+	$(BIN)/python bench/stats.py
+
+train: $(VENV)/.installed-test
+	$(BIN)/python -m training.train --corpus '$(OUTPUT)' --config training/configs/tiny-cpu.yaml
+
+clean:
+	rm -rf build

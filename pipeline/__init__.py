@@ -1,0 +1,1 @@
+"""altcorpus pipeline: the Beam stages that turn web crawls into WebDataset shards."""

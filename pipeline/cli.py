@@ -1,0 +1,51 @@
+"""Command line: ``python -m pipeline <command> [flags]`` (also installed as ``altcorpus``).
+
+Each command is a function ``(argv) -> exit code | None`` imported only when called, so ``--help`` is fast and
+a command's heavy dependencies load only for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+#: command -> (module:function, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "make-sample": ("pipeline.sample:main", "Generate the bundled sample web archive (and its eval set)"),
+    "extract": ("pipeline.extract:run", "WARC/WAT files -> candidates/ (one row per <img> with alt text)"),
+    "filter-text": ("pipeline.filter_text:run", "candidates/ -> text_kept/ (ALIGN's text rules, language tags)"),
+    "fetch": ("pipeline.fetch:run", "text_kept/ -> images/ (archive first, then polite HTTP)"),
+    "filter-image": ("pipeline.filter_image:run", "text_kept/ + images/ -> samples/ (size, aspect, duplicates)"),
+    "write-shards": ("pipeline.shards:run", "samples/ -> shards/*.tar + *.parquet, sizes.json, manifest.json"),
+    "build-corpus": ("pipeline.build:run", "Run every stage in order, then print the funnel"),
+    "stats": ("pipeline.stats:main", "DuckDB statistics of a corpus: funnel with balance check, distributions"),
+    "eval-index": ("pipeline.eval_index:main", "Perceptual-hash index of evaluation images for decontamination"),
+    "reshard": ("pipeline.reshard:main", "Rewrite a corpus with a new shard size or a DuckDB WHERE subset"),
+}
+
+
+def usage() -> str:
+    """The command list shown by ``--help`` and on a wrong command."""
+    lines = ["usage: python -m pipeline <command> [flags]", "", "commands:"]
+    lines += [f"  {name:<14} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "Run `python -m pipeline <command> --help` for a command's flags."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch to a command; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    module_name, function_name = COMMANDS[command][0].split(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    code = function(rest)
+    return int(code) if isinstance(code, int) else 0

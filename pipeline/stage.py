@@ -1,0 +1,80 @@
+"""Running one stage as its own Beam job: options, clearing old outputs, counters, and the ``_SUCCESS`` marker."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipeline.config import CorpusConfig, CorpusOptions, resolve_config
+from pipeline.layout import CorpusLayout
+from pipeline.rules import COUNTER_NAMESPACE
+
+log = logging.getLogger("altcorpus")
+
+#: Builds a stage's graph on a pipeline: ``build(pipeline, layout, config, options)``.
+GraphBuilder = Callable[[beam.Pipeline, CorpusLayout, CorpusConfig, PipelineOptions], None]
+
+
+def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
+    """Beam options from command-line flags; DirectRunner unless ``--runner`` says otherwise.
+
+    Beam 2.77's default runner tries to download Prism, which fails offline, so the runner is always explicit.
+    """
+    options = PipelineOptions(list(argv))
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = "DirectRunner"
+    return options
+
+
+def stage_counters(result: beam.runners.runner.PipelineResult, stage: str) -> dict[str, int]:
+    """This stage's counters (``altcorpus/<stage>:<name>``), summed over steps, keyed by ``<name>``."""
+    totals: dict[str, int] = {}
+    query = result.metrics().query(MetricsFilter().with_namespace(COUNTER_NAMESPACE))
+    for item in query["counters"]:
+        name = item.key.metric.name
+        if not name.startswith(f"{stage}:"):
+            continue
+        value = item.committed if item.committed is not None else item.attempted
+        totals[name.split(":", 1)[1]] = totals.get(name.split(":", 1)[1], 0) + int(value or 0)
+    return dict(sorted(totals.items()))
+
+
+def run_stage(
+    stage: str,
+    argv: Sequence[str],
+    build: GraphBuilder,
+    extra_folders: Sequence[str] = (),
+    extra_info: Callable[[CorpusLayout, CorpusConfig, PipelineOptions], dict[str, Any]] | None = None,
+) -> dict[str, int]:
+    """Run one stage end to end and mark it done; returns its counters.
+
+    Old outputs of the stage are removed first, so a re-run (after a crash or with new settings) never mixes
+    files of two runs; ``_SUCCESS`` is written only after the Beam job finished.
+    """
+    options = pipeline_options(argv)
+    config = resolve_config(options)
+    corpus = options.view_as(CorpusOptions)
+    layout = CorpusLayout(corpus.output)
+    layout.clear_stage(stage, extra_folders)
+    log.info("%s: starting (%s, runner %s)", stage, layout.root, options.view_as(StandardOptions).runner)
+    started = time.monotonic()
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, layout, config, options)
+    result = pipeline.run()
+    result.wait_until_finish()
+    seconds = time.monotonic() - started
+    counters = stage_counters(result, stage)
+    info: dict[str, Any] = {"counters": counters, "config": config.to_dict(), "seconds": round(seconds, 3)}
+    if extra_info is not None:
+        info.update(extra_info(layout, config, options))
+    layout.mark_done(stage, info)
+    summary = ", ".join(f"{name}={value}" for name, value in counters.items())
+    log.info("%s: done in %.1f s: %s", stage, seconds, summary or "no counters")
+    return counters

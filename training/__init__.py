@@ -1,0 +1,1 @@
+"""altcorpus trainer: open_clip on altcorpus shards, with evaluation."""
