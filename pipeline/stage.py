@@ -52,17 +52,20 @@ def run_stage(
     build: GraphBuilder,
     extra_folders: Sequence[str] = (),
     extra_info: Callable[[CorpusLayout, CorpusConfig, PipelineOptions], dict[str, Any]] | None = None,
+    clear_outputs: bool = True,
 ) -> dict[str, int]:
     """Run one stage end to end and mark it done; returns its counters.
 
     Old outputs of the stage are removed first, so a re-run (after a crash or with new settings) never mixes
-    files of two runs; ``_SUCCESS`` is written only after the Beam job finished.
+    files of two runs; ``_SUCCESS`` is written only after the Beam job finished. A stage that resumes from its
+    own complete outputs (write-shards) passes ``clear_outputs=False`` and removes only what it must.
     """
     options = pipeline_options(argv)
     config = resolve_config(options)
     corpus = options.view_as(CorpusOptions)
     layout = CorpusLayout(corpus.output)
-    layout.clear_stage(stage, extra_folders)
+    if clear_outputs:
+        layout.clear_stage(stage, extra_folders)
     log.info("%s: starting (%s, runner %s)", stage, layout.root, options.view_as(StandardOptions).runner)
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
