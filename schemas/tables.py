@@ -92,14 +92,23 @@ class Candidate(Table):
 
     FOLDER = "candidates"
     DOC = "One <img> with a non-empty alt text on one archived HTML page."
-    CANDIDATE_ID = _c("candidate_id", pa.string(), "Unique id of this <img> occurrence: hash of WARC file name, record offset and ordinal.", False)
+    CANDIDATE_ID = _c(
+        "candidate_id",
+        pa.string(),
+        "Unique id of this <img> occurrence: hash of WARC file name, record offset and ordinal.",
+        False,
+    )
     KEY = _c("key", pa.string(), "Sample key: hash of image URL and alt text; identical pairs share it.", False)
-    IMAGE_URL = _c("image_url", pa.string(), "Absolute image URL, resolved against the page URL and <base href>.", False)
+    IMAGE_URL = _c(
+        "image_url", pa.string(), "Absolute image URL, resolved against the page URL and <base href>.", False
+    )
     ALT_TEXT = _c("alt_text", pa.string(), "Alt text: entities decoded, whitespace collapsed, Unicode NFC.", False)
     PAGE_URL = _c("page_url", pa.string(), "URL of the HTML page the <img> was found on.", False)
     PAGE_HOST = _c("page_host", pa.string(), "Lower-cased host of page_url.")
     IMAGE_HOST = _c("image_host", pa.string(), "Lower-cased host of image_url.")
-    URL_ATTRIBUTE = _c("url_attribute", pa.string(), "The <img> attribute the URL came from: src, data-src, srcset, ...")
+    URL_ATTRIBUTE = _c(
+        "url_attribute", pa.string(), "The <img> attribute the URL came from: src, data-src, srcset, ..."
+    )
     HTML_LANG = _c("html_lang", pa.string(), "The page's <html lang> attribute, if any.")
     CRAWL_DATE = _c("crawl_date", pa.string(), "WARC-Date of the page record, as written in the WARC.")
     WARC_FILE = _c("warc_file", pa.string(), "Path of the WARC file the page was read from.")
@@ -114,8 +123,14 @@ class TextKept(Candidate):
     DOC = "Candidates that passed the text filters, tagged with their language."
     LANGUAGE = _c("language", pa.string(), "fastText lid.176 top-1 language code of the alt text (e.g. 'en').")
     LANGUAGE_SCORE = _c("language_score", pa.float32(), "Probability fastText gave to `language`.")
-    UNIGRAM_COUNT = _c("unigram_count", pa.int32(), "Number of unigrams of the alt text under the documented tokeniser.")
-    DUPLICATE_COUNT = _c("duplicate_count", pa.int64(), "Candidates with the same (image_url, alt_text) this one stands for (1 = unique).")
+    UNIGRAM_COUNT = _c(
+        "unigram_count", pa.int32(), "Number of unigrams of the alt text under the documented tokeniser."
+    )
+    DUPLICATE_COUNT = _c(
+        "duplicate_count",
+        pa.int64(),
+        "Candidates with the same (image_url, alt_text) this one stands for (1 = unique).",
+    )
 
 
 class Rejection(Table):
@@ -125,7 +140,9 @@ class Rejection(Table):
     DOC = "Every dropped candidate with the stage and reason that dropped it."
     CANDIDATE_ID = Candidate.CANDIDATE_ID
     KEY = Candidate.KEY
-    STAGE = _c("stage", pa.string(), "Stage that dropped the candidate: extract, filter-text, fetch, filter-image.", False)
+    STAGE = _c(
+        "stage", pa.string(), "Stage that dropped the candidate: extract, filter-text, fetch, filter-image.", False
+    )
     REASON = _c("reason", pa.string(), "Machine-readable reason from the stage's documented, closed list.", False)
     DETAIL = _c("detail", pa.string(), "Human-readable detail (the value that failed the rule, the error message).")
     IMAGE_URL = Candidate.IMAGE_URL
@@ -142,7 +159,9 @@ class RecordError(Table):
     WARC_FILE = Candidate.WARC_FILE
     WARC_RECORD_OFFSET = Candidate.WARC_RECORD_OFFSET
     RECORD_URL = _c("record_url", pa.string(), "WARC-Target-URI of the record, when it could be read.")
-    REASON = _c("reason", pa.string(), "Machine-readable reason: truncated_file, malformed_record, undecodable_page, ...", False)
+    REASON = _c(
+        "reason", pa.string(), "Machine-readable reason: truncated_file, malformed_record, undecodable_page, ...", False
+    )
     DETAIL = _c("detail", pa.string(), "The error message.")
 
 
@@ -167,7 +186,9 @@ class FetchedImage(Table):
     FOLDER = "images"
     DOC = "One row per distinct image URL with its fetch status and, when ok, the processed image."
     IMAGE_URL = _c("image_url", pa.string(), "The image URL.", False)
-    STATUS = _c("status", pa.string(), "ok, or the error class: http_404, timeout, robots_disallowed, opted_out, ...", False)
+    STATUS = _c(
+        "status", pa.string(), "ok, or the error class: http_404, timeout, robots_disallowed, opted_out, ...", False
+    )
     ERROR = _c("error", pa.string(), "Error message when status is not ok.")
     SOURCE = _c("source", pa.string(), "Where the bytes came from: archive or http.")
     HTTP_STATUS = _c("http_status", pa.int32(), "Final HTTP status code.")
@@ -196,9 +217,13 @@ class Sample(TextKept):
     ORIGINAL_HEIGHT = FetchedImage.ORIGINAL_HEIGHT
     WIDTH = FetchedImage.WIDTH
     HEIGHT = FetchedImage.HEIGHT
-    UNSAFE_SCORE = _c("unsafe_score", pa.float32(), "Score of the configured unsafe-content scorer; null when none ran.")
+    UNSAFE_SCORE = _c(
+        "unsafe_score", pa.float32(), "Score of the configured unsafe-content scorer; null when none ran."
+    )
     ENHANCED_CAPTION = _c("enhanced_caption", pa.string(), "Optional second caption (e.g. a generated dense caption).")
-    SHARD = _c("shard", pa.string(), "Name of the tar shard holding the sample (e.g. '00000'); null before write-shards.")
+    SHARD = _c(
+        "shard", pa.string(), "Name of the tar shard holding the sample (e.g. '00000'); null before write-shards."
+    )
 
 
 class SampleImage(Sample):
