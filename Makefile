@@ -25,7 +25,7 @@ else
   RUNNER_ARGS := --runner=$(RUNNER)
 endif
 
-.PHONY: venv install install-test build-corpus sample stats test lint format bench train clean
+.PHONY: venv install install-test build-corpus sample stats test lint format bench train clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,16 +41,24 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	touch $@
 
 venv install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test
+install-# The HTML report's test renders it in headless Chromium (Debian's package).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: $(VENV)/.installed-test chromium
 
 $(SAMPLE): $(VENV)/.installed
 	$(BIN)/python -m pipeline make-sample --output $(SAMPLE_DIR)
 
-sample: $(SAMPLE)
+# The sample's stand-in evaluation set, indexed so filter-image removes its near-duplicates from the corpus.
+$(SAMPLE_DIR)/eval_index.parquet: $(SAMPLE)
+	$(BIN)/python -m pipeline eval-index --input $(SAMPLE_DIR)/eval --output $@
+
+sample: $(SAMPLE) $(SAMPLE_DIR)/eval_index.parquet
 
 # The main job: on the bundled sample unless INPUT is given; BEAM_ARGS pass through to Beam.
 ifeq ($(strip $(INPUT)),)
-build-corpus: $(SAMPLE)
+build-corpus: $(SAMPLE) $(SAMPLE_DIR)/eval_index.parquet
 	$(BIN)/python -m pipeline build-corpus --input '$(SAMPLE)' --output '$(OUTPUT)' --preset $(PRESET) \
 	  --eval-index '$(SAMPLE_DIR)/eval_index.parquet' $(RUNNER_ARGS) $(BEAM_ARGS)
 else
@@ -61,7 +69,11 @@ endif
 stats: $(VENV)/.installed
 	$(BIN)/python -m pipeline stats '$(OUTPUT)'
 
-test: $(VENV)/.installed-test
+# The HTML report's test renders it in headless Chromium (Debian's package).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: $(VENV)/.installed-test chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
