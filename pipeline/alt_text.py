@@ -1,0 +1,34 @@
+"""Alt-text normalisation: the one definition of "the alt text" every later stage counts, hashes and filters on.
+
+Three steps, in this order: HTML entities decoded (the parser already decodes one level; pages that escape twice,
+``&amp;eacute;``, are common, so a remaining entity is decoded once more), every run of whitespace (Unicode
+whitespace included, e.g. NBSP and the ideographic space) collapsed to one space and the ends stripped, and
+Unicode NFC so that visually identical alts compare and hash equal.
+"""
+
+from __future__ import annotations
+
+import html
+import unicodedata
+
+#: Characters removed outright: NUL and the zero-width/formatting marks that make equal captions hash differently.
+_DROPPED_CHARACTERS = dict.fromkeys(map(ord, "\x00\u200b\u200c\u200d\u2060\ufeff"))
+
+
+def normalise_alt(raw: str | None) -> str:
+    """The normalised alt text of a raw attribute value; ``""`` when nothing is left (or there was no alt)."""
+    if not raw:
+        return ""
+    text = raw
+    if "&" in text:
+        text = html.unescape(text)
+    if not text.isascii():
+        text = text.translate(_DROPPED_CHARACTERS)
+        text = " ".join(text.split())
+        if not unicodedata.is_normalized("NFC", text):
+            text = unicodedata.normalize("NFC", text)
+        return text
+    # ASCII fast path: no NFC or zero-width work needed; split() handles tabs, newlines and form feeds.
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return " ".join(text.split())

@@ -1,0 +1,274 @@
+"""The ``extract`` stage: WARC/WAT files -> one candidate per ``<img>`` with a non-empty alt text.
+
+Graph: the ``--input`` patterns (comma-separated; files or globs on any Beam filesystem) are matched, the file
+paths reshuffled so files spread over workers, and each file is read from start to end by one DoFn
+(``iter_extracted``: fastwarc -> charset -> selectolax -> rows). Candidate rows are reshuffled again before
+writing so that one huge input file does not make one huge output shard. Raw records are not shuffled between
+reading and parsing: that would move every decompressed page over the network to save nothing, since parsing
+costs about what reading does.
+
+Outputs: ``candidates/`` (Candidate), ``archived_images/`` (ArchivedImage: every image response in the inputs,
+for ``fetch``), ``record_errors/`` (RecordError; reasons in ``pipeline.warc``), ``rejected/extract-*``.
+
+Which records are pages: WARC ``response``/``resource`` records whose Content-Type is text/html or
+application/xhtml+xml, or untyped (text/plain, octet-stream, none) bodies that start like HTML, with HTTP status
+200. Other statuses (redirects, errors, 304) carry no page and are counted as ``skipped_status_not_200``.
+
+Rejection reasons (closed list): ``unsupported_url_scheme`` (data:, javascript:, mailto:, ...), ``invalid_url``
+(unparseable, no host), ``alt_too_long_chars`` (longer than ``ExtractConfig.max_alt_chars``). An ``<img>``
+with no or empty alt is not a candidate (counted ``img_without_alt``); neither is one with an alt but no URL
+attribute at all (counted ``img_without_url``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.alt_text import normalise_alt
+from pipeline.config import CorpusConfig, CorpusOptions
+from pipeline.html_images import find_images, html_document, page_base, resolve_url
+from pipeline.keys import candidate_id, sample_key
+from pipeline.layout import CorpusLayout, WriteTable, list_matching
+from pipeline.rules import counter, rejection
+from pipeline.stage import run_stage
+from pipeline.warc import HtmlResponse, ImageResponse, RecordProblem, WatLinks, iter_warc_items
+from schemas import ArchivedImage, Candidate, RecordError, Rejection
+
+STAGE = "extract"
+CANDIDATES = "candidates"
+ARCHIVED_IMAGES = "archived_images"
+RECORD_ERRORS = "record_errors"
+REJECTED = "rejected"
+
+#: A rejected data: URL can be megabytes; the rejection keeps its start, which says enough.
+_MAX_REJECTED_URL_CHARS = 512
+
+
+def _host(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+def _record_error(problem: RecordProblem) -> dict[str, Any]:
+    info = problem.info
+    return {
+        RecordError.STAGE: STAGE,
+        RecordError.WARC_FILE: info.warc_file,
+        RecordError.WARC_RECORD_OFFSET: info.offset,
+        RecordError.RECORD_URL: info.url or None,
+        RecordError.REASON: problem.reason,
+        RecordError.DETAIL: problem.detail,
+    }
+
+
+def _archived_image(image: ImageResponse) -> dict[str, Any]:
+    info = image.info
+    return {
+        ArchivedImage.IMAGE_URL: info.url.split("#", 1)[0],
+        ArchivedImage.HTTP_STATUS: image.status,
+        ArchivedImage.CONTENT_TYPE: image.content_type,
+        ArchivedImage.X_ROBOTS_TAG: image.x_robots_tag,
+        ArchivedImage.BODY: image.body,
+        ArchivedImage.WARC_FILE: info.warc_file,
+        ArchivedImage.WARC_RECORD_OFFSET: info.offset,
+        ArchivedImage.CRAWL_DATE: info.date,
+    }
+
+
+def _page_candidates(
+    info: Any,
+    lang: str | None,
+    base_href: str | None,
+    images: Sequence[tuple[int, str | None, str | None, str | None]],
+    max_alt_chars: int,
+    counts: Counter,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Rows for one page's ``(ordinal, url, url_attribute, raw_alt)`` images: candidates and rejections."""
+    page_url = info.url
+    base = page_base(page_url, base_href)
+    page_host = _host(page_url)
+    for ordinal, raw_url, url_attribute, raw_alt in images:
+        counts["img_tags"] += 1
+        alt = normalise_alt(raw_alt)
+        if not alt:
+            counts["img_without_alt"] += 1
+            continue
+        if not raw_url:
+            counts["img_without_url"] += 1
+            continue
+        image_url, image_host, problem = resolve_url(raw_url, base)
+        if problem is not None:
+            image_url = image_url[:_MAX_REJECTED_URL_CHARS]
+        row = {
+            Candidate.CANDIDATE_ID: candidate_id(info.warc_file, info.offset, ordinal),
+            Candidate.KEY: sample_key(image_url, alt),
+            Candidate.IMAGE_URL: image_url,
+            Candidate.ALT_TEXT: alt,
+            Candidate.PAGE_URL: page_url,
+            Candidate.PAGE_HOST: page_host,
+            Candidate.IMAGE_HOST: image_host,
+            Candidate.URL_ATTRIBUTE: url_attribute,
+            Candidate.HTML_LANG: lang,
+            Candidate.CRAWL_DATE: info.date,
+            Candidate.WARC_FILE: info.warc_file,
+            Candidate.WARC_RECORD_OFFSET: info.offset,
+            Candidate.WARC_RECORD_ID: info.record_id,
+        }
+        if problem is None and len(alt) > max_alt_chars:
+            problem = "alt_too_long_chars"
+            detail = f"{len(alt)} characters, more than {max_alt_chars}"
+        else:
+            detail = None if problem is None else f"{problem}: {image_url[:200]}"
+        if problem is not None:
+            counts[f"rejected_{problem}"] += 1
+            yield REJECTED, rejection(row, STAGE, problem, detail)
+            continue
+        counts["candidates"] += 1
+        yield CANDIDATES, row
+
+
+_IMG_TAG = re.compile(rb"<img", re.IGNORECASE)
+
+
+def _has_img_tag(body: bytes) -> bool:
+    # A byte search is far cheaper than a parse; most pages spell the tag in lower case, so try that first.
+    return b"<img" in body or _IMG_TAG.search(body) is not None
+
+
+def iter_extracted(
+    stream: BinaryIO | str, warc_file: str, config: CorpusConfig, counts: Counter | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every output row of one WARC/WAT stream as ``(tag, row)``; tags: candidates, archived_images,
+    record_errors, rejected. ``counts`` (if given) collects the stage's counters. This is the stage's whole
+    per-record path: the DoFn and ``bench/extract.py`` both run it."""
+    counts = counts if counts is not None else Counter()
+    max_alt_chars = config.extract.max_alt_chars
+    items = iter_warc_items(
+        stream, warc_file, config.extract.max_page_bytes, config.fetch.max_image_bytes, counts=counts
+    )
+    for item in items:
+        kind = type(item)
+        if kind is HtmlResponse:
+            counts["html_pages"] += 1
+            if not _has_img_tag(item.body):
+                counts["pages_without_img"] += 1
+                continue
+            document, _ = html_document(item.body, item.charset)
+            page = find_images(document)
+            images = [(tag.ordinal, tag.url, tag.url_attribute, tag.alt) for tag in page.images]
+            yield from _page_candidates(item.info, page.lang, page.base_href, images, max_alt_chars, counts)
+        elif kind is ImageResponse:
+            counts["archived_images"] += 1
+            yield ARCHIVED_IMAGES, _archived_image(item)
+        elif kind is WatLinks:
+            images = [(ordinal, url, "src", alt) for ordinal, (url, alt) in enumerate(item.images)]
+            yield from _page_candidates(item.info, None, item.base_href, images, max_alt_chars, counts)
+        else:
+            counts[f"error_{item.reason}"] += 1
+            yield RECORD_ERRORS, _record_error(item)
+
+
+def open_input(path: str) -> BinaryIO:
+    """Open a WARC on any Beam filesystem as raw bytes: fastwarc detects gzip, lz4, zstd or plain itself."""
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+class ExtractFromWarcFile(beam.DoFn):
+    """One WARC/WAT file path -> tagged rows (see ``iter_extracted``), with the stage's counters."""
+
+    def __init__(self, config: CorpusConfig) -> None:
+        self.config = config
+        self._counters: dict[str, Any] = {}
+
+    def setup(self) -> None:
+        self._counters = {}
+
+    def process(self, path: str) -> Iterator[Any]:
+        counts: Counter = Counter()
+        try:
+            with open_input(path) as stream:
+                for tag, row in iter_extracted(stream, path, self.config, counts):
+                    yield beam.pvalue.TaggedOutput(tag, row)
+        except OSError as error:
+            # The file could not be opened or read at all: one recorded error, the rest of the job goes on.
+            counts["error_unreadable_file"] += 1
+            yield beam.pvalue.TaggedOutput(
+                RECORD_ERRORS,
+                {
+                    RecordError.STAGE: STAGE,
+                    RecordError.WARC_FILE: path,
+                    RecordError.WARC_RECORD_OFFSET: None,
+                    RecordError.RECORD_URL: None,
+                    RecordError.REASON: "unreadable_file",
+                    RecordError.DETAIL: f"{type(error).__name__}: {error}",
+                },
+            )
+        counts["files"] += 1
+        for name, value in counts.items():
+            if name not in self._counters:
+                self._counters[name] = counter(STAGE, name)
+            self._counters[name].inc(value)
+
+
+def input_patterns(text: str | None) -> list[str]:
+    """The comma-separated ``--input`` patterns, each checked to match at least one file."""
+    patterns = [part.strip() for part in (text or "").split(",") if part.strip()]
+    if not patterns:
+        raise ValueError("extract needs --input: a WARC/WAT file or glob (several separated by commas)")
+    for pattern in patterns:
+        if not list_matching(pattern):
+            raise ValueError(f"--input {pattern!r} matches no file")
+    return patterns
+
+
+class ExtractCandidates(beam.PTransform):
+    """Input patterns -> a tagged PCollection bundle (candidates, archived_images, record_errors, rejected)."""
+
+    def __init__(self, patterns: Sequence[str], config: CorpusConfig) -> None:
+        super().__init__()
+        self.patterns = list(patterns)
+        self.config = config
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> Any:
+        return (
+            pbegin
+            | "InputPatterns" >> beam.Create(self.patterns)
+            | "MatchFiles" >> beam.io.fileio.MatchAll()
+            | "FilePaths" >> beam.Map(lambda metadata: metadata.path)
+            | "DistinctFiles" >> beam.Distinct()
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadWarcFiles"
+            >> beam.ParDo(ExtractFromWarcFile(self.config)).with_outputs(
+                ARCHIVED_IMAGES, RECORD_ERRORS, REJECTED, main=CANDIDATES
+            )
+        )
+
+
+def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions) -> None:
+    """The extract graph: read every input file once, write the four tables."""
+    patterns = input_patterns(options.view_as(CorpusOptions).input)
+    outputs = pipeline | "Extract" >> ExtractCandidates(patterns, config)
+    (
+        outputs[CANDIDATES]
+        | "SpreadCandidates" >> beam.Reshuffle()
+        | "WriteCandidates" >> WriteTable(layout.prefix(Candidate), Candidate)
+    )
+    outputs[ARCHIVED_IMAGES] | "WriteArchivedImages" >> WriteTable(layout.prefix(ArchivedImage), ArchivedImage)
+    outputs[RECORD_ERRORS] | "WriteRecordErrors" >> WriteTable(layout.prefix(RecordError), RecordError)
+    outputs[REJECTED] | "WriteRejected" >> WriteTable(layout.rejected_prefix(STAGE), Rejection)
+
+
+def run(argv: Sequence[str]) -> dict[str, int]:
+    """Run the extract stage (``python -m pipeline extract --input GLOB --output DIR``); returns its counters."""
+    return run_stage(STAGE, argv, build, extra_folders=(ARCHIVED_IMAGES, RECORD_ERRORS))
