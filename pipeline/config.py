@@ -76,6 +76,12 @@ class FetchConfig:
     """Concurrent requests to one host per worker."""
     allow_private_addresses: bool = False
     """Allow loopback/private/link-local targets (tests and intranet crawls only)."""
+    allowed_addresses: tuple[str, ...] = ()
+    """IP addresses or CIDR networks exempt from the private-address refusal (e.g. one intranet server)."""
+    retry_backoff_s: float = 1.0
+    """Base of the jittered exponential back-off between retries (doubles per attempt)."""
+    max_retry_after_s: float = 60.0
+    """Longest Retry-After honoured by waiting; a longer one ends the fetch with its HTTP status."""
     respect_robots: bool = True
     respect_opt_out: bool = True
     """Honour X-Robots-Tag noai / noimageai."""
