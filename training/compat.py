@@ -1,0 +1,32 @@
+"""A fix for open_clip_train's WebDataset reader under webdataset >= 0.2.96, applied without forking it.
+
+webdataset 0.2.96 made ``tar_file_expander`` yield an empty dict at the end of every shard (``eof_value={}``);
+open_clip_train's ``group_by_keys_nothrow`` then fails with ``KeyError: 'fname'`` on the first shard boundary
+(mlfoundations/open_clip#935, webdataset/webdataset#384; still so in open_clip_train 3.3 with webdataset 1.0).
+The fix the maintainers point to is ``eof_value=None``. :func:`install` rebinds the module-level name
+``open_clip_train.data.tarfile_to_samples_nothrow``, which ``get_wds_dataset`` looks up when it builds the pipeline,
+to :func:`tarfile_to_samples_nothrow` below; it lives in this module so DataLoader workers started with ``spawn``
+unpickle it from here and get the fixed version too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from open_clip_train import data as open_clip_data
+from webdataset.tariterators import tar_file_expander, url_opener
+
+
+def tarfile_to_samples_nothrow(
+    src: Iterable[dict[str, Any]], handler: Any = open_clip_data.log_and_continue
+) -> Iterator[dict[str, Any]]:
+    """open_clip_train's tar -> samples stage, without webdataset's end-of-shard marker."""
+    streams = url_opener(src, handler=handler)
+    files = tar_file_expander(streams, handler=handler, eof_value=None)
+    return open_clip_data.group_by_keys_nothrow(files, handler=handler)
+
+
+def install() -> None:
+    """Point open_clip_train's WebDataset pipeline at the fixed tar reader (idempotent)."""
+    open_clip_data.tarfile_to_samples_nothrow = tarfile_to_samples_nothrow

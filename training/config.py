@@ -1,0 +1,169 @@
+"""Training configs: a YAML file of open_clip_train options plus the few settings altcorpus adds on top.
+
+A config is flat YAML. These keys belong to altcorpus:
+- ``label_smoothing`` / ``init_temperature``: ALIGN's loss details (see ``training.loss``); null leaves open_clip's.
+- ``nodes`` / ``gpus_per_node``: how to launch (one process, torchrun on one node, or SLURM over several).
+- ``slurm``: sbatch settings (``partition``, ``account``, ``time``, ``cpus_per_task``, ``qos``, ``constraint``,
+  ``mem``, ``setup`` (shell lines run before srun), ``directives`` (extra ``#SBATCH`` lines)).
+- ``extra_args``: raw open_clip_train arguments appended last.
+Every other key is an ``open_clip_train`` option, spelled as its flag without dashes (``batch_size`` or
+``batch-size``): ``true`` gives a bare flag (``local_loss: true`` -> ``--local-loss``), ``false``/null leaves it out,
+a list gives several values, a mapping gives ``key=value`` pairs (``aug_cfg``). The corpus supplies ``--train-data``,
+``--train-num-samples`` and ``--dataset-type webdataset``; anything later on the command line wins (argparse keeps
+the last value), which is how ``--set`` and arguments after ``--`` override the file.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from training.corpus import CorpusShards
+
+#: Keys of a config file that altcorpus handles itself; the rest go to open_clip_train.
+ALTCORPUS_KEYS = ("label_smoothing", "init_temperature", "nodes", "gpus_per_node", "slurm", "extra_args")
+#: Where runs are logged and checkpointed when the config does not say.
+DEFAULT_LOGS = "build/train"
+
+
+@dataclass
+class TrainConfig:
+    """A resolved training config: open_clip options and altcorpus's launch and loss settings."""
+
+    options: dict[str, Any]
+    label_smoothing: float | None = None
+    init_temperature: float | None = None
+    nodes: int = 1
+    gpus_per_node: int = 0
+    slurm: dict[str, Any] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
+    source: str = ""
+
+    @property
+    def model(self) -> str:
+        """The open_clip model name."""
+        model = self.options.get("model")
+        if not model:
+            raise ValueError(f"config {self.source or '<inline>'} sets no `model`")
+        return str(model)
+
+    @property
+    def name(self) -> str:
+        """The run name (log and checkpoint folder): the config's ``name``, else the config file's stem."""
+        return str(self.options.get("name") or Path(self.source).stem or self.model)
+
+    @property
+    def logs(self) -> str:
+        """The folder holding every run's folder."""
+        return str(self.options.get("logs") or DEFAULT_LOGS)
+
+    @property
+    def run_dir(self) -> Path:
+        """``logs/name``: open_clip_train writes ``out.log``, ``params.txt`` and ``checkpoints/`` there."""
+        return Path(self.logs) / self.name
+
+
+def config_from_mapping(values: dict[str, Any], source: str = "") -> TrainConfig:
+    """Split a parsed config into open_clip options and altcorpus settings, normalising option names."""
+    values = copy.deepcopy(values)
+    options = {_option_key(key): value for key, value in values.items() if _option_key(key) not in ALTCORPUS_KEYS}
+    settings = {_option_key(key): value for key, value in values.items() if _option_key(key) in ALTCORPUS_KEYS}
+    extra_args = settings.get("extra_args") or []
+    if not isinstance(extra_args, list):
+        raise ValueError("`extra_args` must be a list of command-line arguments")
+    return TrainConfig(
+        options=options,
+        label_smoothing=_optional_float(settings.get("label_smoothing")),
+        init_temperature=_optional_float(settings.get("init_temperature")),
+        nodes=int(settings.get("nodes") or 1),
+        gpus_per_node=int(settings.get("gpus_per_node") or 0),
+        slurm=dict(settings.get("slurm") or {}),
+        extra_args=[str(arg) for arg in extra_args],
+        source=source,
+    )
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a YAML training config."""
+    path = Path(path)
+    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a YAML mapping of option: value")
+    return config_from_mapping(values, source=str(path))
+
+
+def apply_overrides(config: TrainConfig, assignments: list[str]) -> TrainConfig:
+    """Apply ``key=value`` overrides (values parsed as YAML, so ``epochs=3``, ``local_loss=true``, ``slurm.time=4:00:00``)."""
+    merged: dict[str, Any] = dict(config.options)
+    merged.update(
+        label_smoothing=config.label_smoothing,
+        init_temperature=config.init_temperature,
+        nodes=config.nodes,
+        gpus_per_node=config.gpus_per_node,
+        slurm=dict(config.slurm),
+        extra_args=list(config.extra_args),
+    )
+    for assignment in assignments:
+        key, separator, raw_value = assignment.partition("=")
+        if not separator or not key:
+            raise ValueError(f"override {assignment!r} is not key=value")
+        value = yaml.safe_load(raw_value) if raw_value else None
+        if key.startswith("slurm."):
+            merged["slurm"][key.removeprefix("slurm.")] = value
+        else:
+            merged[_option_key(key)] = value
+    return config_from_mapping(merged, source=config.source)
+
+
+def open_clip_argv(config: TrainConfig, corpus: CorpusShards) -> list[str]:
+    """The ``open_clip_train.main`` arguments: the corpus's shards and size, then the config's options, then extras."""
+    argv = [
+        "--train-data",
+        corpus.webdataset_urls(),
+        "--train-num-samples",
+        str(corpus.num_samples),
+        "--dataset-type",
+        "webdataset",
+    ]
+    options = dict(config.options)
+    options.setdefault("name", config.name)
+    options.setdefault("logs", config.logs)
+    for key, value in options.items():
+        argv.extend(_option_argv(key, value))
+    argv.extend(config.extra_args)
+    return argv
+
+
+def validate_open_clip_argv(argv: list[str]) -> Any:
+    """Parse ``argv`` with open_clip_train's own parser, so a typo fails before any process or job starts."""
+    from open_clip_train.params import parse_args
+
+    try:
+        return parse_args(list(argv))
+    except SystemExit as exit_error:
+        raise ValueError(f"open_clip_train rejected the arguments (see its message above): {argv}") from exit_error
+
+
+def _option_argv(key: str, value: Any) -> list[str]:
+    flag = "--" + key.replace("_", "-")
+    if value is None or value is False:
+        return []
+    if value is True:
+        return [flag]
+    if isinstance(value, dict):
+        return [flag, *(f"{name}={item}" for name, item in value.items())]
+    if isinstance(value, (list, tuple)):
+        return [flag, *(str(item) for item in value)]
+    return [flag, str(value)]
+
+
+def _option_key(key: str) -> str:
+    return str(key).strip().lstrip("-").replace("-", "_")
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)

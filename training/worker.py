@@ -1,0 +1,56 @@
+"""One training process: register the ALIGN configs, install ALIGN's loss options, run ``open_clip_train.main``.
+
+``python -m training.worker [--label-smoothing X] [--init-temperature T] -- OPEN_CLIP_ARGS...`` is what ``torchrun``
+starts once per GPU (and what ``training.train`` calls in-process for a single CPU/GPU run). Everything after ``--``
+goes to open_clip_train unchanged; open_clip_train reads rank and world size from torchrun's environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from training import compat, loss
+from training.models import register_model_configs
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split at the first ``--``: (altcorpus arguments, open_clip_train arguments)."""
+    if "--" in argv:
+        index = argv.index("--")
+        return argv[:index], argv[index + 1 :]
+    return argv, []
+
+
+def parse_worker_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Parse the worker's own options and return them with the open_clip_train arguments."""
+    ours, open_clip_args = split_argv(argv)
+    parser = argparse.ArgumentParser(prog="python -m training.worker", description=__doc__)
+    parser.add_argument("--label-smoothing", type=float, default=None, help="ALIGN: 0.1; unset: open_clip's ClipLoss.")
+    parser.add_argument("--init-temperature", type=float, default=None, help="ALIGN: 1.0; unset: the model config's.")
+    return parser.parse_args(ours), open_clip_args
+
+
+def run(argv: list[str]) -> None:
+    """Run one open_clip_train process; raise when open_clip_train refuses to start (it returns -1 then)."""
+    options, open_clip_args = parse_worker_args(argv)
+    register_model_configs()
+    compat.install()
+    loss.install(label_smoothing=options.label_smoothing, init_temperature=options.init_temperature)
+    import open_clip_train.main as open_clip_main
+
+    status = open_clip_main.main(open_clip_args)
+    if status == -1:
+        raise RuntimeError(
+            "open_clip_train refused to start (its message is above): typically the run folder already has a log; "
+            "resume it with `resume: latest` or pick another --name"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    run(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    main()
