@@ -1,0 +1,196 @@
+"""Benchmark of the extract stage's per-record path against its two anchors, measured in the same run.
+
+A WARC of about ``--target-mb`` MB (gzip, one member per record as Common Crawl writes them) is generated into
+``build/bench/`` by replicating the real HTML pages of ``../shared/data/warc`` under new URLs. Then, on one core:
+
+* ``extract``: ``pipeline.extract.iter_extracted`` over the file (the exact code the Beam DoFn runs);
+* ``zcat``: ``zcat file > /dev/null``, the decompression limit;
+* ``warcio+bs4``: warcio + BeautifulSoup (html.parser) doing the same job (every ``<img>`` with alt, URLs
+  resolved against the page and ``<base href>``). It is ~100x slower, so it runs on the first records only
+  (``--baseline-seconds``) and its rate is scaled from the bytes it covered.
+
+It prints MB/s of compressed input and of uncompressed WARC bytes for each, and the ratios against the goals
+(extract >= 0.5x zcat, >= 10x warcio+bs4).  ``python bench/extract.py --target-mb 20`` for a quick run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fastwarc import ArchiveIterator, WarcRecordType  # noqa: E402
+
+from pipeline.config import CorpusConfig  # noqa: E402
+from pipeline.extract import iter_extracted  # noqa: E402
+from pipeline.warc import HTML_TYPES, decode_content  # noqa: E402
+
+SHARED_WARC = ROOT.parent / "shared" / "data" / "warc"
+BENCH_DIR = ROOT / "build" / "bench"
+_DROPPED_HTTP_HEADERS = {"content-encoding", "transfer-encoding", "content-length"}
+
+
+def real_pages() -> list[tuple[str, bytes, bytes]]:
+    """``(url, http_header_block_without_length, body)`` of every real HTML 200 response in the shared WARCs."""
+    pages = []
+    for path in sorted(SHARED_WARC.glob("*.warc*")):
+        if ".wat" in path.name or ".wet" in path.name:
+            continue
+        with open(path, "rb") as stream:
+            for record in ArchiveIterator(stream, record_types=WarcRecordType.response, quirks_mode=True):
+                http = record.http_headers
+                if not record.is_http or http.status_code != 200:
+                    continue
+                if (http.get("Content-Type") or "").split(";")[0].strip().lower() not in HTML_TYPES:
+                    continue
+                body = record.reader.read()
+                if len(body) < record.content_length:
+                    continue  # a clipped record: not a page to replicate
+                body, problem, _ = decode_content(body, http.get("Content-Encoding"), 50_000_000)
+                if problem is not None:
+                    continue
+                lines = [http.status_line or "HTTP/1.1 200 OK"]
+                lines += [f"{k}: {v}" for k, v in http.items() if k.lower() not in _DROPPED_HTTP_HEADERS]
+                pages.append((record.headers.get("WARC-Target-URI"), "\r\n".join(lines).encode("utf-8"), body))
+    return pages
+
+
+def generate(path: Path, target_bytes: int) -> dict[str, int]:
+    """Write the benchmark WARC (per-record gzip members) until it reaches ``target_bytes``; returns its sizes."""
+    pages = real_pages()
+    if not pages:
+        raise SystemExit(f"no HTML pages found under {SHARED_WARC}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = uncompressed = records = 0
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "wb") as out:
+        while written < target_bytes:
+            url, http_head, body = pages[records % len(pages)]
+            parts = urlsplit(url)
+            # A new host and path per copy: every replicated page is a distinct page of a distinct site.
+            new_url = f"{parts.scheme}://copy{records}.{parts.hostname}{parts.path or '/'}"
+            if parts.query:
+                new_url += "?" + parts.query
+            block = http_head + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+            head = (
+                "WARC/1.0\r\nWARC-Type: response\r\n"
+                f"WARC-Record-ID: <urn:uuid:{uuid.UUID(int=records + 1)}>\r\n"
+                f"WARC-Target-URI: {new_url}\r\nWARC-Date: 2024-05-18T01:58:10Z\r\n"
+                "Content-Type: application/http; msgtype=response\r\n"
+                f"Content-Length: {len(block)}\r\n\r\n"
+            ).encode()
+            record = head + block + b"\r\n\r\n"
+            member = gzip.compress(record, compresslevel=6, mtime=0)
+            out.write(member)
+            written += len(member)
+            uncompressed += len(record)
+            records += 1
+    temporary.replace(path)
+    sizes = {"compressed_bytes": written, "uncompressed_bytes": uncompressed, "records": records}
+    path.with_suffix(".json").write_text(json.dumps(sizes))
+    return sizes
+
+
+def time_extract(path: Path) -> tuple[float, Counter]:
+    """Seconds for the stage's per-record path over the whole file, and its counters."""
+    counts: Counter = Counter()
+    config = CorpusConfig()
+    started = time.perf_counter()
+    with open(path, "rb") as stream:
+        for _ in iter_extracted(stream, str(path), config, counts):
+            pass
+    return time.perf_counter() - started, counts
+
+
+def time_zcat(path: Path) -> float:
+    """Seconds for ``zcat file > /dev/null``."""
+    started = time.perf_counter()
+    subprocess.run(["zcat", str(path)], stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+def time_warcio_bs4(path: Path, seconds: float) -> tuple[float, int, int, int]:
+    """The common HTML path on the first records: ``(seconds, compressed_bytes, uncompressed_bytes, candidates)``."""
+    from bs4 import BeautifulSoup
+    from warcio.archiveiterator import ArchiveIterator as WarcioIterator
+
+    candidates = uncompressed = 0
+    started = time.perf_counter()
+    with open(path, "rb") as stream:
+        records = WarcioIterator(stream)
+        for record in records:
+            if record.rec_type != "response":
+                continue
+            body = record.content_stream().read()
+            uncompressed += record.length
+            content_type = (record.http_headers.get_header("Content-Type") or "").split(";")[0].strip().lower()
+            if content_type not in HTML_TYPES:
+                continue
+            page_url = record.rec_headers.get_header("WARC-Target-URI")
+            soup = BeautifulSoup(body, "html.parser")
+            base = soup.find("base", href=True)
+            base_url = urljoin(page_url, base["href"]) if base else page_url
+            for img in soup.find_all("img"):
+                alt = " ".join((img.get("alt") or "").split())
+                src = img.get("data-src") or img.get("src")
+                if alt and src:
+                    urljoin(base_url, src.strip()).split("#", 1)[0]
+                    candidates += 1
+            if time.perf_counter() - started > seconds:
+                records.read_to_end(record)
+                break
+        compressed = stream.tell()
+    return time.perf_counter() - started, compressed, uncompressed, candidates
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generate (if needed) and time the three readers; print MB/s and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target-mb", type=float, default=200.0, help="size of the generated WARC (gzip MB)")
+    parser.add_argument("--baseline-seconds", type=float, default=20.0, help="time budget of warcio+bs4")
+    parser.add_argument("--regenerate", action="store_true", help="write the WARC again even if it exists")
+    args = parser.parse_args(argv)
+
+    path = BENCH_DIR / f"extract-{args.target_mb:g}mb.warc.gz"
+    sizes_path = path.with_suffix(".json")
+    if args.regenerate or not path.exists() or not sizes_path.exists():
+        started = time.perf_counter()
+        sizes = generate(path, int(args.target_mb * 1e6))
+        print(f"generated {path} in {time.perf_counter() - started:.1f} s")
+    else:
+        sizes = json.loads(sizes_path.read_text())
+    compressed_mb, uncompressed_mb = sizes["compressed_bytes"] / 1e6, sizes["uncompressed_bytes"] / 1e6
+    print(f"input: {compressed_mb:.1f} MB gzip, {uncompressed_mb:.1f} MB uncompressed, {sizes['records']} records")
+
+    zcat_s = time_zcat(path)
+    extract_s, counts = time_extract(path)
+    bs4_s, bs4_compressed, bs4_uncompressed, _ = time_warcio_bs4(path, args.baseline_seconds)
+
+    rates = {
+        "extract": (compressed_mb / extract_s, uncompressed_mb / extract_s),
+        "zcat": (compressed_mb / zcat_s, uncompressed_mb / zcat_s),
+        "warcio+bs4": (bs4_compressed / 1e6 / bs4_s, bs4_uncompressed / 1e6 / bs4_s),
+    }
+    print(f"extract counters: {dict(sorted(counts.items()))}")
+    print(f"{'reader':<12} {'gzip MB/s':>10} {'raw MB/s':>10}")
+    for name, (gz_rate, raw_rate) in rates.items():
+        print(f"{name:<12} {gz_rate:>10.1f} {raw_rate:>10.1f}")
+    vs_zcat = rates["extract"][1] / rates["zcat"][1]
+    vs_bs4 = rates["extract"][1] / rates["warcio+bs4"][1]
+    print(f"extract / zcat       = {vs_zcat:.2f}x  (goal >= 0.5x)")
+    print(f"extract / warcio+bs4 = {vs_bs4:.1f}x  (goal >= 10x; bs4 timed on {bs4_uncompressed / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
