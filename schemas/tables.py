@@ -234,6 +234,37 @@ class SampleImage(Sample):
     IMAGE = FetchedImage.IMAGE
 
 
+class EvalImageHash(Table):
+    """One evaluation image (or an unreadable one) of the decontamination index (``python -m pipeline eval-index``)."""
+
+    FOLDER = ""
+    DOC = "Perceptual hashes of evaluation-set images whose near-duplicates filter-image removes."
+    PHASH = _c(
+        "phash", pa.uint64(), "64-bit pHash of the decoded image (same function as fetch); null when unreadable."
+    )
+    SOURCE = _c(
+        "source", pa.string(), "The input the image came from: a folder, a WebDataset tar or a Parquet file.", False
+    )
+    ITEM = _c(
+        "item",
+        pa.string(),
+        "The image within its source: relative file path, tar member name or Parquet row key.",
+        False,
+    )
+    STATUS = _c("status", pa.string(), "ok, or why no hash: decode_error.", False)
+    ERROR = _c("error", pa.string(), "The decoder's error message when status is not ok.")
+
+
 def all_tables() -> list[type[Table]]:
     """Every Parquet table the pipeline writes, in data-path order."""
-    return [Candidate, RecordError, ArchivedImage, TextKept, Rejection, FetchedImage, SampleImage, Sample]
+    return [
+        Candidate,
+        RecordError,
+        ArchivedImage,
+        TextKept,
+        Rejection,
+        FetchedImage,
+        SampleImage,
+        Sample,
+        EvalImageHash,
+    ]
