@@ -31,7 +31,7 @@ from urllib.parse import urljoin
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import HTTPError, NameResolutionError, NewConnectionError, ProtocolError
+from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from pipeline.config import FetchConfig
@@ -374,14 +374,14 @@ def _network_error(error: Exception) -> FetchError:
     """Map a urllib3/socket exception to fetch's statuses; timeouts and connection errors are transient."""
     if isinstance(error, FetchError):
         return error
-    cause = error
+    # Order matters: urllib3's NameResolutionError is a NewConnectionError, which is a ConnectTimeoutError.
     if isinstance(error, NameResolutionError):
         result = FetchError("dns_error", str(error))
+    elif isinstance(error, NewConnectionError):
+        result = FetchError("connection_error", f"{type(error).__name__}: {error}")
     elif isinstance(error, Urllib3Timeout | TimeoutError):
-        result = FetchError("timeout", f"{type(cause).__name__}: {cause}")
-    elif isinstance(error, ProtocolError | NewConnectionError | HTTPError | OSError):
-        result = FetchError("connection_error", f"{type(cause).__name__}: {cause}")
-    else:
-        result = FetchError("connection_error", f"{type(cause).__name__}: {cause}")
+        result = FetchError("timeout", f"{type(error).__name__}: {error}")
+    else:  # protocol errors, resets, TLS failures, incomplete bodies
+        result = FetchError("connection_error", f"{type(error).__name__}: {error}")
     result.transient = True  # type: ignore[attr-defined]
     return result

@@ -59,7 +59,7 @@ def encode(array: np.ndarray, image_format: str, size: tuple[int, int] | None = 
     return output.getvalue()
 
 
-def png_bomb(width: int = 20_000, height: int = 20_000) -> bytes:
+def png_bomb(width: int = 12_000, height: int = 12_000) -> bytes:
     """A genuine 1-bit PNG of ``width`` x ``height`` pixels (all black) that compresses to a few tens of KB."""
 
     def chunk(kind: bytes, payload: bytes) -> bytes:
