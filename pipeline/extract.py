@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import apache_beam as beam
+from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -199,7 +200,8 @@ class ExtractFromWarcFile(beam.DoFn):
         try:
             with open_input(path) as stream:
                 for tag, row in iter_extracted(stream, path, self.config, counts):
-                    yield beam.pvalue.TaggedOutput(tag, row)
+                    # The main output takes plain elements: a TaggedOutput named like it would go nowhere.
+                    yield row if tag == CANDIDATES else beam.pvalue.TaggedOutput(tag, row)
         except OSError as error:
             # The file could not be opened or read at all: one recorded error, the rest of the job goes on.
             counts["error_unreadable_file"] += 1
@@ -219,6 +221,10 @@ class ExtractFromWarcFile(beam.DoFn):
             if name not in self._counters:
                 self._counters[name] = counter(STAGE, name)
             self._counters[name].inc(value)
+
+
+def _metadata_path(metadata: Any) -> str:
+    return metadata.path
 
 
 def input_patterns(text: str | None) -> list[str]:
@@ -244,8 +250,8 @@ class ExtractCandidates(beam.PTransform):
         return (
             pbegin
             | "InputPatterns" >> beam.Create(self.patterns)
-            | "MatchFiles" >> beam.io.fileio.MatchAll()
-            | "FilePaths" >> beam.Map(lambda metadata: metadata.path)
+            | "MatchFiles" >> fileio.MatchAll()
+            | "FilePaths" >> beam.Map(_metadata_path)
             | "DistinctFiles" >> beam.Distinct()
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadWarcFiles"
