@@ -3,7 +3,9 @@
 ALIGN removed near-duplicates of its downstream test images (ImageNet val, Flickr30K, MSCOCO test) from the corpus.
 ``python -m pipeline eval-index --input PATH [--input PATH ...] --output index.parquet`` hashes every image of
 folders (recursively), WebDataset tar shards (plain or gzip) and Parquet files with an image-bytes column, with
-the same pHash as ``fetch``; an unreadable image is recorded with ``status = decode_error``, never a crash.
+the same decoding and pHash as ``fetch`` (``imageproc.process_image`` with fetch's default settings: EXIF rotation,
+transparency on white); an unreadable image is recorded with fetch's status (``decode_error``, ``not_an_image``,
+``decompression_bomb``), never a crash.
 
 Lookup (``HashIndex``): multi-index hashing. The 64 bits are split into ``d + 1`` bands; two hashes within Hamming
 distance ``d`` differ in at most ``d`` bands, so by pigeonhole they agree exactly on at least one. Each band keeps a
@@ -27,6 +29,7 @@ import os
 import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +37,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.config import FetchConfig
 from pipeline.layout import list_matching, write_bytes_atomically
 from schemas.tables import EvalImageHash
 
@@ -46,11 +50,23 @@ KEY_COLUMN_GUESSES = ("key", "__key__", "id", "image_id", "file_name", "filename
 HASH_BITS = 64
 
 
-def phash_uint64(image: object) -> int:
-    """The 64-bit pHash of a PIL image as an unsigned int: ``fetch`` stores exactly this in ``FetchedImage.phash``."""
-    import imagehash
+def phash_uint64(image: Any) -> int:
+    """The 64-bit pHash of a decoded PIL image as an unsigned int (``fetch``'s ``imageproc.phash_uint64`` on RGB)."""
+    from pipeline import imageproc
 
-    return int(str(imagehash.phash(image.convert("RGB"))), 16)
+    return imageproc.phash_uint64(image if image.mode == "RGB" else image.convert("RGB"))
+
+
+def phash_of_bytes(data: bytes) -> int:
+    """The pHash ``fetch`` stores for these image bytes with its default settings (same decode, EXIF rotation,
+    transparency on white, draft scale); raises ``FetchError`` (status decode_error, not_an_image, ...)."""
+    from pipeline import imageproc
+
+    fetch = FetchConfig()
+    processed = imageproc.process_image(
+        data, fetch.max_image_pixels, fetch.resize_mode, fetch.image_size, fetch.jpeg_quality
+    )
+    return processed.phash
 
 
 def hamming(a: int, b: int) -> int:
@@ -127,14 +143,15 @@ class _Item:
 
 
 def _hash_item(entry: _Item) -> dict[str, object]:
-    from PIL import Image
+    from pipeline.net_safety import FetchError
 
     try:
-        with Image.open(io.BytesIO(entry.data)) as image:
-            image.load()
-            value = phash_uint64(image)
-    except Exception as error:  # any undecodable input is recorded, never fatal
-        return EvalImageHash.row(source=entry.source, item=entry.item, status="decode_error", error=str(error)[:500])
+        value = phash_of_bytes(entry.data)
+    except FetchError as error:  # an unreadable image is recorded with fetch's status, never fatal
+        return EvalImageHash.row(source=entry.source, item=entry.item, status=error.status, error=error.message[:500])
+    except Exception as error:  # anything else a broken file can raise: still recorded
+        message = f"{type(error).__name__}: {error}"[:500]
+        return EvalImageHash.row(source=entry.source, item=entry.item, status="decode_error", error=message)
     return EvalImageHash.row(phash=value, source=entry.source, item=entry.item, status="ok")
 
 

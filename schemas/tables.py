@@ -251,7 +251,7 @@ class EvalImageHash(Table):
         "The image within its source: relative file path, tar member name or Parquet row key.",
         False,
     )
-    STATUS = _c("status", pa.string(), "ok, or why no hash: decode_error.", False)
+    STATUS = _c("status", pa.string(), "ok, or why no hash (fetch's statuses): decode_error, not_an_image, ...", False)
     ERROR = _c("error", pa.string(), "The decoder's error message when status is not ok.")
 
 

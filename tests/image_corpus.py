@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from pipeline.eval_index import phash_uint64
+from pipeline.eval_index import phash_of_bytes
 from pipeline.keys import candidate_id, sample_key
 from schemas import FetchedImage, SampleImage, Table, TextKept
 
@@ -65,7 +65,7 @@ def image_row(image_url: str, data: bytes | None, status: str = "ok", original_s
         return FetchedImage.row(image_url=image_url, status=status, error="test: not fetched", source="http")
     with Image.open(io.BytesIO(data)) as decoded:
         width, height = decoded.size
-        phash = phash_uint64(decoded)
+    phash = phash_of_bytes(data)
     original_width, original_height = original_size or (width, height)
     return FetchedImage.row(
         image_url=image_url,
