@@ -25,6 +25,8 @@ class ExtractConfig:
     """Pages larger than this (after decompression) are recorded as ``page_too_large`` and skipped."""
     max_alt_chars: int = 1_000
     """Alt texts longer than this are rejected at extraction (``alt_too_long_chars``): no caption is that long."""
+    full_parse: bool = False
+    """Parse whole pages with Lexbor instead of only their <img>/<base>/<html> tags (slower; same rows on real pages)."""
 
 
 @dataclass(frozen=True)

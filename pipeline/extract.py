@@ -36,7 +36,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.alt_text import normalise_alt
 from pipeline.config import CorpusConfig, CorpusOptions
-from pipeline.html_images import find_images, html_document, page_base, resolve_url
+from pipeline.html_images import UrlResolver, find_images, page_base
 from pipeline.keys import candidate_id, sample_key
 from pipeline.layout import CorpusLayout, WriteTable, list_matching
 from pipeline.rules import counter, rejection
@@ -97,7 +97,7 @@ def _page_candidates(
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Rows for one page's ``(ordinal, url, url_attribute, raw_alt)`` images: candidates and rejections."""
     page_url = info.url
-    base = page_base(page_url, base_href)
+    resolver = UrlResolver(page_base(page_url, base_href))
     page_host = _host(page_url)
     for ordinal, raw_url, url_attribute, raw_alt in images:
         counts["img_tags"] += 1
@@ -108,7 +108,7 @@ def _page_candidates(
         if not raw_url:
             counts["img_without_url"] += 1
             continue
-        image_url, image_host, problem = resolve_url(raw_url, base)
+        image_url, image_host, problem = resolver.resolve(raw_url)
         if problem is not None:
             image_url = image_url[:_MAX_REJECTED_URL_CHARS]
         row = {
@@ -155,6 +155,7 @@ def iter_extracted(
     per-record path: the DoFn and ``bench/extract.py`` both run it."""
     counts = counts if counts is not None else Counter()
     max_alt_chars = config.extract.max_alt_chars
+    full_parse = config.extract.full_parse
     items = iter_warc_items(
         stream, warc_file, config.extract.max_page_bytes, config.fetch.max_image_bytes, counts=counts
     )
@@ -165,8 +166,7 @@ def iter_extracted(
             if not _has_img_tag(item.body):
                 counts["pages_without_img"] += 1
                 continue
-            document, _ = html_document(item.body, item.charset)
-            page = find_images(document)
+            page = find_images(item.body, item.charset, full_parse)
             images = [(tag.ordinal, tag.url, tag.url_attribute, tag.alt) for tag in page.images]
             yield from _page_candidates(item.info, page.lang, page.base_href, images, max_alt_chars, counts)
         elif kind is ImageResponse:

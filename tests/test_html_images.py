@@ -6,6 +6,8 @@ import pytest
 
 from pipeline.alt_text import normalise_alt
 from pipeline.html_images import (
+    UrlResolver,
+    _slow_resolve,
     choose_image_url,
     find_images,
     html_document,
@@ -14,16 +16,19 @@ from pipeline.html_images import (
     page_base,
     resolve_url,
 )
+from pipeline.warc import HtmlResponse, iter_warc_items
+from tests.conftest import shared_path
 
 PAGE = "http://Example.COM/dir/page.html?q=1#top"
 
 
-def images_of(html: str | bytes) -> list[tuple[str | None, str | None, str | None]]:
-    return [(tag.url, tag.url_attribute, tag.alt) for tag in find_images(html).images]
+def images_of(html: str | bytes, full_parse: bool = False) -> list[tuple[str | None, str | None, str | None]]:
+    body = html.encode() if isinstance(html, str) else html
+    return [(tag.url, tag.url_attribute, tag.alt) for tag in find_images(body, full_parse=full_parse).images]
 
 
 def test_base_href_is_resolved_against_the_page_and_used_for_relative_urls() -> None:
-    page = find_images('<html lang="fr"><head><base href="/static/v2/"></head><body><img src="a.png" alt="A">')
+    page = find_images(b'<html lang="fr"><head><base href="/static/v2/"></head><body><img src="a.png" alt="A">')
     assert page.lang == "fr"
     base = page_base(PAGE, page.base_href)
     assert base == "http://Example.COM/static/v2/"
@@ -70,7 +75,7 @@ def test_lazy_attributes_win_over_a_placeholder_src() -> None:
 
 
 def test_entities_are_decoded_including_double_escaped_ones() -> None:
-    (tag,) = find_images('<img src="a.jpg" alt="Tom &amp; Jerry &eacute;t&eacute; &#x2014; &amp;eacute;">').images
+    (tag,) = find_images(b'<img src="a.jpg" alt="Tom &amp; Jerry &eacute;t&eacute; &#x2014; &amp;eacute;">').images
     assert normalise_alt(tag.alt) == "Tom & Jerry été — é"
 
 
@@ -83,21 +88,31 @@ def test_alt_normalisation_whitespace_nfc_and_invisible_characters() -> None:
     assert normalise_alt(None) == ""
 
 
-def test_broken_markup_still_yields_every_img() -> None:
+@pytest.mark.parametrize("full_parse", [False, True])
+def test_broken_markup_still_yields_every_img(full_parse: bool) -> None:
     html = b"""<html><body><div><p><img src=unquoted.jpg alt=unquoted><table><tr><img src='t.jpg' alt='in table'>
-      <b><i></b></i><img SRC="UPPER.JPG" ALT="Upper case">
-      <!-- <img src="commented.jpg" alt="comment"> -->
+      <b><i></b></i><IMG SRC="UPPER.JPG" ALT="Upper case"><img/src="slash.jpg"/alt="slash">
+      <!-- <img src="commented.jpg" alt="comment"> --><!--><img src="after-empty-comment.jpg" alt="e">
       <script>document.write('<img src="script.jpg" alt="script">')</script>
+      <a title="<img src='attribute.jpg' alt='attr'>">link</a><img src="gt.jpg" alt="a > b">
+      <textarea><img src="textarea.jpg" alt="t"></textarea><StYlE>.x{}</style><img src=x.jpg alt=it's>
       <img src="last.jpg" alt="unclosed tag at the end" """
-    found = images_of(html)
-    assert ("unquoted.jpg", "src", "unquoted") in found
-    assert ("t.jpg", "src", "in table") in found
-    assert ("UPPER.JPG", "src", "Upper case") in found
-    assert all(url not in ("commented.jpg", "script.jpg") for url, _, _ in found)
+    found = images_of(html, full_parse)
+    assert found == [
+        ("unquoted.jpg", "src", "unquoted"),
+        ("t.jpg", "src", "in table"),
+        ("UPPER.JPG", "src", "Upper case"),
+        ("slash.jpg", "src", "slash"),
+        ("after-empty-comment.jpg", "src", "e"),
+        ("gt.jpg", "src", "a > b"),
+        ("x.jpg", "src", "it's"),
+    ]
 
 
 def test_missing_alt_and_empty_alt_are_told_apart_but_neither_is_a_caption() -> None:
-    no_alt, empty_alt, blank_alt = find_images('<img src="a.jpg"><img src="b.jpg" alt=""><img src="c" alt="  ">').images
+    no_alt, empty_alt, blank_alt = find_images(
+        b'<img src="a.jpg"><img src="b.jpg" alt=""><img src="c" alt="  ">'
+    ).images
     assert no_alt.alt is None and empty_alt.alt == "" and blank_alt.alt == "  "
     assert [normalise_alt(tag.alt) for tag in (no_alt, empty_alt, blank_alt)] == ["", "", ""]
     assert [tag.ordinal for tag in (no_alt, empty_alt, blank_alt)] == [0, 1, 2]
@@ -123,18 +138,47 @@ def test_charset_order_header_then_meta_then_utf8_then_lossless_cp1252() -> None
     japanese = '<meta charset="euc-jp"><img src="a.jpg" alt="日本語">'.encode("euc-jp")
     assert meta_charset(japanese) == "euc-jp"
     document, codec = html_document(japanese)
-    assert codec == "euc_jp" and "日本語" in document
+    assert codec == "euc_jp" and "日本語".encode() in document
+    assert images_of(japanese) == [("a.jpg", "src", "日本語")]
     # The HTTP header wins over the meta tag.
-    shift_jis = '<img alt="日本語">'.encode("cp932")
-    assert html_document(shift_jis, "Shift_JIS")[0] == '<img alt="日本語">'
-    # Valid UTF-8 goes to the parser as bytes, undecoded.
+    shift_jis = '<meta charset="utf-8"><img alt="日本語">'.encode("cp932")
+    assert html_document(shift_jis, "Shift_JIS")[0] == '<meta charset="utf-8"><img alt="日本語">'.encode()
+    assert find_images(shift_jis, "Shift_JIS").images[0].alt == "日本語"
+    # Valid UTF-8 goes to the parser as it is.
     utf8 = '<img alt="naïve">'.encode()
     assert html_document(utf8) == (utf8, "utf-8")
     # Undeclared, not UTF-8: cp1252, with its undefined bytes kept (0x81 -> U+0081), nothing lost.
     text, codec = html_document(b'<img alt="caf\xe9 \x80 \x81">')
-    assert codec == "cp1252" and text == '<img alt="caf\u00e9 \u20ac \x81">'
+    assert codec == "cp1252" and text == '<img alt="caf\u00e9 \u20ac \x81">'.encode()
     # A declared charset with a few bad bytes is still trusted (replacement characters for the bad bytes).
     text, codec = html_document('<img alt="日本">'.encode("euc-jp") + b"\xff", "euc-jp")
-    assert codec == "euc_jp" and "日本" in text
+    assert codec == "euc_jp" and "日本".encode() in text
     # A meta http-equiv declaration counts too.
     assert meta_charset(b'<META HTTP-EQUIV="Content-Type" CONTENT="text/html; charset=windows-1251">') == "windows-1251"
+    # UTF-16 (not ASCII-compatible) is transcoded before the tags are looked for.
+    utf16 = '<html lang="ko"><img src="k.png" alt="한국어">'.encode("utf-16")
+    page = find_images(utf16)
+    assert page.lang == "ko" and [(tag.url, tag.alt) for tag in page.images] == [("k.png", "한국어")]
+
+
+def test_fast_tag_scan_matches_a_full_parse_on_every_real_page() -> None:
+    """The fast path must give exactly what a full Lexbor parse gives, on all real pages of the shared data."""
+    pages = 0
+    for path in sorted(shared_path("warc/warcfile.warc.gz").parent.glob("*.warc*")):
+        with open(path, "rb") as stream:
+            for item in iter_warc_items(stream, str(path), 5_000_000, 20_000_000):
+                if isinstance(item, HtmlResponse):
+                    pages += 1
+                    fast = find_images(item.body, item.charset)
+                    full = find_images(item.body, item.charset, full_parse=True)
+                    assert fast == full, item.info.url
+    assert pages >= 60
+
+
+def test_fast_url_resolution_equals_urljoin() -> None:
+    raws = ["/a.jpg", "//cdn.example/b.jpg#f", "http://h.example:8080/c", "d.jpg", "/./e", "http://u@h/x", "?q", "#f"]
+    raws += ["./x/y.jpg", "././z.png", "../up.gif", "a:b", "img/a:b.jpg", ".hidden", "data:x", "x.jpg?q=1#f", ""]
+    for base in ("https://Example.org/dir/page?x=1", "http://h.example", "http://h.example/", "http://h.example?q"):
+        resolver = UrlResolver(base)
+        for raw in raws:
+            assert resolver.resolve(raw) == _slow_resolve(raw, base), (base, raw)
