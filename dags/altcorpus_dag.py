@@ -1,0 +1,153 @@
+"""Airflow 3 DAG ``altcorpus``: extract -> filter-text -> fetch -> filter-image -> write-shards -> stats (-> train).
+
+Each Beam stage is a ``BeamRunPythonPipelineOperator`` running ``python -m pipeline <stage> --output ... --preset ...``
+(the same command as ``make build-corpus`` runs, stage by stage), so one DAG runs locally with the DirectRunner or on
+Google Cloud Dataflow (``runner=DataflowRunner`` plus ``project``, ``region`` and ``temp_location``; the operator's
+``DataflowConfiguration`` then names the job and waits for it). ``stats`` prints the funnel and fails the run when the
+books do not balance; ``train`` is off unless the ``train`` param is true.
+
+Trigger with a config, e.g.::
+
+    airflow dags trigger altcorpus --conf '{"input": "crawl/*.warc.gz", "output": "build/corpus"}'
+    airflow dags trigger altcorpus --conf '{"input": "gs://b/crawl/*.warc.gz", "output": "gs://b/corpus",
+        "runner": "DataflowRunner", "project": "p", "region": "europe-west4", "temp_location": "gs://b/tmp"}'
+
+Every stage clears its own old outputs before it writes, so a retry re-runs it from scratch without mixing files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
+from airflow.providers.google.cloud.operators.dataflow import DataflowConfiguration
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG, Param, chain
+
+#: The repository root: the default sample input and the training configs are found from it.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: The Python that runs the stages: one with altcorpus installed (the Airflow worker's own by default).
+PYTHON = os.environ.get("ALTCORPUS_PYTHON", sys.executable)
+
+#: The Beam stages in data-path order (``pipeline.layout.STAGES``; spelled here so parsing the DAG imports no Beam).
+STAGES = ("extract", "filter-text", "fetch", "filter-image", "write-shards")
+
+#: Per-task retries and time limits: fetch talks to the web and is the longest; the others are CPU-bound passes.
+LIMITS: dict[str, tuple[int, dt.timedelta]] = {
+    "extract": (2, dt.timedelta(hours=6)),
+    "filter-text": (2, dt.timedelta(hours=4)),
+    "fetch": (3, dt.timedelta(hours=12)),
+    "filter-image": (2, dt.timedelta(hours=4)),
+    "write-shards": (2, dt.timedelta(hours=4)),
+    "stats": (1, dt.timedelta(minutes=30)),
+    "train": (0, dt.timedelta(hours=48)),
+}
+
+#: Options only a Dataflow job needs; left out of local runs so the DirectRunner sees no empty flags.
+DATAFLOW_ONLY_OPTIONS = ("temp_location", "staging_location", "setup_file", "sdk_container_image")
+
+
+def task_id(stage: str) -> str:
+    """The Airflow task id of a stage (``filter-text`` -> ``filter_text``)."""
+    return stage.replace("-", "_")
+
+
+class CorpusStageOperator(BeamRunPythonPipelineOperator):
+    """One altcorpus stage as a Beam job: params become pipeline options; Dataflow settings only for Dataflow.
+
+    The provider runs ``[py_interpreter, *py_options, py_file, --runner=..., --key=value ...]``; with
+    ``py_options=["-m", "pipeline"]`` and ``py_file=<stage>`` that is exactly the stage's command line.
+    """
+
+    def __init__(self, *, stage: str, **kwargs: Any) -> None:
+        options = {"output": "{{ params.output }}", "preset": "{{ params.preset }}"}
+        if stage == STAGES[0]:
+            options["input"] = "{{ params.input }}"
+        retries, timeout = LIMITS[stage]
+        super().__init__(
+            task_id=task_id(stage),
+            py_file=stage,
+            py_options=["-m", "pipeline"],
+            py_interpreter=PYTHON,
+            runner="{{ params.runner }}",
+            pipeline_options=options,
+            dataflow_config=DataflowConfiguration(
+                job_name=f"altcorpus-{stage}", location="{{ params.region }}", wait_until_finished=True
+            ),
+            retries=retries,
+            retry_delay=dt.timedelta(minutes=2),
+            retry_exponential_backoff=True,
+            execution_timeout=timeout,
+            **kwargs,
+        )
+        self.stage = stage
+
+    def execute(self, context: Any) -> Any:
+        """Merge the run's params into the pipeline options (dropping empty ones), then run the Beam job."""
+        params = context["params"]
+        options = dict(self.pipeline_options)
+        dataflow = str(self.runner).lower() == "dataflowrunner"
+        if dataflow:
+            options.update({name: params.get(name) for name in DATAFLOW_ONLY_OPTIONS})
+            self.dataflow_config.project_id = params.get("project") or None
+        options.update(params.get("beam_options") or {})
+        self.pipeline_options = {name: value for name, value in options.items() if value not in ("", None)}
+        return super().execute(context)
+
+
+with DAG(
+    dag_id="altcorpus",
+    description="WARC files -> ALIGN-filtered image/alt-text WebDataset shards, then stats (and optionally training)",
+    schedule=None,
+    start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    tags=["altcorpus", "beam"],
+    params={
+        "input": Param(str(REPO_ROOT / "build/sample/sample.warc.gz"), type="string", description="WARC glob(s)"),
+        "output": Param(str(REPO_ROOT / "build/corpus"), type="string", description="Corpus directory"),
+        "preset": Param("align", enum=["align", "datacomp-basic", "none"], description="Filter preset"),
+        "runner": Param("DirectRunner", type="string", description="Beam runner: DirectRunner, DataflowRunner, ..."),
+        "project": Param("", type="string", description="GCP project (DataflowRunner)"),
+        "region": Param("", type="string", description="GCP region (DataflowRunner)"),
+        "temp_location": Param("", type="string", description="gs:// temp folder (DataflowRunner)"),
+        "setup_file": Param(str(REPO_ROOT / "setup.py"), type="string", description="Worker packaging (Dataflow)"),
+        "sdk_container_image": Param("", type="string", description="Custom worker image, see Dockerfile"),
+        "beam_options": Param({}, type="object", description="Extra Beam/altcorpus flags, e.g. {'eval_index': ...}"),
+        "train": Param(False, type="boolean", description="Train open_clip on the shards after stats"),
+        "train_config": Param("training/configs/tiny-cpu.yaml", type="string", description="Trainer config"),
+    },
+    doc_md=__doc__,
+) as dag:
+    stage_tasks = [CorpusStageOperator(stage=stage) for stage in STAGES]
+
+    retries, timeout = LIMITS["stats"]
+    stats = BashOperator(
+        task_id="stats",
+        # Exit 1 (books do not balance) fails the run; the report lands beside the corpus.
+        bash_command=f"{PYTHON} -m pipeline stats {{{{ params.output }}}} --html {{{{ params.output }}}}/report.html",
+        cwd=str(REPO_ROOT),
+        retries=retries,
+        execution_timeout=timeout,
+    )
+
+    retries, timeout = LIMITS["train"]
+    train = BashOperator(
+        task_id="train",
+        # Exit code 99 marks the task skipped (BashOperator's skip_on_exit_code): training is opt-in.
+        bash_command=(
+            "{% if params.train %}"
+            f"{PYTHON} -m training.train --corpus {{{{ params.output }}}} --config {{{{ params.train_config }}}}"
+            "{% else %}echo 'train param is false: skipping'; exit 99{% endif %}"
+        ),
+        cwd=str(REPO_ROOT),
+        retries=retries,
+        execution_timeout=timeout,
+    )
+
+    chain(*stage_tasks, stats, train)
