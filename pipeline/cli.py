@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Beam logs every type-hint conversion and sink rename at INFO: keep its warnings, and our progress lines.
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
     module_name, function_name = COMMANDS[command][0].split(":")
     function = getattr(importlib.import_module(module_name), function_name)
     code = function(rest)

@@ -21,15 +21,21 @@ log = logging.getLogger("altcorpus")
 GraphBuilder = Callable[[beam.Pipeline, CorpusLayout, CorpusConfig, PipelineOptions], None]
 
 
-def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
-    """Beam options from command-line flags; DirectRunner unless ``--runner`` says otherwise.
+#: Runner names that mean "run locally": Beam's DirectRunner family.
+LOCAL_RUNNERS = {"directrunner", "direct", "fnapirunner"}
 
-    Beam 2.77's default runner tries to download Prism, which fails offline, so the runner is always explicit.
+
+def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
+    """Beam options from command-line flags; the local direct runner unless ``--runner`` names another.
+
+    Beam 2.77's DirectRunner first tries to download the Prism binary from the internet and falls back to its
+    FnApiRunner engine for batch pipelines. We go to that engine directly: no download attempt, same semantics,
+    and ``--direct_running_mode``/``--direct_num_workers`` still apply.
     """
     options = PipelineOptions(list(argv))
     standard = options.view_as(StandardOptions)
-    if not standard.runner:
-        standard.runner = "DirectRunner"
+    if not standard.runner or standard.runner.lower() in LOCAL_RUNNERS:
+        standard.runner = "FnApiRunner"
     return options
 
 

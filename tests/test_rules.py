@@ -26,7 +26,7 @@ def test_first_failing_rule_is_recorded_and_every_failure_is_counted() -> None:
         Candidate.row(candidate_id="b", key="kb", alt_text="boat 7"),
         Candidate.row(candidate_id="c", key="kc", alt_text="three boats in 1999"),
     ]
-    pipeline = TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=DirectRunner"]))
+    pipeline = TestPipeline(options=beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner"]))
     kept, rejected = apply_rules(pipeline | beam.Create(rows), "demo", [too_short, has_digit], "Rules")
     assert_that(kept | "KeptIds" >> beam.Map(lambda r: r[Candidate.CANDIDATE_ID]), equal_to(["a"]), label="Kept")
     assert_that(
