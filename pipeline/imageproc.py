@@ -11,7 +11,8 @@ An image too small to need a resize is stored at its size, uncropped and unpadde
 Transparent images are flattened on white (img2dataset's alpha matting), EXIF orientation is applied, and the JPEG
 is re-encoded by Pillow without metadata: the same bytes in always give the same bytes out. JPEGs are decoded at the
 smallest DCT scale still at least as large as the output (Pillow's ``draft``), which is several times faster than a
-full decode and visually identical after the resize; the pHash is taken on that decoded image.
+full decode and visually identical after the resize. Downscaling is area averaging (Pillow's BOX, img2dataset's
+default ``cv2.INTER_AREA``); the pHash is taken on the scaled image before any crop or pad.
 """
 
 from __future__ import annotations
@@ -154,12 +155,14 @@ def decode_image(
         raise FetchError("decode_error", f"image declares size {width}x{height}")
     image_format = image.format or "unknown"
     try:
-        if image_orientation(image) in ROTATING_ORIENTATIONS:
+        orientation = image_orientation(image)
+        if orientation in ROTATING_ORIENTATIONS:
             width, height = height, width
         if draft_size is not None and image_format == "JPEG":
             image.draft(image.mode if image.mode in ("RGB", "L") else None, draft_size)
         image.load()
-        image = ImageOps.exif_transpose(image) or image
+        if orientation != 1:  # exif_transpose copies even an upright image
+            image = ImageOps.exif_transpose(image) or image
     except Image.DecompressionBombError as error:
         raise FetchError("decompression_bomb", str(error)) from None
     except Exception as error:  # truncated data, bad Huffman tables, zlib errors, ...
@@ -176,8 +179,13 @@ def image_orientation(image: Image.Image) -> int:
 
 
 def phash_uint64(image: Image.Image) -> int:
-    """imagehash's 64-bit pHash as an unsigned integer (bit order of ``str(hash)``)."""
-    return int(str(imagehash.phash(image)), 16)
+    """imagehash's 64-bit pHash as an unsigned integer (bit order of ``str(hash)``).
+
+    imagehash shrinks to 32 x 32 with Lanczos; a box reduction to >= 64 px first makes that 4x cheaper and moves
+    the hash by a fraction of a bit on average.
+    """
+    factor = min(image.size) // 64
+    return int(str(imagehash.phash(image.reduce(factor) if factor > 1 else image)), 16)
 
 
 def process_image(
@@ -207,12 +215,14 @@ def process_image(
     image, image_format, original_width, original_height = decode_image(data, max_pixels, draft_size)
     try:
         image = _to_rgb(image)
-        phash = phash_uint64(image)
         # The size the original gives, whatever scale a draft decode produced (it rounds up).
         size = _output_size(original_width, original_height, resize_mode, image_size)
+        if size is not None and image.size != size:
+            # BOX is area averaging: img2dataset's default downscale interpolation (cv2.INTER_AREA).
+            image = image.resize(size, Image.Resampling.BOX)
+        # pHash on the whole scaled image (before any crop or pad): it only looks at a 32 x 32 thumbnail anyway.
+        phash = phash_uint64(image)
         if size is not None:
-            if image.size != size:
-                image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
             if resize_mode == "center_crop":
                 image = _center_crop(image, image_size)
             elif resize_mode == "border":
