@@ -130,8 +130,12 @@ def _padded(size: int) -> int:
     return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
 
-def tar_size(rows: Sequence[dict[str, Any]]) -> int:
-    """The exact byte size of the tar ``_write_tar`` produces for these rows, computed without building it."""
+def tar_size(samples: Sequence[dict[str, Any]], shard_name: str) -> int:
+    """The exact byte size of the tar ``write_shard`` writes for these samples, computed without building it."""
+    return _tar_size(_normalise(samples, shard_name.removesuffix(".tar")).to_pylist())
+
+
+def _tar_size(rows: Sequence[dict[str, Any]]) -> int:
     total = sum(tarfile.BLOCKSIZE + _padded(len(data)) for row in rows for _, data in _members(row))
     total += 2 * tarfile.BLOCKSIZE  # end-of-archive marker
     return -(-total // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
@@ -172,7 +176,7 @@ def _existing_shard_matches(shard_dir: str, name: str, table: pa.Table, rows: Se
     if not (FileSystems.exists(tar_path) and FileSystems.exists(parquet_path)):
         return False
     metadata = FileSystems.match([tar_path])[0].metadata_list
-    if not metadata or metadata[0].size_in_bytes != tar_size(rows):
+    if not metadata or metadata[0].size_in_bytes != _tar_size(rows):
         return False
     try:
         with FileSystems.open(parquet_path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
