@@ -14,9 +14,12 @@
 - ``eval/``: a few JPEGs standing in for an evaluation test set; the corpus holds one resized, re-compressed,
   slightly cropped copy of one of them, which ``filter-image`` must remove as ``eval_near_duplicate``.
 
-Every planted case trips exactly one rule and every ordinary candidate is clearly kept (4-17 words with no more than
-20 tokens under any usual tokeniser, a unique alt text, an image whose shorter side is at least 210 px and whose
-aspect ratio is below 2.6, far in pHash from every evaluation image), so each fate is unambiguous. Determinism: the
+Every planted case trips exactly one rule and every ordinary candidate is clearly kept (3..20 unigrams under any
+usual tokeniser: whitespace, word + punctuation, or one per CJK character; a unique alt text; an image whose shorter
+side is 224..360 px and whose aspect ratio is at most 1.6; far in pHash from every evaluation image), so each fate is
+unambiguous. Where the pipeline has a documented choice the oracle follows it: a ``srcset`` yields its largest
+candidate and ``data-src`` wins over a ``data:`` placeholder (pipeline/html_images.py), and an alt text escaped
+twice is decoded twice (pipeline/alt_text.py). Determinism: the
 same seed gives byte-identical files (fixed WARC-Dates, record ids derived from the seed, one gzip member per record
 written by zlib with mtime 0, images encoded from the packaged photos with fixed parameters).
 """
@@ -31,6 +34,7 @@ import importlib.util
 import io
 import json
 import random
+import re
 import unicodedata
 import uuid
 from collections import Counter
@@ -514,8 +518,6 @@ def _has_cjk(text: str) -> bool:
 def clearly_within_length(alt: str) -> bool:
     """Whether ``alt`` has 3..20 unigrams under every usual tokeniser (whitespace, word+punctuation, CJK per
     character), so an ordinary candidate's fate does not depend on which one filter-text documents."""
-    import re
-
     if _has_cjk(alt):
         return len(alt.split()) >= 3 and 3 <= len(alt.replace(" ", "")) <= 18
     words = alt.split()
