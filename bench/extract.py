@@ -3,8 +3,10 @@
 A WARC of about ``--target-mb`` MB (gzip, one member per record as Common Crawl writes them) is generated into
 ``build/bench/`` by replicating the real HTML pages of ``../shared/data/warc`` under new URLs. Then, on one core:
 
-* ``extract``: ``pipeline.extract.iter_extracted`` over the file (the exact code the Beam DoFn runs);
+* ``extract``: ``pipeline.extract.iter_extracted`` over the file (the exact code the Beam DoFn runs), and again
+  with ``--full-parse`` (whole pages through Lexbor: the reference the tag scan is measured against);
 * ``zcat``: ``zcat file > /dev/null``, the decompression limit;
+* ``fastwarc``: fastwarc alone reading every record body (for reference: the floor under ``extract``);
 * ``warcio+bs4``: warcio + BeautifulSoup (html.parser) doing the same job (every ``<img>`` with alt, URLs
   resolved against the page and ``<base href>``). It is ~100x slower, so it runs on the first records only
   (``--baseline-seconds``) and its rate is scaled from the bytes it covered.
@@ -31,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from fastwarc import ArchiveIterator, WarcRecordType  # noqa: E402
 
-from pipeline.config import CorpusConfig  # noqa: E402
+from pipeline.config import CorpusConfig, ExtractConfig  # noqa: E402
 from pipeline.extract import iter_extracted  # noqa: E402
 from pipeline.warc import HTML_TYPES, decode_content  # noqa: E402
 
@@ -101,15 +103,24 @@ def generate(path: Path, target_bytes: int) -> dict[str, int]:
     return sizes
 
 
-def time_extract(path: Path) -> tuple[float, Counter]:
+def time_extract(path: Path, full_parse: bool = False) -> tuple[float, Counter]:
     """Seconds for the stage's per-record path over the whole file, and its counters."""
     counts: Counter = Counter()
-    config = CorpusConfig()
+    config = CorpusConfig(extract=ExtractConfig(full_parse=full_parse))
     started = time.perf_counter()
     with open(path, "rb") as stream:
         for _ in iter_extracted(stream, str(path), config, counts):
             pass
     return time.perf_counter() - started, counts
+
+
+def time_fastwarc_read(path: Path) -> float:
+    """Seconds for fastwarc alone to decompress the file and hand over every record body (the reading floor)."""
+    started = time.perf_counter()
+    with open(path, "rb") as stream:
+        for record in ArchiveIterator(stream, parse_http=True):
+            record.reader.read()
+    return time.perf_counter() - started
 
 
 def time_zcat(path: Path) -> float:
@@ -174,17 +185,25 @@ def main(argv: list[str] | None = None) -> int:
 
     zcat_s = time_zcat(path)
     extract_s, counts = time_extract(path)
+    fastwarc_s = time_fastwarc_read(path)
+    full_parse_s, full_counts = time_extract(path, full_parse=True)
+    if full_counts["candidates"] != counts["candidates"]:
+        print(
+            f"WARNING: --full-parse found {full_counts['candidates']} candidates, the tag scan {counts['candidates']}"
+        )
     bs4_s, bs4_compressed, bs4_uncompressed, _ = time_warcio_bs4(path, args.baseline_seconds)
 
     rates = {
         "extract": (compressed_mb / extract_s, uncompressed_mb / extract_s),
+        "extract --full-parse": (compressed_mb / full_parse_s, uncompressed_mb / full_parse_s),
         "zcat": (compressed_mb / zcat_s, uncompressed_mb / zcat_s),
+        "fastwarc": (compressed_mb / fastwarc_s, uncompressed_mb / fastwarc_s),
         "warcio+bs4": (bs4_compressed / 1e6 / bs4_s, bs4_uncompressed / 1e6 / bs4_s),
     }
     print(f"extract counters: {dict(sorted(counts.items()))}")
-    print(f"{'reader':<12} {'gzip MB/s':>10} {'raw MB/s':>10}")
+    print(f"{'reader':<22} {'gzip MB/s':>10} {'raw MB/s':>10}")
     for name, (gz_rate, raw_rate) in rates.items():
-        print(f"{name:<12} {gz_rate:>10.1f} {raw_rate:>10.1f}")
+        print(f"{name:<22} {gz_rate:>10.1f} {raw_rate:>10.1f}")
     vs_zcat = rates["extract"][1] / rates["zcat"][1]
     vs_bs4 = rates["extract"][1] / rates["warcio+bs4"][1]
     print(f"extract / zcat       = {vs_zcat:.2f}x  (goal >= 0.5x)")

@@ -36,7 +36,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.alt_text import normalise_alt
 from pipeline.config import CorpusConfig, CorpusOptions
-from pipeline.html_images import UrlResolver, find_images, page_base
+from pipeline.html_images import ImgTag, UrlResolver, find_images, page_base
 from pipeline.keys import candidate_id, sample_key
 from pipeline.layout import CorpusLayout, WriteTable, list_matching
 from pipeline.rules import counter, rejection
@@ -91,20 +91,21 @@ def _page_candidates(
     info: Any,
     lang: str | None,
     base_href: str | None,
-    images: Sequence[tuple[int, str | None, str | None, str | None]],
+    images: Sequence[ImgTag],
     max_alt_chars: int,
     counts: Counter,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Rows for one page's ``(ordinal, url, url_attribute, raw_alt)`` images: candidates and rejections."""
+    """Rows for one page's images: candidates and rejections."""
     page_url = info.url
     resolver = UrlResolver(page_base(page_url, base_href))
     page_host = _host(page_url)
-    for ordinal, raw_url, url_attribute, raw_alt in images:
-        counts["img_tags"] += 1
-        alt = normalise_alt(raw_alt)
+    counts["img_tags"] += len(images)
+    for image in images:
+        alt = normalise_alt(image.alt)
         if not alt:
             counts["img_without_alt"] += 1
             continue
+        ordinal, raw_url, url_attribute = image.ordinal, image.url, image.url_attribute
         if not raw_url:
             counts["img_without_url"] += 1
             continue
@@ -167,13 +168,12 @@ def iter_extracted(
                 counts["pages_without_img"] += 1
                 continue
             page = find_images(item.body, item.charset, full_parse)
-            images = [(tag.ordinal, tag.url, tag.url_attribute, tag.alt) for tag in page.images]
-            yield from _page_candidates(item.info, page.lang, page.base_href, images, max_alt_chars, counts)
+            yield from _page_candidates(item.info, page.lang, page.base_href, page.images, max_alt_chars, counts)
         elif kind is ImageResponse:
             counts["archived_images"] += 1
             yield ARCHIVED_IMAGES, _archived_image(item)
         elif kind is WatLinks:
-            images = [(ordinal, url, "src", alt) for ordinal, (url, alt) in enumerate(item.images)]
+            images = [ImgTag(ordinal, url, "src", alt) for ordinal, (url, alt) in enumerate(item.images)]
             yield from _page_candidates(item.info, None, item.base_href, images, max_alt_chars, counts)
         else:
             counts[f"error_{item.reason}"] += 1
