@@ -100,9 +100,13 @@ def serve(folder: Path, port: int, hosts: int) -> None:
             self.end_headers()
             self.wfile.write(body)
 
+    class QuietServer(ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # clients closing pooled keep-alive connections at exit: not news
+
     servers = []
     for host in range(1, hosts + 1):
-        server = ThreadingHTTPServer((f"127.0.0.{host}", port), Handler)
+        server = QuietServer((f"127.0.0.{host}", port), Handler)
         server.daemon_threads = True
         server.request_queue_size = 1024
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -158,7 +162,9 @@ def run_ours(urls: list[str], workers: int, threads: int) -> tuple[float, int, d
     if workers > 1:
         command += ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
     started = time.monotonic()
-    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = WORK / "ours.log"
+    with log.open("w") as handle:
+        subprocess.run(command, check=True, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
     seconds = time.monotonic() - started
     table = pq.read_table(
         corpus / FetchedImage.FOLDER,

@@ -230,11 +230,11 @@ class FetchImages(beam.DoFn):
     def process(self, element: tuple[str, dict[str, Iterable[dict[str, Any]]]]) -> Iterator[Any]:
         url, groups = element
         candidates = list(groups.get("candidates", ()))
-        if not candidates:
-            return  # an archived image no surviving candidate points at
-        archived = choose_archived(groups.get("archived", ()))
-        assert self.executor is not None
-        self.pending.append((self.executor.submit(fetch_one, url, archived, self.client, self.config), candidates))
+        if candidates:  # else an archived image no surviving candidate points at: nothing to do
+            archived = choose_archived(groups.get("archived", ()))
+            assert self.executor is not None
+            future = self.executor.submit(fetch_one, url, archived, self.client, self.config)
+            self.pending.append((future, candidates))
         yield from self._drain(block_above=2 * max(1, self.config.concurrency))
 
     def finish_bundle(self) -> Iterator[Any]:

@@ -3,7 +3,9 @@
 robots.txt follows RFC 9309 as far as ``urllib.robotparser`` does (groups by product token, Allow/Disallow by
 first match, no ``*``/``$`` wildcards): a 2xx body is parsed; 4xx (404 included) means "no rules", so everything
 is allowed; 5xx, a timeout or a connection error means "unreachable", so everything is disallowed (RFC 9309
-section 2.3.1.4) until the cache is rebuilt (one per worker, per stage run).
+section 2.3.1.4; a 429 counts as 5xx) until the cache is rebuilt (one per worker, per stage run). A host that does
+not answer at all (timeout, refused, no DNS) gives its images that network status instead of ``robots_disallowed``:
+the images would not have come either, and the funnel then says why.
 
 ``X-Robots-Tag`` is read from the response headers before the body: ``noai`` or ``noimageai`` addressed to every
 agent (``X-Robots-Tag: noai``) or to ours (``X-Robots-Tag: altcorpus: noimageai``) opts the image out.
@@ -68,7 +70,7 @@ class RobotsRules:
                 why=response.error or "robots.txt unreachable",
                 refusal_status=response.error_status or "connection_error",
             )
-        if status >= 500:
+        if status >= 500 or status == 429:  # 429 is "overloaded": unreachable, as Google's crawler also reads it
             return cls(None, allow_all=False, why=f"robots.txt unreachable (status {status}): disallow all")
         if 400 <= status < 500:
             return cls(None, allow_all=True, why=f"robots.txt status {status}: no rules")

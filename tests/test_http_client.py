@@ -185,6 +185,7 @@ def test_robots_rules_follow_rfc_9309_statuses() -> None:
     url = "http://example.org/photo.jpg"
     assert RobotsRules.from_response(RobotsResponse(404)).allows("altcorpus", url)
     assert not RobotsRules.from_response(RobotsResponse(503)).allows("altcorpus", url)
+    assert not RobotsRules.from_response(RobotsResponse(429)).allows("altcorpus", url)
     unreachable = RobotsRules.from_response(RobotsResponse(None, error_status="timeout", error="timed out"))
     assert not unreachable.allows("altcorpus", url) and unreachable.refusal_status == "timeout"
     body = b"User-agent: altcorpus\nDisallow: /photo\n\nUser-agent: *\nAllow: /\n"
