@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
+from urllib.parse import urlsplit
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -189,20 +190,37 @@ class Progress:
         )
 
 
+def host_of(url: str) -> str:
+    """The lower-cased ``host[:port]`` of a URL ('' when none): the unit the DoFn schedules politely."""
+    try:
+        return urlsplit(url).netloc.rsplit("@", 1)[-1].lower()
+    except ValueError:
+        return ""
+
+
 class FetchImages(beam.DoFn):
     """Obtain every grouped URL's image on a bounded thread pool; emit its ``images/`` row and any rejections.
 
-    Up to ``2 x concurrency`` URLs are in flight per bundle; results are emitted as they complete (``process``) and
-    the rest at the end of the bundle (``finish_bundle``). Counters are incremented on the DoFn's own thread, where
-    Beam's metrics context lives.
+    URLs wait in one queue per host and are handed to the pool only while their host has fewer than
+    ``per_host_concurrency`` in flight, so a bundle dominated by one host does not park every thread on that
+    host's limit while other hosts' URLs wait (the client's own per-host gate still enforces the limit for
+    redirects and robots.txt). At most ``2 x concurrency`` URLs are submitted and ``8 x concurrency`` held per
+    bundle; results are emitted as they complete (``process``) and the rest at the end of the bundle
+    (``finish_bundle``). Counters are incremented on the DoFn's own thread, where Beam's metrics context lives.
     """
 
     def __init__(self, config: FetchConfig) -> None:
         self.config = config
         self.client: PoliteClient | None = None
         self.executor: ThreadPoolExecutor | None = None
-        self.pending: deque[tuple[Future, list[dict[str, Any]]]] = deque()
         self._counters: dict[str, Any] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.pending: deque[tuple[Future, list[dict[str, Any]], str]] = deque()
+        self.waiting: dict[str, deque[tuple[str, dict[str, Any] | None, list[dict[str, Any]]]]] = {}
+        self.in_flight: Counter[str] = Counter()
+        self.waiting_count = 0
 
     def setup(self) -> None:
         if self.config.fetch_mode not in FETCH_MODES:
@@ -219,7 +237,7 @@ class FetchImages(beam.DoFn):
             self.client.close()
 
     def start_bundle(self) -> None:
-        self.pending = deque()
+        self._reset()
 
     def _count(self, name: str, amount: int = 1) -> None:
         if name not in self._counters:
@@ -232,31 +250,58 @@ class FetchImages(beam.DoFn):
         candidates = list(groups.get("candidates", ()))
         if candidates:  # else an archived image no surviving candidate points at: nothing to do
             archived = choose_archived(groups.get("archived", ()))
-            assert self.executor is not None
-            future = self.executor.submit(fetch_one, url, archived, self.client, self.config)
-            self.pending.append((future, candidates))
-        yield from self._drain(block_above=2 * max(1, self.config.concurrency))
+            # An archived image needs no network: it gets its own queue, free of any host's limit.
+            host = f"archive:{url}" if archived is not None and self.config.fetch_mode != "http-only" else host_of(url)
+            self.waiting.setdefault(host, deque()).append((url, archived, candidates))
+            self.waiting_count += 1
+            self._launch()
+        concurrency = max(1, self.config.concurrency)
+        while self.waiting_count + len(self.pending) > 8 * concurrency:
+            yield from self._drain(block=True)
+        yield from self._drain(block=False)
 
     def finish_bundle(self) -> Iterator[Any]:
-        for output in self._drain(block_above=0):
-            # finish_bundle must emit windowed values; the inputs came from bounded sources in the global window.
-            if isinstance(output, beam.pvalue.TaggedOutput):
-                yield beam.pvalue.TaggedOutput(output.tag, GlobalWindows.windowed_value(output.value))
-            else:
-                yield GlobalWindows.windowed_value(output)
+        while self.pending or self.waiting_count:
+            for output in self._drain(block=True):
+                # finish_bundle must emit windowed values; the inputs came from bounded sources in the global window.
+                if isinstance(output, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(output.tag, GlobalWindows.windowed_value(output.value))
+                else:
+                    yield GlobalWindows.windowed_value(output)
         self.progress.log()
 
-    def _drain(self, block_above: int) -> Iterator[Any]:
-        """Emit finished results; wait for some while more than ``block_above`` are pending."""
-        while self.pending:
-            if len(self.pending) > block_above:
-                wait([future for future, _ in self.pending], return_when=FIRST_COMPLETED)
-            finished = [item for item in self.pending if item[0].done()]
-            if not finished:
+    def _launch(self) -> None:
+        """Submit waiting URLs whose host is under its limit, up to ``2 x concurrency`` in flight."""
+        assert self.executor is not None
+        limit, most = max(1, self.config.per_host_concurrency), 2 * max(1, self.config.concurrency)
+        for host in list(self.waiting):
+            queue = self.waiting[host]
+            while queue and self.in_flight[host] < limit and len(self.pending) < most:
+                url, archived, candidates = queue.popleft()
+                self.waiting_count -= 1
+                self.in_flight[host] += 1
+                future = self.executor.submit(fetch_one, url, archived, self.client, self.config)
+                self.pending.append((future, candidates, host))
+            if not queue:
+                del self.waiting[host]
+            if len(self.pending) >= most:
                 return
-            for item in finished:
-                self.pending.remove(item)
-                yield from self._emit(item[0].result(), item[1])
+
+    def _drain(self, block: bool) -> Iterator[Any]:
+        """Emit finished results (waiting for at least one when ``block``), then launch what they made room for."""
+        if not self.pending:
+            self._launch()
+        if block and self.pending:
+            wait([item[0] for item in self.pending], return_when=FIRST_COMPLETED)
+        finished = [item for item in self.pending if item[0].done()]
+        for item in finished:
+            self.pending.remove(item)
+            self.in_flight[item[2]] -= 1
+            if not self.in_flight[item[2]]:
+                del self.in_flight[item[2]]
+        self._launch()
+        for future, candidates, _ in finished:
+            yield from self._emit(future.result(), candidates)
 
     def _emit(self, row: dict[str, Any], candidates: Sequence[dict[str, Any]]) -> Iterator[Any]:
         status = row[FetchedImage.STATUS]

@@ -9,13 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import fetch
 from pipeline.config import FetchConfig
 from pipeline.keys import candidate_id, sample_key
+from pipeline.rules import REJECTED
 from schemas import ArchivedImage, FetchedImage, Rejection, TextKept
 from tests.http_server import HTML_PAGE, MisbehavingServer, encode, photo
 from tests.test_http_client import sample_images
@@ -201,6 +205,30 @@ def test_archive_only_never_touches_the_network(corpus: Path, server: Misbehavin
     }
     assert sum(server.requests.values()) == 0
     assert counters["not_archived"] == len(cases) - len(ARCHIVE_CASES)
+
+
+def test_fetch_dofn_keeps_each_host_under_its_limit() -> None:
+    """Many URLs of one slow host and a few of another: every one fetched, never more than the limit per host."""
+    config = dataclasses.replace(
+        FetchConfig(), allow_private_addresses=True, concurrency=8, per_host_concurrency=2, fetch_mode="http-only"
+    )
+    with (
+        MisbehavingServer(sample_images(), robots_txt=None, slow_ok_delay_s=0.1) as slow,
+        MisbehavingServer(sample_images(), robots_txt=None) as fast,
+    ):
+        urls = [slow.url(f"/slow-ok/{i}.jpg") for i in range(16)] + [fast.url(f"/img/china.jpg?{i}") for i in range(4)]
+        elements = [(url, {"candidates": candidate_rows({url: (1, "ok")}), "archived": []}) for url in urls]
+        with TestPipeline() as pipeline:
+            results = (
+                pipeline
+                | beam.Create(elements)
+                | beam.ParDo(fetch.FetchImages(config)).with_outputs(REJECTED, main="images")
+            )
+            statuses = results.images | beam.Map(lambda row: (row[FetchedImage.IMAGE_URL], row[FetchedImage.STATUS]))
+            assert_that(statuses, equal_to([(url, "ok") for url in urls]), label="AllOk")
+            assert_that(results[REJECTED], equal_to([]), label="NoRejections")
+        assert slow.max_in_flight == 2  # reached, never exceeded
+        assert fast.max_in_flight <= 2
 
 
 def test_archived_responses_pass_the_same_checks() -> None:
