@@ -37,10 +37,11 @@ pre-summed per bundle (a hand-lifted combiner that also carries the ids of the a
 the distinct-URL count of the alt text and its rare n-grams. (Tagged values + ``GroupByKey`` is what
 ``CoGroupByKey`` does internally, but CoGroupByKey materialises each side as a list, and an alt text shared by
 millions of images must be streamed.) The top-N cut needs no sort and no vocabulary: a histogram count -> number of
-n-grams (a few thousand entries) gives the boundary count c* and how many r of the n-grams counted c* fit; those tied
-n-grams are bucketed by the top 16 bits of their hash (a histogram of at most 65,536 entries) to find the boundary
-bucket, and only that bucket's members (about ties / 65,536 of them) are sorted to pick the last ones. All three are
-tiny singleton side inputs.
+n-grams (a few thousand entries) gives the boundary count c* and how many (r) of the n-grams counted c* fit. In one
+pass, n-grams counted above c* are frequent (their alt ids are never read) and those below are rare; only the n-grams
+counted exactly c* (each holding at most c* alt ids) go on: they are bucketed by the top 16 bits of their hash (a
+histogram of at most 65,536 entries) to find the boundary bucket, and only that bucket's members (about ties / 65,536
+of them) are sorted to pick the last ones. All three side inputs are tiny singletons.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ REASONS = (
 )
 
 NGRAMS = "ngrams"
+TIED = "tied"
 _PAIR = 0  # tag of a pair in the alt-text join
 _RARE = 1  # tag of a rare n-gram in the alt-text join
 #: Buffered (n-gram, alt id) entries after which a bundle's n-gram table is emitted, bounding worker memory.
@@ -294,43 +296,116 @@ def _count_of(item: tuple[str, int]) -> int:
     return item[1]
 
 
-def _tied(item: tuple[str, int], boundary: tuple[int, int] | None) -> Iterator[str]:
-    if boundary is not None and item[1] == boundary[0]:
+def _tied_bucket(item: tuple[str, list[bytes]]) -> int:
+    return tie_bucket(item[0])
+
+
+def _in_bucket(item: tuple[str, list[bytes]], buckets: tuple[int, int] | None) -> Iterator[str]:
+    if buckets is not None and tie_bucket(item[0]) == buckets[0]:
         yield item[0]
-
-
-def _in_bucket(ngram: str, buckets: tuple[int, int] | None) -> Iterator[str]:
-    if buckets is not None and tie_bucket(ngram) == buckets[0]:
-        yield ngram
 
 
 def _bucket_boundary_or_none(histogram: dict[int, int], boundary: tuple[int, int] | None) -> tuple[int, int] | None:
     return None if boundary is None else bucket_boundary(histogram, boundary[1])
 
 
-class FindNgramCut(beam.PTransform):
-    """``(n-gram, count)`` -> a singleton ``NgramCut`` keeping exactly the ``vocab_size`` most frequent n-grams."""
+def ngram_count(element: tuple[str, Iterable[tuple[int, list[bytes]]]]) -> tuple[str, int]:
+    """``(n-gram, raw-corpus count)`` from its grouped per-bundle partial counts."""
+    gram, partials = element
+    return gram, sum(count for count, _ in partials)
 
-    def __init__(self, vocab_size: int | None) -> None:
+
+class _RareHitBuffer(beam.DoFn):
+    """Base of the DoFns emitting ``(alt id, (RARE, n-gram))``: one hit per alt id per bundle, the smallest n-gram.
+
+    An alt text with several rare n-grams needs only one to be dropped; buffering per bundle keeps the join small.
+    """
+
+    def start_bundle(self) -> None:
+        self._hits: dict[bytes, str] = {}
+
+    def _add(self, gram: str, ids: Iterable[bytes]) -> Iterator[Any]:
+        hits = self._hits
+        for identifier in ids:
+            previous = hits.get(identifier)
+            if previous is None or gram < previous:
+                hits[identifier] = gram
+        if len(hits) >= NGRAM_BUFFER_LIMIT:
+            yield from self._flush()
+
+    def _flush(self) -> Iterator[tuple[bytes, tuple[int, str]]]:
+        for identifier, gram in self._hits.items():
+            yield identifier, (_RARE, gram)
+        self._hits = {}
+
+    def finish_bundle(self) -> Iterator[Any]:
+        for item in self._flush():
+            yield WindowedValue(item, MIN_TIMESTAMP, [GlobalWindow()])
+
+
+class SplitAtBoundaryCount(_RareHitBuffer):
+    """Counts below c* are rare (hits emitted), above it frequent; n-grams counted exactly c* go to ``TIED``.
+
+    A tied n-gram carries at most c* alt ids (each id adds at least 1 to the count), so ``TIED`` stays small.
+    """
+
+    def process(self, element: tuple[str, Iterable[tuple[int, list[bytes]]]], boundary: Any) -> Iterator[Any]:
+        gram, count = ngram_count(element)
+        if boundary is None or count > boundary[0]:
+            return  # frequent: its (possibly millions of) alt ids are never read
+        ids = [identifier for _, batch in element[1] for identifier in batch]
+        if count == boundary[0]:
+            yield beam.pvalue.TaggedOutput(TIED, (gram, ids))
+            return
+        yield from self._add(gram, ids)
+
+
+class RareAmongTied(_RareHitBuffer):
+    """Hits for the n-grams counted exactly c* that fall after the first r in ``tie_order``."""
+
+    def process(self, element: tuple[str, list[bytes]], cut: NgramCut) -> Iterator[Any]:
+        gram, ids = element
+        if not cut.is_frequent(gram, cut.boundary_count):
+            yield from self._add(gram, ids)
+
+
+class RareNgramAlts(beam.PTransform):
+    """Grouped n-gram occurrences ``(n-gram, [(count, alt ids)])`` -> ``(alt id, (RARE, n-gram))`` per alt text holding
+    an n-gram outside the ``vocab_size`` most frequent (ranked by count, then ``tie_order``; module docstring).
+
+    Side inputs are only the count histogram, the tie-bucket histogram and the boundary bucket's few members.
+    """
+
+    def __init__(self, vocab_size: int) -> None:
         super().__init__()
         self.vocab_size = vocab_size
 
-    def expand(self, counts: beam.PCollection) -> beam.PCollection:
-        histogram = counts | "CountHistogram" >> beam.CombineGlobally(HistogramFn(_count_of))
-        boundary = histogram | "CountBoundary" >> beam.Map(count_boundary, self.vocab_size)
-        ties = counts | "TiedAtBoundary" >> beam.FlatMap(_tied, beam.pvalue.AsSingleton(boundary))
-        bucket_histogram = ties | "TieBucketHistogram" >> beam.CombineGlobally(HistogramFn(tie_bucket))
-        buckets = bucket_histogram | "TieBucketBoundary" >> beam.Map(
-            _bucket_boundary_or_none, beam.pvalue.AsSingleton(boundary)
+    def expand(self, grouped: beam.PCollection) -> beam.PCollection:
+        boundary = (
+            grouped
+            | "NgramCounts" >> beam.Map(ngram_count)
+            | "CountHistogram" >> beam.CombineGlobally(HistogramFn(_count_of))
+            | "CountBoundary" >> beam.Map(count_boundary, self.vocab_size)
+        )
+        split = grouped | "SplitAtBoundaryCount" >> beam.ParDo(
+            SplitAtBoundaryCount(), beam.pvalue.AsSingleton(boundary)
+        ).with_outputs(TIED, main="rare")
+        tied = split[TIED]
+        buckets = (
+            tied
+            | "TieBucketHistogram" >> beam.CombineGlobally(HistogramFn(_tied_bucket))
+            | "TieBucketBoundary" >> beam.Map(_bucket_boundary_or_none, beam.pvalue.AsSingleton(boundary))
         )
         members = (
-            ties
+            tied
             | "InBoundaryBucket" >> beam.FlatMap(_in_bucket, beam.pvalue.AsSingleton(buckets))
             | "BoundaryBucketMembers" >> beam.combiners.ToList()
         )
-        return boundary | "AssembleCut" >> beam.Map(
+        cut = boundary | "AssembleCut" >> beam.Map(
             assemble_cut, beam.pvalue.AsSingleton(buckets), beam.pvalue.AsSingleton(members)
         )
+        rare_tied = tied | "RareAmongTied" >> beam.ParDo(RareAmongTied(), beam.pvalue.AsSingleton(cut))
+        return (split.rare, rare_tied) | "RareHits" >> beam.Flatten()
 
 
 # -- the DoFns --------------------------------------------------------------------------------------------------------
@@ -418,22 +493,6 @@ class TokenizeAndCountNgrams(beam.DoFn):
             yield beam.pvalue.TaggedOutput(NGRAMS, WindowedValue(item, MIN_TIMESTAMP, [GlobalWindow()]))
 
 
-def ngram_count(element: tuple[str, Iterable[tuple[int, list[bytes]]]]) -> tuple[str, int]:
-    """``(n-gram, raw-corpus count)`` from its grouped per-bundle partial counts."""
-    gram, partials = element
-    return gram, sum(count for count, _ in partials)
-
-
-def rare_ngram_hits(element: tuple[str, Iterable[tuple[int, list[bytes]]]], cut: NgramCut) -> Iterator[Any]:
-    """``(alt id, (RARE, n-gram))`` for every alt text holding a rare n-gram; frequent n-grams' ids are not read."""
-    gram, count = ngram_count(element)
-    if cut.is_frequent(gram, count):
-        return
-    for _, ids in element[1]:
-        for identifier in ids:
-            yield identifier, (_RARE, gram)
-
-
 class DecideAltText(beam.DoFn):
     """Per alt text: its distinct-URL count, rare n-gram and language; then every rule on each of its pairs."""
 
@@ -459,14 +518,21 @@ class DecideAltText(beam.DoFn):
                 rare = value  # the smallest rare n-gram: a deterministic detail
         if images == 0:
             return  # only possible with a hash collision of alt ids; nothing to decide
-        language, score = self.identifier.identify(alt_text)
+        # fastText runs once per distinct alt text, and only when its answer is used: to filter, or to tag a survivor.
+        language: tuple[str, float] | None = None
+        if self.config.languages:
+            language = self.identifier.identify(alt_text)
         for tag, facts in values:
             if tag != _PAIR:
                 continue
             facts.images_per_alt = images
             facts.rare_ngram = rare
-            facts.language, facts.language_score = language, score
+            if language is not None:
+                facts.language, facts.language_score = language
             failures = failed_rules(facts, self.config)
+            if not failures and language is None:
+                language = self.identifier.identify(alt_text)
+                facts.language, facts.language_score = language
             for reason, _ in failures:
                 self.reason_counters[reason].inc(facts.multiplicity)
             if failures:
@@ -478,8 +544,8 @@ class DecideAltText(beam.DoFn):
             yield TextKept.row(
                 **Candidate.project(facts.row),
                 **{
-                    TextKept.LANGUAGE: language,
-                    TextKept.LANGUAGE_SCORE: score,
+                    TextKept.LANGUAGE: facts.language,
+                    TextKept.LANGUAGE_SCORE: facts.language_score,
                     TextKept.UNIGRAM_COUNT: facts.unigram_count,
                     TextKept.DUPLICATE_COUNT: facts.multiplicity,
                 },
@@ -523,14 +589,7 @@ class FilterText(beam.PTransform):
         by_alt = [tokenized.pairs]
         if count_ngrams:
             grouped_ngrams = tokenized[NGRAMS] | "GroupNgramOccurrences" >> beam.GroupByKey()
-            cut = (
-                grouped_ngrams
-                | "NgramCounts" >> beam.Map(ngram_count)
-                | "FindNgramCut" >> FindNgramCut(config.ngram_vocab_size)
-            )
-            by_alt.append(
-                grouped_ngrams | "RareNgramHits" >> beam.FlatMap(rare_ngram_hits, beam.pvalue.AsSingleton(cut))
-            )
+            by_alt.append(grouped_ngrams | "FindRareNgrams" >> RareNgramAlts(config.ngram_vocab_size))
         decided = (
             by_alt
             | "JoinByAltText" >> beam.Flatten()

@@ -16,7 +16,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import filter_text
 from pipeline.config import CorpusOptions, TextFilterConfig, resolve_config
-from pipeline.filter_text import FindNgramCut, PairFacts, failed_rules, find_cut_in_memory, tie_order
+from pipeline.filter_text import PairFacts, RareNgramAlts, failed_rules, find_cut_in_memory, tie_order
 from pipeline.keys import candidate_id, sample_key
 from pipeline.stage import pipeline_options
 from pipeline.tokenize import ngrams, unigrams
@@ -112,21 +112,20 @@ def test_cut_keeps_exactly_the_top_n_with_ties_in_hash_order() -> None:
     assert kept(counts, 0) == set()
 
 
-def test_cut_in_beam_matches_a_full_sort_across_tie_buckets() -> None:
-    # 3000 n-grams tied at count 1 fall in many hash buckets: the boundary bucket logic must give a sort's answer.
-    counts = {f"w{i}": 1 for i in range(3000)} | {f"top{i}": 7 for i in range(5)}
-    for vocab_size in (5, 1234):
-        ranked = sorted(counts, key=lambda gram: (-counts[gram], hash_order(gram)))
-        expected = set(ranked[:vocab_size])
+def test_rare_ngrams_in_beam_match_a_full_sort_across_tie_buckets() -> None:
+    # 3000 n-grams tied at count 1 fall in many hash buckets: the boundary-bucket logic must give a full sort's answer.
+    counts = {f"w{i}": 1 for i in range(3000)} | {f"top{i}": 7 for i in range(5)} | {"mid": 2}
+    ranked = sorted(counts, key=lambda gram: (-counts[gram], hash_order(gram)))
+    # Each n-gram's occurrences arrive as per-bundle partial counts, with the ids of the alt texts holding it.
+    grouped = [
+        (gram, [(count - 1, [gram.encode()]), (1, [])] if count > 1 else [(1, [gram.encode()])])
+        for gram, count in counts.items()
+    ]
+    for vocab_size in (3, 6, 1234, 5000):
+        rare = ranked[vocab_size:]
         with BeamTestPipeline(options=pipeline_options([])) as pipeline:
-            cut = pipeline | beam.Create(sorted(counts.items())) | FindNgramCut(vocab_size)
-            frequent = (
-                pipeline
-                | "Counts" >> beam.Create(sorted(counts.items()))
-                | beam.Filter(lambda item, c: c.is_frequent(*item), beam.pvalue.AsSingleton(cut))
-                | beam.Map(lambda item: item[0])
-            )
-            assert_that(frequent, equal_to(sorted(expected)))
+            hits = pipeline | beam.Create(sorted(grouped)) | RareNgramAlts(vocab_size)
+            assert_that(hits, equal_to([(gram.encode(), (filter_text._RARE, gram)) for gram in rare]))
 
 
 # -- presets --------------------------------------------------------------------------------------------------------------
