@@ -29,6 +29,8 @@ def worker_args(config: TrainConfig, corpus: CorpusShards) -> list[str]:
         ours += ["--label-smoothing", repr(config.label_smoothing)]
     if config.init_temperature is not None:
         ours += ["--init-temperature", repr(config.init_temperature)]
+    if config.cpu_threads is not None:
+        ours += ["--cpu-threads", str(config.cpu_threads)]
     return [*ours, "--", *open_clip_argv(config, corpus)]
 
 

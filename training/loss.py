@@ -18,6 +18,7 @@ open_clip_train clamps ``logit_scale`` to [0, ln 100] after every step, i.e. tem
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -75,6 +76,7 @@ def make_create_loss(label_smoothing: float | None) -> Callable[[Any], torch.nn.
         plain_contrastive = not args.distill and "coca" not in args.model.lower() and not args.siglip
         if label_smoothing is None or not plain_contrastive:
             return open_clip.create_loss(args)
+        logging.info(f"ALIGN loss: contrastive softmax with label smoothing {label_smoothing}")
         return AlignLoss(
             label_smoothing=label_smoothing,
             local_loss=args.local_loss,
@@ -94,6 +96,7 @@ def make_create_model_and_transforms(init_temperature: float | None) -> Callable
     def create_model_and_transforms(*args: Any, **kwargs: Any) -> Any:
         if init_temperature is not None and "init_logit_scale" not in kwargs:
             kwargs["init_logit_scale"] = logit_scale_for_temperature(init_temperature)
+            logging.info(f"ALIGN temperature: learnable, initialised to {init_temperature}")
         return open_clip.create_model_and_transforms(*args, **kwargs)
 
     return create_model_and_transforms

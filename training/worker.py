@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 from training import compat, loss
 from training.models import register_model_configs
 
@@ -28,6 +30,7 @@ def parse_worker_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="python -m training.worker", description=__doc__)
     parser.add_argument("--label-smoothing", type=float, default=None, help="ALIGN: 0.1; unset: open_clip's ClipLoss.")
     parser.add_argument("--init-temperature", type=float, default=None, help="ALIGN: 1.0; unset: the model config's.")
+    parser.add_argument("--cpu-threads", type=int, default=None, help="torch intra-op threads; unset: torch's default.")
     return parser.parse_args(ours), open_clip_args
 
 
@@ -36,10 +39,17 @@ def run(argv: list[str]) -> None:
     options, open_clip_args = parse_worker_args(argv)
     register_model_configs()
     compat.install()
+    compat.install_cpu_ddp()
     loss.install(label_smoothing=options.label_smoothing, init_temperature=options.init_temperature)
     import open_clip_train.main as open_clip_main
 
-    status = open_clip_main.main(open_clip_args)
+    threads_before = torch.get_num_threads()
+    if options.cpu_threads is not None:
+        torch.set_num_threads(options.cpu_threads)
+    try:
+        status = open_clip_main.main(open_clip_args)
+    finally:
+        torch.set_num_threads(threads_before)  # an in-process run leaves its caller's setting as it was
     if status == -1:
         raise RuntimeError(
             "open_clip_train refused to start (its message is above): typically the run folder already has a log; "
