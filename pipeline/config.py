@@ -110,8 +110,10 @@ class ImageFilterConfig:
     """Drop an image (by content sha256) carrying more than this many distinct alt texts (ALIGN: 1000)."""
     eval_index: str = ""
     """Parquet index of evaluation-set perceptual hashes (``python -m pipeline eval-index``); empty: no check."""
-    eval_max_distance: int = 6
-    """Drop images whose pHash is within this Hamming distance of an evaluation image."""
+    eval_max_distance: int = 8
+    """Drop images whose pHash is within this Hamming distance of an evaluation image (tests/test_eval_index.py:
+    resized + re-compressed + 1%-cropped copies of real photos land within 8; different photos of similar scenes
+    (LFW faces) at 10 or more)."""
     unsafe_scorer: str = ""
     """Entry point ``module:callable`` scoring a decoded PIL image; empty: no scorer runs."""
     max_unsafe_score: float | None = None

@@ -7,23 +7,28 @@ the same decoding and pHash as ``fetch`` (``imageproc.process_image`` with fetch
 transparency on white); an unreadable image is recorded with fetch's status (``decode_error``, ``not_an_image``,
 ``decompression_bomb``), never a crash.
 
-Lookup (``HashIndex``): multi-index hashing. The 64 bits are split into ``d + 1`` bands; two hashes within Hamming
-distance ``d`` differ in at most ``d`` bands, so by pigeonhole they agree exactly on at least one. Each band keeps a
-sorted array of (band value, hash position); a query looks up its own band values by binary search and verifies the
-true distance of those candidates only, instead of scanning the whole index.
+Lookup (``HashIndex``): multi-index hashing (Norouzi et al., 2012). The 64 bits are split into ``m`` bands
+(``m = min(d + 1, 4)``: 16-bit bands); two hashes within Hamming distance ``d`` differ by at most ``d // m`` bits in
+at least one band (pigeonhole; with ``m = d + 1`` that is an exact match). Each band keeps a sorted array of
+(band value, hash position); a query probes, per band, every band value within ``d // m`` bits of its own (17 probes
+for one bit, 137 for two) by one vectorised binary search, and verifies the true distance of those candidates only.
+Plain ``d + 1`` exact bands would be 7 bits wide at ``d = 8`` and return ~1/128 of the index per band; 16-bit bands
+return ~1/65536 per probe, so a few hundred thousand eval hashes cost about a thousand verifications per image.
 
-Default distance (``ImageFilterConfig.eval_max_distance = 6``), measured in tests/test_eval_index.py on real photos:
-a copy resized to half size, re-encoded as JPEG at quality 60 and cropped by 1% per side lands within 6 bits of its
-original; different photos of similar scenes (LFW faces: centred frontal faces) are at least 10 apart and unrelated
-photos 20 or more. Flips and rotations (distance ~32) are out of pHash's reach by design. A stereo pair (skimage's
-motorcycle left/right, the camera moved a few centimetres) is within 4 bits: pHash treats it as the same picture, and
-it leaks the same scene, so it is removed.
+Default distance (``ImageFilterConfig.eval_max_distance = 8``), measured in tests/test_eval_index.py on real photos
+with fetch's hash: a copy resized to half size, re-encoded as JPEG at quality 60 and cropped by 1% per side lands
+within 8 bits of its original (fetch's box pre-reduction before pHash's 32 x 32 shrink moves some copies by up to 8;
+plain imagehash kept them within 4); different photos of similar scenes (LFW faces: centred frontal faces) are at
+least 10 apart and unrelated photos 13 or more. Flips and rotations (distance ~32) are out of pHash's reach by design.
+A stereo pair (skimage's motorcycle left/right, the camera moved a few centimetres) is within 4 bits: pHash treats it
+as the same picture, and it leaks the same scene, so it is removed.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import logging
 import os
 import tarfile
@@ -74,15 +79,27 @@ def hamming(a: int, b: int) -> int:
     return (int(a) ^ int(b)).bit_count()
 
 
+#: Bands are kept this wide (16 bits) so each probe returns ~1/65536 of the index.
+MAX_BANDS = 4
+
+
 def _bands(max_distance: int) -> list[tuple[int, int]]:
-    """``(shift, width)`` of ``max_distance + 1`` bands (at most 64) covering all 64 bits."""
-    count = min(max(max_distance, 0) + 1, HASH_BITS)
+    """``(shift, width)`` of the ``min(max_distance + 1, MAX_BANDS)`` bands covering all 64 bits."""
+    count = min(max(max_distance, 0) + 1, MAX_BANDS)
     widths = [HASH_BITS // count + (1 if i < HASH_BITS % count else 0) for i in range(count)]
     bands, shift = [], 0
     for width in widths:
         bands.append((shift, width))
         shift += width
     return bands
+
+
+def _flip_masks(width: int, radius: int) -> np.ndarray:
+    """Every XOR mask of at most ``radius`` set bits within ``width`` bits (the probes around a band value)."""
+    masks = [0]
+    for bits in range(1, radius + 1):
+        masks += [sum(1 << bit for bit in chosen) for chosen in itertools.combinations(range(width), bits)]
+    return np.asarray(masks, dtype=np.uint64)
 
 
 class HashIndex:
@@ -93,6 +110,9 @@ class HashIndex:
         self.hashes = np.asarray(hashes, dtype=np.uint64)
         self.labels = list(labels)
         self.bands = _bands(self.max_distance)
+        # Pigeonhole: within distance d overall means within d // m in at least one of the m bands.
+        self.band_radius = max(self.max_distance, 0) // len(self.bands)
+        self.band_masks = [_flip_masks(width, self.band_radius) for _, width in self.bands]
         # Per band: band values sorted, with the hash positions in the same order (searchsorted finds the run).
         self.band_values: list[np.ndarray] = []
         self.band_positions: list[np.ndarray] = []
@@ -106,13 +126,16 @@ class HashIndex:
         return int(self.hashes.size)
 
     def candidates(self, query: int) -> np.ndarray:
-        """Positions of indexed hashes sharing at least one band with ``query`` (a superset of the matches)."""
+        """Positions of indexed hashes within ``band_radius`` of ``query`` in some band (a superset of the matches)."""
         found = []
-        for (shift, width), values, positions in zip(self.bands, self.band_values, self.band_positions, strict=True):
-            band = np.uint64((int(query) >> shift) & ((1 << width) - 1))
-            start, stop = np.searchsorted(values, band, side="left"), np.searchsorted(values, band, side="right")
-            if stop > start:
-                found.append(positions[start:stop])
+        for (shift, width), values, positions, masks in zip(
+            self.bands, self.band_values, self.band_positions, self.band_masks, strict=True
+        ):
+            probes = np.uint64((int(query) >> shift) & ((1 << width) - 1)) ^ masks
+            starts = np.searchsorted(values, probes, side="left")
+            stops = np.searchsorted(values, probes, side="right")
+            hits = np.nonzero(stops > starts)[0]
+            found.extend(positions[starts[hit] : stops[hit]] for hit in hits)
         if not found:
             return np.empty(0, dtype=np.int64)
         return np.unique(np.concatenate(found))

@@ -52,7 +52,7 @@ def test_a_near_copy_is_within_the_default_distance_and_distinct_photos_are_far(
     }
     assert max(copies.values()) <= DEFAULT, copies
     closest_distinct = min(hamming(hashes[a], hashes[b]) for a, b in itertools.combinations(hashes, 2))
-    assert closest_distinct > DEFAULT + 6, closest_distinct
+    assert closest_distinct > DEFAULT + 4, closest_distinct
 
 
 def test_different_photos_of_a_similar_scene_are_not_near_duplicates() -> None:
@@ -88,13 +88,18 @@ def test_ukbench_variants_and_a_corrupt_file(tmp_path: Path) -> None:
     def distance(item: str) -> int:
         return hamming(original, rows[item][EvalImageHash.PHASH])
 
-    assert distance("mixed_images/ukbench00120_resize.jpg") == 0
+    # 0 with plain imagehash; fetch's box pre-reduction (pipeline/imageproc.py) moves it a few bits, still caught.
+    assert distance("mixed_images/ukbench00120_resize.jpg") <= DEFAULT
     assert distance("ukbench00120_gray.jpg") <= DEFAULT
     # pHash is not flip- or rotation-invariant: these stay in the corpus by design.
-    assert distance("mixed_images/ukbench00120_hflip.jpg") > 30
-    assert distance("mixed_images/ukbench00120_rotation.jpg") > 30
+    assert distance("mixed_images/ukbench00120_hflip.jpg") > 3 * DEFAULT
+    assert distance("mixed_images/ukbench00120_rotation.jpg") > 3 * DEFAULT
     hashes, labels = read_eval_index(str(output))
     assert len(hashes) == 16 and all(label.startswith(str(folder)) for label in labels)
+    # Hashing in worker processes gives the same index, row for row.
+    parallel = tmp_path / "parallel.parquet"
+    assert build_eval_index([str(folder)], str(parallel), workers=2) == 16
+    assert pq.read_table(parallel).to_pylist() == pq.read_table(output).to_pylist()
 
 
 def test_folders_tars_and_parquet_give_the_same_hashes(tmp_path: Path) -> None:
@@ -135,7 +140,7 @@ def flip_bits(value: int, count: int, rng: random.Random) -> int:
     return value
 
 
-@pytest.mark.parametrize("max_distance", [0, 3, DEFAULT, 10])
+@pytest.mark.parametrize("max_distance", [0, 1, 3, 5, DEFAULT, 11])
 def test_banded_lookup_equals_brute_force(max_distance: int) -> None:
     rng = random.Random(max_distance)
     indexed = [rng.getrandbits(64) for _ in range(5000)]
@@ -153,7 +158,7 @@ def test_lookup_cost_does_not_scan_the_index() -> None:
     rng = random.Random(7)
     index = HashIndex([rng.getrandbits(64) for _ in range(200_000)], DEFAULT)
     examined = [index.candidates(rng.getrandbits(64)).size for _ in range(200)]
-    # 7 bands of ~9 bits: each query verifies about 7 * 200,000 / 2**9 hashes, not 200,000.
+    # 4 bands of 16 bits, 137 probes each at distance 8: about 4 * 137 * 200,000 / 2**16 = 1,700 verifications.
     assert np.mean(examined) < 200_000 / 50
 
 
