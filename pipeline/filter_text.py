@@ -41,7 +41,7 @@ n-grams (a few thousand entries) gives the boundary count c* and how many (r) of
 pass, n-grams counted above c* are frequent (their alt ids are never read) and those below are rare; only the n-grams
 counted exactly c* (each holding at most c* alt ids) go on: they are bucketed by the top 16 bits of their hash (a
 histogram of at most 65,536 entries) to find the boundary bucket, and only that bucket's members (about ties / 65,536
-of them) are sorted to pick the last ones. All three side inputs are tiny singletons.
+of them) are sorted to pick the last ones. The side inputs are two pairs of integers.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -81,6 +81,7 @@ REASONS = (
 
 NGRAMS = "ngrams"
 TIED = "tied"
+BOUNDARY = "boundary"
 _PAIR = 0  # tag of a pair in the alt-text join
 _RARE = 1  # tag of a rare n-gram in the alt-text join
 #: Buffered (n-gram, alt id) entries after which a bundle's n-gram table is emitted, bounding worker memory.
@@ -230,45 +231,6 @@ def bucket_boundary(bucket_histogram: dict[int, int], keep: int) -> tuple[int, i
     raise AssertionError("unreachable: fewer tied n-grams than the number to keep")
 
 
-@dataclass(frozen=True)
-class NgramCut:
-    """Which n-grams are among the N most frequent, decided from a count and the tiny boundary data."""
-
-    boundary_count: int = 0
-    """N-grams counted above this are frequent, below it rare (0: every n-gram is frequent)."""
-    boundary_bucket: int = -1
-    """Among n-grams counted exactly ``boundary_count``: lower tie buckets are frequent, higher ones rare."""
-    boundary_bucket_kept: frozenset[str] = field(default_factory=frozenset)
-    """The frequent members of the boundary bucket (the first ones in ``tie_order``)."""
-
-    def is_frequent(self, ngram: str, count: int) -> bool:
-        """Whether the n-gram is among the N most frequent."""
-        if count != self.boundary_count:
-            return count > self.boundary_count
-        bucket = tie_bucket(ngram)
-        if bucket != self.boundary_bucket:
-            return bucket < self.boundary_bucket
-        return ngram in self.boundary_bucket_kept
-
-
-def assemble_cut(boundary: tuple[int, int] | None, buckets: tuple[int, int] | None, members: Sequence[str]) -> NgramCut:
-    """The ``NgramCut`` from the count boundary, the bucket boundary and the boundary bucket's members."""
-    if boundary is None or buckets is None:
-        return NgramCut()
-    kept = sorted(members, key=tie_order)[: buckets[1]]
-    return NgramCut(boundary_count=boundary[0], boundary_bucket=buckets[0], boundary_bucket_kept=frozenset(kept))
-
-
-def find_cut_in_memory(counts: dict[str, int], vocab_size: int | None) -> NgramCut:
-    """The same cut computed from a whole count table (for tests and small inputs; the stage never does this)."""
-    boundary = count_boundary(Counter(counts.values()), vocab_size)
-    if boundary is None:
-        return NgramCut()
-    ties = [gram for gram, count in counts.items() if count == boundary[0]]
-    buckets = bucket_boundary(Counter(tie_bucket(gram) for gram in ties), boundary[1])
-    return assemble_cut(boundary, buckets, [gram for gram in ties if tie_bucket(gram) == buckets[0]])
-
-
 class HistogramFn(beam.CombineFn):
     """``value -> how many elements have it`` for a small set of values (counts, bucket numbers)."""
 
@@ -298,11 +260,6 @@ def _count_of(item: tuple[str, int]) -> int:
 
 def _tied_bucket(item: tuple[str, list[bytes]]) -> int:
     return tie_bucket(item[0])
-
-
-def _in_bucket(item: tuple[str, list[bytes]], buckets: tuple[int, int] | None) -> Iterator[str]:
-    if buckets is not None and tie_bucket(item[0]) == buckets[0]:
-        yield item[0]
 
 
 def _bucket_boundary_or_none(histogram: dict[int, int], boundary: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -360,20 +317,38 @@ class SplitAtBoundaryCount(_RareHitBuffer):
         yield from self._add(gram, ids)
 
 
-class RareAmongTied(_RareHitBuffer):
-    """Hits for the n-grams counted exactly c* that fall after the first r in ``tie_order``."""
+class SplitAtBoundaryBucket(_RareHitBuffer):
+    """Among the n-grams counted c*: tie buckets below b* are frequent, above it rare (hits emitted); the members of
+    bucket b* itself go to ``BOUNDARY`` (about ties / 65,536 of them)."""
 
-    def process(self, element: tuple[str, list[bytes]], cut: NgramCut) -> Iterator[Any]:
+    def process(self, element: tuple[str, list[bytes]], buckets: tuple[int, int] | None) -> Iterator[Any]:
         gram, ids = element
-        if not cut.is_frequent(gram, cut.boundary_count):
+        if buckets is None:
+            return
+        bucket = tie_bucket(gram)
+        if bucket == buckets[0]:
+            yield beam.pvalue.TaggedOutput(BOUNDARY, element)
+        elif bucket > buckets[0]:
             yield from self._add(gram, ids)
+
+
+def rare_in_boundary_bucket(
+    members: list[tuple[str, list[bytes]]], buckets: tuple[int, int] | None
+) -> Iterator[tuple[bytes, tuple[int, str]]]:
+    """Hits for the boundary bucket's members after the first r' in ``tie_order`` (the only sort, of a few items)."""
+    if buckets is None:
+        return
+    for gram, ids in sorted(members, key=lambda member: tie_order(member[0]))[buckets[1] :]:
+        for identifier in ids:
+            yield identifier, (_RARE, gram)
 
 
 class RareNgramAlts(beam.PTransform):
     """Grouped n-gram occurrences ``(n-gram, [(count, alt ids)])`` -> ``(alt id, (RARE, n-gram))`` per alt text holding
     an n-gram outside the ``vocab_size`` most frequent (ranked by count, then ``tie_order``; module docstring).
 
-    Side inputs are only the count histogram, the tie-bucket histogram and the boundary bucket's few members.
+    Side inputs are only the count boundary (c*, r) and the tie-bucket boundary (b*, r'); the boundary bucket's few
+    members are sorted in one place.
     """
 
     def __init__(self, vocab_size: int) -> None:
@@ -396,16 +371,15 @@ class RareNgramAlts(beam.PTransform):
             | "TieBucketHistogram" >> beam.CombineGlobally(HistogramFn(_tied_bucket))
             | "TieBucketBoundary" >> beam.Map(_bucket_boundary_or_none, beam.pvalue.AsSingleton(boundary))
         )
-        members = (
-            tied
-            | "InBoundaryBucket" >> beam.FlatMap(_in_bucket, beam.pvalue.AsSingleton(buckets))
+        split_ties = tied | "SplitAtBoundaryBucket" >> beam.ParDo(
+            SplitAtBoundaryBucket(), beam.pvalue.AsSingleton(buckets)
+        ).with_outputs(BOUNDARY, main="rare")
+        rare_boundary = (
+            split_ties[BOUNDARY]
             | "BoundaryBucketMembers" >> beam.combiners.ToList()
+            | "RareInBoundaryBucket" >> beam.FlatMap(rare_in_boundary_bucket, beam.pvalue.AsSingleton(buckets))
         )
-        cut = boundary | "AssembleCut" >> beam.Map(
-            assemble_cut, beam.pvalue.AsSingleton(buckets), beam.pvalue.AsSingleton(members)
-        )
-        rare_tied = tied | "RareAmongTied" >> beam.ParDo(RareAmongTied(), beam.pvalue.AsSingleton(cut))
-        return (split.rare, rare_tied) | "RareHits" >> beam.Flatten()
+        return (split.rare, split_ties.rare, rare_boundary) | "RareHits" >> beam.Flatten()
 
 
 # -- the DoFns --------------------------------------------------------------------------------------------------------

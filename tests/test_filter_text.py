@@ -16,7 +16,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import filter_text
 from pipeline.config import CorpusOptions, TextFilterConfig, resolve_config
-from pipeline.filter_text import PairFacts, RareNgramAlts, failed_rules, find_cut_in_memory, tie_order
+from pipeline.filter_text import PairFacts, RareNgramAlts, bucket_boundary, count_boundary, failed_rules, tie_order
 from pipeline.keys import candidate_id, sample_key
 from pipeline.stage import pipeline_options
 from pipeline.tokenize import ngrams, unigrams
@@ -93,39 +93,55 @@ def hash_order(gram: str) -> tuple[int, str]:
     return int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "big"), gram
 
 
-def kept(counts: dict[str, int], vocab_size: int | None) -> set[str]:
-    cut = find_cut_in_memory(counts, vocab_size)
-    return {gram for gram, count in counts.items() if cut.is_frequent(gram, count)}
+def test_count_boundary_finds_the_cut_count_and_how_many_tied_fit() -> None:
+    # counts a=5, b=c=d=3, e=1 -> histogram {5: 1, 3: 3, 1: 1}
+    histogram = {5: 1, 3: 3, 1: 1}
+    assert count_boundary(histogram, 1) == (5, 1)
+    assert count_boundary(histogram, 2) == (3, 1)  # a, and 1 of the 3 tied at count 3
+    assert count_boundary(histogram, 3) == (3, 2)
+    assert count_boundary(histogram, 4) == (3, 3)
+    assert count_boundary(histogram, 5) is None  # every n-gram fits
+    assert count_boundary(histogram, None) is None
 
 
-def test_cut_keeps_exactly_the_top_n_with_ties_in_hash_order() -> None:
-    counts = {"a": 5, "b": 3, "c": 3, "d": 3, "e": 1}
-    tied = sorted("bcd", key=hash_order)
+def test_bucket_boundary_splits_the_tie_in_hash_order() -> None:
+    assert bucket_boundary({7: 2, 100: 5, 9000: 1}, 1) == (7, 1)
+    assert bucket_boundary({7: 2, 100: 5, 9000: 1}, 2) == (7, 2)
+    assert bucket_boundary({7: 2, 100: 5, 9000: 1}, 3) == (100, 1)
+    assert bucket_boundary({7: 2, 100: 5, 9000: 1}, 8) == (9000, 1)
     assert tie_order("b") == hash_order("b")
-    assert kept(counts, 1) == {"a"}
-    assert kept(counts, 2) == {"a", tied[0]}
-    assert kept(counts, 3) == {"a", tied[0], tied[1]}
-    assert kept(counts, 4) == {"a", "b", "c", "d"}
-    assert kept(counts, 5) == set(counts)
-    assert kept(counts, 6) == set(counts)
-    assert kept(counts, None) == set(counts)
-    assert kept(counts, 0) == set()
 
 
-def test_rare_ngrams_in_beam_match_a_full_sort_across_tie_buckets() -> None:
-    # 3000 n-grams tied at count 1 fall in many hash buckets: the boundary-bucket logic must give a full sort's answer.
-    counts = {f"w{i}": 1 for i in range(3000)} | {f"top{i}": 7 for i in range(5)} | {"mid": 2}
+def rare_ngrams_in_beam(counts: dict[str, int], vocab_size: int) -> None:
+    """Run ``RareNgramAlts`` on ``counts`` and check it against a full sort by (count desc, hash order)."""
     ranked = sorted(counts, key=lambda gram: (-counts[gram], hash_order(gram)))
     # Each n-gram's occurrences arrive as per-bundle partial counts, with the ids of the alt texts holding it.
     grouped = [
         (gram, [(count - 1, [gram.encode()]), (1, [])] if count > 1 else [(1, [gram.encode()])])
         for gram, count in counts.items()
     ]
-    for vocab_size in (3, 6, 1234, 5000):
-        rare = ranked[vocab_size:]
-        with BeamTestPipeline(options=pipeline_options([])) as pipeline:
-            hits = pipeline | beam.Create(sorted(grouped)) | RareNgramAlts(vocab_size)
-            assert_that(hits, equal_to([(gram.encode(), (filter_text._RARE, gram)) for gram in rare]))
+    with BeamTestPipeline(options=pipeline_options([])) as pipeline:
+        hits = pipeline | beam.Create(sorted(grouped)) | RareNgramAlts(vocab_size)
+        assert_that(hits, equal_to([(gram.encode(), (filter_text._RARE, gram)) for gram in ranked[vocab_size:]]))
+
+
+@pytest.mark.parametrize(
+    ("vocab_size", "expected_rare"),
+    # BLAKE2b-64: c = 373f..., b = 8472..., d = b5a5...: among b, c, d (count 3) c ranks first, then b, then d.
+    [(1, ["b", "c", "d", "e"]), (2, ["b", "d", "e"]), (3, ["d", "e"]), (4, ["e"]), (5, [])],
+)
+def test_rare_ngrams_with_a_tie_at_a_small_cut_off(vocab_size: int, expected_rare: list[str]) -> None:
+    counts = {"a": 5, "b": 3, "c": 3, "d": 3, "e": 1}
+    assert sorted(counts, key=lambda gram: (-counts[gram], hash_order(gram)))[vocab_size:] == sorted(
+        expected_rare, key=lambda gram: (-counts[gram], hash_order(gram))
+    )
+    rare_ngrams_in_beam(counts, vocab_size)
+
+
+@pytest.mark.parametrize("vocab_size", [3, 6, 1234, 5000])
+def test_rare_ngrams_in_beam_match_a_full_sort_across_tie_buckets(vocab_size: int) -> None:
+    # 3000 n-grams tied at count 1 fall in many hash buckets: the boundary-bucket logic must give a full sort's answer.
+    rare_ngrams_in_beam({f"w{i}": 1 for i in range(3000)} | {f"top{i}": 7 for i in range(5)} | {"mid": 2}, vocab_size)
 
 
 # -- presets --------------------------------------------------------------------------------------------------------------
