@@ -31,7 +31,11 @@ class ExtractConfig:
 
 @dataclass(frozen=True)
 class TextFilterConfig:
-    """ALIGN's text rules (``filter-text``). ``None`` switches a rule off."""
+    """ALIGN's text rules (``filter-text``). ``None`` switches a rule off.
+
+    Deliberately absent (ALIGN keeps noisy text, unlike Conceptual Captions): hypernymisation, part-of-speech rules,
+    stop-word or profanity cleaning, image-text classifiers. Unigrams are defined in ``pipeline.tokenize``.
+    """
 
     min_unigrams: int | None = 3
     """Keep alt texts with at least this many unigrams (ALIGN: 3)."""
