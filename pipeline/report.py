@@ -295,7 +295,7 @@ def heatmap_chart(rows: list[dict[str, Any]]) -> str:
             level = 1 + int((len(HEAT) - 2) * math.log1p(row["images"]) / math.log1p(largest))
             tip = (
                 f"width {2**wl}–{2 ** (wl + 1) - 1} px, height {2**hl}–{2 ** (hl + 1) - 1} px: "
-                f"{row['images']:,} images, {row['kept_images']:,} kept"
+                f"{row['images']:,} images, {row['kept_samples']:,} kept"
             )
             body.append(_rect(x + 1, y + 1, size - 2, size - 2, HEAT[level], tip, 4))
             if size >= 30:

@@ -118,6 +118,8 @@ def held_after(done: Sequence[str]) -> tuple[str, str, tuple[str, ...]]:
 def connect(layout: CorpusLayout, done: Sequence[str], threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with a view per table (empty with its schema when not written) and ``views.sql`` loaded."""
     con = duckdb.connect()
+    # Nothing here depends on row order: letting DuckDB drop it saves memory and time on large scans.
+    con.execute("SET preserve_insertion_order = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     for table in VIEW_TABLES:

@@ -7,20 +7,22 @@
 --   held_minus_stages  stages that ran after held_table was written and dropped some of its rows (fetch reads
 --                      text_kept/ and writes no row per survivor, so its rejections are taken out of it)
 
--- Every extracted candidate: the rows of candidates/, plus extraction-time drops if extract records them only in
--- rejected/ (a data: URL is a candidate too, see ARCHITECTURE.md); an id in both counts once.
+-- Every extracted candidate: the rows of candidates/ plus the extraction-time drops, which extract records only in
+-- rejected/ (a data: URL is a candidate too, see ARCHITECTURE.md). An id in both would count as extracted twice,
+-- and balance.sql reports it.
 CREATE OR REPLACE VIEW extracted AS
 SELECT candidate_id FROM candidates
 UNION ALL
-SELECT candidate_id FROM rejected
-WHERE stage = 'extract' AND candidate_id NOT IN (SELECT candidate_id FROM candidates);
+SELECT candidate_id FROM rejected WHERE stage = 'extract';
 
 -- Candidates that survived every stage run so far.
 CREATE OR REPLACE VIEW held AS
-SELECT candidate_id, getvariable('held_place') AS place
-FROM query_table(getvariable('held_table'))
-WHERE candidate_id NOT IN (
-    SELECT candidate_id FROM rejected WHERE list_contains(getvariable('held_minus_stages'), stage)
+SELECT survivors.candidate_id, getvariable('held_place') AS place
+FROM query_table(getvariable('held_table')) AS survivors
+WHERE NOT EXISTS (
+    SELECT 1 FROM rejected AS dropped
+    WHERE list_contains(getvariable('held_minus_stages'), dropped.stage)
+      AND dropped.candidate_id = survivors.candidate_id
 );
 
 -- Where each candidate ended: held (kept or in flight), or rejected by one stage. The books balance when every
