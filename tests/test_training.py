@@ -220,5 +220,5 @@ def test_shard_lists_are_brace_expressions(tmp_path: Path) -> None:
     assert contiguous.num_samples == 5 and contiguous.num_shards == 2  # the empty shard is left out
     gappy = CorpusShards(root=tmp_path, sizes={"00000.tar": 3, "00002.tar": 2})
     assert gappy.webdataset_urls() == str(tmp_path / "shards" / "{00000.tar,00002.tar}")
-    with pytest.raises(FileNotFoundError, match="sizes.json"):
+    with pytest.raises(FileNotFoundError, match=r"sizes\.json"):
         read_corpus(tmp_path)
