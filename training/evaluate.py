@@ -3,7 +3,7 @@
 - Zero-shot classification (CLIP's protocol): ``--zeroshot-imagefolder DIR`` (torchvision ImageFolder: one folder per
   class), class names from ``--classnames`` (comma list, a file with one per line, or ``imagenet``) or the folder
   names, prompts from CLIP's 80 ImageNet templates (``--templates openai``, open_clip's ``OPENAI_IMAGENET_TEMPLATES``)
-  or the 18-template subset (``simple``) or a file of ``{}`` templates; reports top-1 and top-5 accuracy.
+  or open_clip's 7-template subset (``simple``) or a file of ``{}`` templates; reports top-1 and top-5 accuracy.
 - Retrieval: image->text and text->image Recall@1/5/10 over (image, caption) pairs from WebDataset shards
   (``--retrieval-shards GLOB``) or a Parquet file (``--retrieval-parquet FILE``, image bytes + caption columns).
   Identical captions are one text (web corpora repeat alt texts): an image's positives are its caption, a caption's
@@ -80,7 +80,7 @@ def resolve_classnames(spec: str | None, folder_classes: Sequence[str]) -> list[
 
 
 def resolve_templates(spec: str) -> list[Callable[[str], str]]:
-    """Prompt templates: ``openai`` (CLIP's 80), ``simple`` (18), or a file with one ``{}`` template per line."""
+    """Prompt templates: ``openai`` (CLIP's 80), ``simple`` (7), or a file with one ``{}`` template per line."""
     if spec == "openai":
         return list(open_clip.OPENAI_IMAGENET_TEMPLATES)
     if spec == "simple":
@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--zeroshot-imagefolder", help="ImageFolder directory for zero-shot classification")
     parser.add_argument("--classnames", help="comma list, a file (one per line) or 'imagenet'; default: folder names")
-    parser.add_argument("--templates", default="openai", help="openai (CLIP's 80), simple (18) or a file of {} lines")
+    parser.add_argument("--templates", default="openai", help="openai (CLIP's 80), simple (7) or a file of {} lines")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--retrieval-shards", help="glob of WebDataset tar shards with jpg + txt members")
     source.add_argument("--retrieval-parquet", help="Parquet file with image bytes and captions")
