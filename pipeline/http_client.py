@@ -31,7 +31,7 @@ from urllib.parse import urljoin
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import NameResolutionError, NewConnectionError
+from urllib3.exceptions import NameResolutionError, NewConnectionError, SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from pipeline.config import FetchConfig
@@ -226,7 +226,7 @@ class PoliteClient:
                     f"http_{response.http_status}", f"HTTP {response.http_status}", response.http_status
                 )
             except FetchError as error:
-                if not getattr(error, "transient", False):
+                if not error.transient:
                     raise
                 failure = error
             if attempt == self.config.max_retries:
@@ -376,12 +376,12 @@ def _network_error(error: Exception) -> FetchError:
         return error
     # Order matters: urllib3's NameResolutionError is a NewConnectionError, which is a ConnectTimeoutError.
     if isinstance(error, NameResolutionError):
-        result = FetchError("dns_error", str(error))
-    elif isinstance(error, NewConnectionError):
-        result = FetchError("connection_error", f"{type(error).__name__}: {error}")
-    elif isinstance(error, Urllib3Timeout | TimeoutError):
-        result = FetchError("timeout", f"{type(error).__name__}: {error}")
-    else:  # protocol errors, resets, TLS failures, incomplete bodies
-        result = FetchError("connection_error", f"{type(error).__name__}: {error}")
-    result.transient = True  # type: ignore[attr-defined]
-    return result
+        return FetchError("dns_error", str(error), transient=True)
+    if isinstance(error, NewConnectionError):
+        return FetchError("connection_error", f"{type(error).__name__}: {error}", transient=True)
+    if isinstance(error, Urllib3Timeout | TimeoutError):
+        return FetchError("timeout", f"{type(error).__name__}: {error}", transient=True)
+    if isinstance(error, SSLError):  # a bad certificate stays bad: no retry
+        return FetchError("connection_error", f"TLS: {error}")
+    # protocol errors, resets, incomplete bodies
+    return FetchError("connection_error", f"{type(error).__name__}: {error}", transient=True)

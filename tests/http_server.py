@@ -206,6 +206,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.image("astronaut.jpg")
         elif path.startswith("/plain/"):
             self.image(path.rsplit("/", 1)[1], content_type="text/plain")
+        elif path == "/chunked.jpg":
+            # No Content-Length: the body comes in chunks, as from many dynamic image servers.
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for start in range(0, len(jpeg), 7000):
+                piece = jpeg[start : start + 7000]
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
         elif path == "/html-as-jpeg.jpg":
             self.send(200, HTML_PAGE, "image/jpeg")
         elif path == "/truncated.jpg":

@@ -64,7 +64,8 @@ CASES = [
     ("/img/astronaut.jpg", "ok", 2.0),
     ("/img/coffee.png", "ok", 2.0),
     ("/nobody/china.jpg", "ok", 2.0),  # disallowed for '*' only: our agent has its own group
-    ("/plain/chelsea.jpg", "ok", 2.0),  # a JPEG served as text/plain: magic bytes win
+    ("/plain/chelsea.jpg", "ok", 2.0),
+    ("/chunked.jpg", "ok", 2.0),  # a JPEG served as text/plain: magic bytes win
     ("/noai-for-others.jpg", "ok", 2.0),  # an opt-out addressed to another agent
     ("/html-as-jpeg.jpg", "not_an_image", 2.0),
     ("/truncated.jpg", "decode_error", 2.0),
