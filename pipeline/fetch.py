@@ -10,7 +10,11 @@ Resolution order (``--fetch-mode``): ``archive-then-http`` (default) uses the ar
 one (a 3xx archived response holds no image, so HTTP is tried), else HTTP; ``archive-only`` never goes to the
 network (``not_archived``); ``http-only`` ignores the archive. Archived responses go through the same checks as
 HTTP ones (status code, X-Robots-Tag opt-out, byte cap, magic bytes, decode); robots.txt is not re-checked for
-them, since no request is made.
+them, since no request is made. ``Content-Type`` is recorded but never trusted: the magic bytes decide (a JPEG
+served as text/plain is ok, an HTML page served as image/jpeg is ``not_an_image``).
+
+Politeness is per worker: each worker keeps at most ``per_host_concurrency`` requests in flight per host, so across
+N workers a host sees at most N times that.
 
 Statuses (the closed list; every one but ``ok`` is also the rejection reason of the URL's candidates):
 ``ok``, ``http_<code>``, ``timeout``, ``robots_disallowed``, ``opted_out``, ``too_large``, ``not_an_image``,

@@ -2,8 +2,9 @@
 
 Started on port 0 in a daemon thread and stopped by the test that started it. Every endless behaviour (slow
 drip, never-ending body) is bounded: it stops when the client goes away, when the server stops, or after
-``MAX_MISBEHAVE_S`` seconds, so no test can hang on it. The server counts requests per path and the most requests
-ever in flight at once, so tests can check what the client did (robots.txt fetched once, the per-host limit).
+``MAX_MISBEHAVE_S`` seconds, so no test can hang on it. The server counts requests per path, the most requests
+ever in flight at once and the most TCP connections ever open at once, so tests can check what the client did
+(robots.txt fetched once, the per-host limit).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class MisbehavingServer:
         self.requests: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.open_connections = 0
+        self.max_open_connections = 0
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.httpd: ThreadingHTTPServer | None = None
@@ -129,6 +132,7 @@ class MisbehavingServer:
         with self.lock:
             self.requests.clear()
             self.max_in_flight = 0
+            self.max_open_connections = 0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -137,6 +141,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # quiet test output
         pass
+
+    def setup(self) -> None:
+        # One handler per TCP connection (keep-alive serves many requests on it): count connections open at once.
+        super().setup()
+        with self.owner.lock:
+            self.owner.open_connections += 1
+            self.owner.max_open_connections = max(self.owner.max_open_connections, self.owner.open_connections)
+
+    def finish(self) -> None:
+        with self.owner.lock:
+            self.owner.open_connections -= 1
+        super().finish()
 
     def do_GET(self) -> None:
         owner = self.owner

@@ -179,6 +179,7 @@ def test_per_host_concurrency_limit_is_never_exceeded() -> None:
         assert [result.status for result in results] == ["ok"] * 24
         assert server.max_in_flight <= limit
         assert server.max_in_flight == limit  # the limit was reached, so the test really exercised it
+        assert server.max_open_connections <= limit  # pooled keep-alive connections: no more than the limit either
         assert server.requests["/robots.txt"] == 1  # a 404 robots.txt, fetched once, means allowed
 
 
