@@ -6,6 +6,9 @@ the stage on each, and prints both rates and the ratio of times (goal: <= 12x fo
 
     python bench/filter_text.py                     # 100k and 1M candidates
     python bench/filter_text.py --sizes 10000 100000  # a quick check
+
+Measured (shared 2-core box, DirectRunner, one worker): 100k in 40.2 s (2,489/s), 1M in 327.8 s (3,051/s),
+time ratio 8.16x for 10x the data.
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ def generate(size: int, root: Path, seed: int = 7) -> None:
             if rng.random() < 0.1:
                 alt = rng.choice(shared_alts)
             else:
-                alt = " ".join(rng.choices(words, cum_weights=cumulative, k=min(24, max(1, int(rng.expovariate(1 / 7))))))
+                alt = " ".join(
+                    rng.choices(words, cum_weights=cumulative, k=min(24, max(1, int(rng.expovariate(1 / 7)))))
+                )
         previous = (url, alt)
         rows.append(
             Candidate.row(
