@@ -1,0 +1,17 @@
+# Custom Dataflow worker image: Beam's Python SDK image with altcorpus and all its dependencies preinstalled, so
+# workers start in seconds instead of pip-installing the sdist that --setup_file ships (see docs/dataflow.md).
+#   docker build -t REGION-docker.pkg.dev/PROJECT/REPO/altcorpus-worker:0.1.0 .
+#   docker push REGION-docker.pkg.dev/PROJECT/REPO/altcorpus-worker:0.1.0
+#   ... --sdk_container_image=REGION-docker.pkg.dev/PROJECT/REPO/altcorpus-worker:0.1.0 --sdk_location=container
+# The tag must match the launcher's apache-beam (2.77) and Python (3.11): tests/test_dataflow.py checks both.
+FROM apache/beam_python3.11_sdk:2.77.0
+
+WORKDIR /opt/altcorpus
+COPY pyproject.toml setup.py README.md ./
+COPY schemas ./schemas
+COPY pipeline ./pipeline
+COPY training ./training
+# apache-beam[gcp]==2.77.* is already satisfied by the image, so pip keeps the image's SDK and adds the rest.
+RUN pip install --no-cache-dir . && python -c "import pipeline.extract, pipeline.fetch, pipeline.stats"
+
+# The image's ENTRYPOINT (/opt/apache/beam/boot, the SDK harness) is inherited unchanged: Dataflow starts it.
