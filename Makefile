@@ -41,11 +41,7 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	touch $@
 
 venv install: $(VENV)/.installed
-install-# The HTML report's test renders it in headless Chromium (Debian's package).
-chromium:
-	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
-
-test: $(VENV)/.installed-test chromium
+install-test: $(VENV)/.installed-test
 
 $(SAMPLE): $(VENV)/.installed
 	$(BIN)/python -m pipeline make-sample --output $(SAMPLE_DIR)
