@@ -7,6 +7,7 @@ show it).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -46,7 +47,23 @@ class Table:
     DOC: ClassVar[str] = ""
 
     @classmethod
+    @functools.cache
+    def _column_tuple(cls) -> tuple[Column, ...]:
+        # Computed once per table: row()/project() run for every element of every stage.
+        return tuple(cls._collect_columns())
+
+    @classmethod
     def columns(cls) -> list[Column]:
+        """Columns in definition order, base classes first, each name once."""
+        return list(cls._column_tuple())
+
+    @classmethod
+    @functools.cache
+    def _name_tuple(cls) -> tuple[str, ...]:
+        return tuple(str(c) for c in cls._column_tuple())
+
+    @classmethod
+    def _collect_columns(cls) -> list[Column]:
         """Columns in definition order, base classes first, each name once."""
         seen: dict[str, Column] = {}
         for klass in reversed(cls.__mro__):
@@ -58,7 +75,7 @@ class Table:
     @classmethod
     def names(cls) -> list[str]:
         """Column names in order."""
-        return [str(c) for c in cls.columns()]
+        return list(cls._name_tuple())
 
     @classmethod
     def schema(cls) -> pa.Schema:
@@ -71,8 +88,8 @@ class Table:
     @classmethod
     def row(cls, **values: Any) -> dict[str, Any]:
         """A complete row: every column present (missing ones ``None``); unknown names raise ``KeyError``."""
-        names = cls.names()
-        unknown = set(values) - set(names)
+        names = cls._name_tuple()
+        unknown = values.keys() - set(names)
         if unknown:
             raise KeyError(f"{cls.__name__} has no column(s) {sorted(unknown)}")
         return {name: values.get(name) for name in names}
@@ -80,7 +97,7 @@ class Table:
     @classmethod
     def project(cls, row: dict[str, Any]) -> dict[str, Any]:
         """Keep only this table's columns of ``row`` (missing ones ``None``): narrows a wider row."""
-        return {name: row.get(name) for name in cls.names()}
+        return {name: row.get(name) for name in cls._name_tuple()}
 
 
 def _c(name: str, arrow_type: pa.DataType, doc: str, nullable: bool = True) -> Column:
