@@ -26,6 +26,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Commands that are Beam jobs: their flags are the corpus options plus Beam's own.
+BEAM_COMMANDS = {"extract", "filter-text", "fetch", "filter-image", "write-shards", "build-corpus"}
+
+
+def beam_command_help(command: str) -> str:
+    """``--help`` of a Beam stage: Beam's option parser ignores ``--help``, so the corpus options are listed here."""
+    import argparse
+    import inspect
+
+    from pipeline.config import CorpusOptions, TextFilterConfig
+
+    description = COMMANDS[command][1]
+    if command in ("filter-text", "build-corpus"):
+        description += "\n\n" + (inspect.getdoc(TextFilterConfig) or "")
+    parser = argparse.ArgumentParser(
+        prog=f"python -m pipeline {command}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Any Beam pipeline option also applies (--runner, --direct_num_workers, --project, ...).",
+    )
+    CorpusOptions._add_argparse_args(parser)
+    return parser.format_help()
+
+
 def usage() -> str:
     """The command list shown by ``--help`` and on a wrong command."""
     lines = ["usage: python -m pipeline <command> [flags]", "", "commands:"]
@@ -44,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    if command in BEAM_COMMANDS and ("-h" in rest or "--help" in rest):
+        print(beam_command_help(command))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Beam logs every type-hint conversion and sink rename at INFO: keep its warnings, and our progress lines.
     logging.getLogger("apache_beam").setLevel(logging.WARNING)

@@ -8,7 +8,11 @@ the options object) and what ``manifest.json`` records.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import inspect
+import itertools
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -212,11 +216,32 @@ def _field_parser(annotation: Any) -> tuple[Any, bool]:
     return hint, optional
 
 
+def field_docs(section: type) -> dict[str, str]:
+    """The docstring under each field of a config dataclass (read from its source), for ``--help``."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(section)))
+    except (OSError, TypeError):  # no source available (e.g. a frozen application): help without docs
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    for statement, following in itertools.pairwise(body):
+        if (
+            isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[statement.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Register one flag per field of every config section (``--max-images-per-alt``), default None (= preset)."""
     seen: set[str] = set()
     for section in SECTIONS.values():
         hints = typing.get_type_hints(section)
+        docs = field_docs(section)
         for item in dataclasses.fields(section):
             if item.name in seen:
                 raise ValueError(f"config field {item.name} is defined twice; flags must be unique")
@@ -234,8 +259,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 dest=item.name,
                 type=convert,
                 default=None,
-                help=f"[{section.__name__}] default from --preset"
-                + ("; 'none' switches the rule off" if optional else ""),
+                help=f"{docs.get(item.name, '').replace('%', '%%')} [{section.__name__}; align default {item.default!r}, see --preset"
+                + ("; 'none' switches the rule off]" if optional else "]"),
             )
 
 

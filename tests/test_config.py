@@ -58,3 +58,12 @@ def test_unknown_preset_is_a_clear_error() -> None:
 def test_every_preset_serialises_for_the_manifest() -> None:
     for name, preset in PRESETS.items():
         assert json.loads(json.dumps(preset.to_dict()))["preset"] == name
+
+
+def test_stage_help_lists_every_flag_with_its_documentation(capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    assert main(["filter-text", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--max-images-per-alt" in text and "Drop an alt text shared by more than this many" in text
+    assert "hypernymisation" in text  # what filter-text deliberately does not do is stated in --help
