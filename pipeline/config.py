@@ -259,6 +259,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 dest=item.name,
                 type=convert,
                 default=None,
+                # A bare boolean flag (--allow-private-addresses) means true; =false still switches it off.
+                **({"nargs": "?", "const": True} if hints[item.name] is bool else {}),
                 help=f"{docs.get(item.name, '').replace('%', '%%')} [{section.__name__}; align default {item.default!r}, see --preset"
                 + ("; 'none' switches the rule off]" if optional else "]"),
             )

@@ -45,8 +45,9 @@ def test_flags_override_the_preset_and_none_switches_a_rule_off() -> None:
 
 
 def test_bool_and_float_flags_parse() -> None:
-    config = resolve("--allow-private-addresses", "true", "--max-aspect-ratio", "2.5")
+    config = resolve("--allow-private-addresses", "--respect-robots=false", "--max-aspect-ratio", "2.5")
     assert config.fetch.allow_private_addresses is True
+    assert config.fetch.respect_robots is False
     assert config.image.max_aspect_ratio == 2.5
 
 
