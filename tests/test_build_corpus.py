@@ -20,6 +20,7 @@ from pipeline.eval_index import build_eval_index
 from pipeline.layout import CorpusLayout
 from pipeline.sample import generate_sample
 from schemas import Candidate, Rejection, Sample
+from tests.open_clip_loader import open_clip_train_loader
 
 pytestmark = pytest.mark.slow
 
@@ -153,33 +154,9 @@ def test_webdataset_reads_decoded_images_with_their_texts(corpus: Path) -> None:
 
 
 def test_open_clip_train_loader_yields_batches(corpus: Path) -> None:
-    import argparse
-
-    import open_clip
-    from open_clip_train.data import get_wds_dataset
-
-    from training import compat
-
-    # open_clip_train 3.3 + webdataset 1.0 fail at every shard boundary (open_clip#935); the trainer installs the fix.
-    compat.install()
-
-    sizes = json.loads((corpus / "shards" / "sizes.json").read_text())
-    shards = "::".join(str(corpus / "shards" / name) for name in sorted(sizes))
-    preprocess = open_clip.image_transform(224, is_train=True)
-    args = argparse.Namespace(
-        train_data=shards,
-        train_num_samples=sum(sizes.values()),
-        train_data_upsampling_factors=None,
-        dataset_resampled=False,
-        seed=0,
-        batch_size=8,
-        workers=0,
-        world_size=1,
-        distributed=False,
-    )
-    data = get_wds_dataset(args, preprocess, is_train=True, epoch=0, tokenizer=open_clip.get_tokenizer("RN50"))
-    batches = list(data.dataloader)  # a full epoch crosses every shard boundary
-    assert len(batches) == data.dataloader.num_batches
+    loader = open_clip_train_loader(corpus, batch_size=8, image_size=224)
+    batches = list(loader)  # a full epoch crosses every shard boundary
+    assert len(batches) == loader.num_batches
     images, texts = batches[0]
     assert images.shape == (8, 3, 224, 224)
     assert texts.shape[0] == 8

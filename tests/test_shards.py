@@ -22,6 +22,7 @@ from pipeline.layout import CorpusLayout
 from schemas import Candidate, Sample, SampleImage
 from tests.conftest import PROJECT_ROOT
 from tests.image_corpus import jpeg, photo, sample_image_row, write_rows
+from tests.open_clip_loader import open_clip_train_loader
 
 SAMPLES = 20
 PER_SHARD = 3
@@ -191,30 +192,9 @@ def test_webdataset_reads_every_sample(reference: tuple[Path, list[dict], dict[s
 
 
 def test_open_clip_train_loader_yields_images_and_tokens(reference: tuple[Path, list[dict], dict[str, int]]) -> None:
-    import argparse
-
-    import open_clip
-    from open_clip_train.data import get_wds_dataset
-
-    from training import compat
-
-    compat.install()  # webdataset >= 0.2.96's end-of-shard marker breaks open_clip_train 3.3 (open_clip#935)
     root, _, _ = reference
-    sizes = json.loads((root / "shards" / "sizes.json").read_text())
-    args = argparse.Namespace(
-        train_data="::".join(str(root / "shards" / name) for name in sizes),
-        train_num_samples=sum(sizes.values()),
-        train_data_upsampling_factors=None,
-        dataset_resampled=False,
-        seed=0,
-        batch_size=4,
-        workers=0,
-        world_size=1,
-        distributed=False,
-    )
-    preprocess = open_clip.image_transform(64, is_train=True)
-    data = get_wds_dataset(args, preprocess, is_train=True, epoch=0, tokenizer=open_clip.get_tokenizer("RN50"))
-    images, texts = next(iter(data.dataloader))
+    loader = open_clip_train_loader(root, batch_size=4, image_size=64)
+    images, texts = next(iter(loader))
     assert images.shape == (4, 3, 64, 64) and images.std() > 0
     assert texts.shape == (4, 77) and (texts[:, 0] == texts[0, 0]).all() and (texts > 0).sum(dim=1).min() > 3
 
