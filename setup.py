@@ -5,6 +5,10 @@ Everything (name, version, dependencies, packages, package data such as ``pipeli
 ``build`` is installed and falls back to ``python setup.py sdist``, which is why this file exists at all.
 """
 
-from setuptools import setup
+from setuptools import Extension, setup
 
-setup()
+setup(
+    # The compiled <img> tag scanner of the extract stage. Optional: without a C compiler the install still
+    # succeeds and pipeline.html_images falls back to its pure-Python reference (same results, slower).
+    ext_modules=[Extension("pipeline._tagscan", ["pipeline/_tagscan.c"], optional=True)],
+)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser
@@ -132,22 +133,24 @@ def html_document(
     return body.decode("cp1252", errors="altcorpus-latin1").encode("utf-8"), "cp1252"
 
 
-@dataclass(frozen=True, slots=True)
-class ImgTag:
-    """One ``<img>``: its ordinal among the page's ``<img>`` tags, raw alt, and (only when it has an alt) its URL."""
+class ImgTag(NamedTuple):
+    """One ``<img>`` with a non-empty alt attribute: its ordinal among all the page's ``<img>`` tags, the URL it
+    shows and from which attribute (``None`` if it has none), and its raw alt. A tuple: pages hold hundreds."""
 
     ordinal: int
     url: str | None
     url_attribute: str | None
-    alt: str | None
+    alt: str
 
 
 @dataclass(frozen=True, slots=True)
 class PageImages:
-    """What one page contributes: its ``<html lang>``, its ``<base href>`` and every ``<img>``."""
+    """What one page contributes: its ``<html lang>``, its ``<base href>``, how many ``<img>`` tags it has, and
+    those of them with a non-empty alt attribute (the only ones that can become candidates)."""
 
     lang: str | None
     base_href: str | None
+    img_count: int
     images: list[ImgTag]
 
 
@@ -193,8 +196,14 @@ def _srcset_candidates(srcset: str) -> list[tuple[str, str]]:
     return candidates
 
 
+_LAZY_OR_SRCSET = frozenset(LAZY_ATTRIBUTES + SRCSET_ATTRIBUTES)
+
+
 def choose_image_url(attributes: dict[str, str | None]) -> tuple[str | None, str | None]:
     """``(url, attribute)`` an ``<img>`` shows, by the rule in the module docstring; ``(None, None)`` if none."""
+    if _LAZY_OR_SRCSET.isdisjoint(attributes):  # the common <img src alt>: nothing else can win
+        src = (attributes.get("src") or "").strip()
+        return (src, "src") if src else (None, None)
     for name in LAZY_ATTRIBUTES:
         value = (attributes.get(name) or "").strip()
         if value and not value.startswith("data:"):
@@ -236,24 +245,27 @@ def _slow_resolve(url: str, base: str) -> tuple[str, str | None, str | None]:
     return absolute, host, None
 
 
+# The netloc of a plain absolute URL (after "scheme://"): a host without userinfo, IPv6 brackets, escapes or
+# backslashes, then an optional all-digit port, then the end or the start of the path, query or fragment.
+_PLAIN_NETLOC = re.compile(r"([^/?#@\[%\\:]*)(?::([0-9]*))?(?=[/?#]|\Z)")
+
+
 def _simple_host(absolute: str, netloc_start: int) -> str | None:
     """The lower-cased host of a plain ``scheme://host[:port]/...`` URL; None when it needs the full parser."""
-    end = len(absolute)
-    for separator in "/?#":
-        index = absolute.find(separator, netloc_start, end)
-        if index >= 0:
-            end = index
-    netloc = absolute[netloc_start:end]
-    if not netloc or "@" in netloc or "[" in netloc or "%" in netloc or "\\" in netloc:
+    match = _PLAIN_NETLOC.match(absolute, netloc_start)
+    if match is None:
         return None
-    host, _, port = netloc.partition(":")
-    if port and not (port.isdigit() and port.isascii() and int(port) <= 65535):
+    host, port = match.groups()
+    if port and int(port) > 65535:
         return None
     return host.lower() or None
 
 
 class UrlResolver:
-    """Resolves a page's image URLs against one base; the common shapes skip ``urljoin`` (same result, 5x faster)."""
+    """Resolves a page's image URLs against one base; the common shapes skip ``urljoin`` (same result, 5x faster).
+
+    Relative and root-relative URLs keep the base's host, which is therefore parsed once per page, not per image.
+    """
 
     def __init__(self, base: str) -> None:
         self.base = base
@@ -267,32 +279,50 @@ class UrlResolver:
         self.origin = base[:netloc_end] if self.scheme in WEB_SCHEMES else ""
         path = base[netloc_end:].split("?", 1)[0].split("#", 1)[0]
         self.directory = self.origin + (path[: path.rfind("/") + 1] if "/" in path else "/")
+        #: The base's host when relative URLs can be joined by concatenation; None sends them to urljoin.
+        self.host = _simple_host(self.origin, len(scheme) + 3) if self.origin else None
 
     def resolve(self, raw: str) -> tuple[str, str | None, str | None]:
         """``(absolute_url_without_fragment, lower_case_host, problem)``; problem is a rejection reason or None."""
         url = clean_url(raw)
-        absolute = None
         if url.startswith(("http://", "https://")):
-            absolute = url
-        elif self.origin and url and "/." not in url:
-            if url.startswith("//"):
-                absolute = self.scheme + ":" + url
-            elif url.startswith("/"):
-                absolute = self.origin + url
+            absolute = url.split("#", 1)[0] if "#" in url else url
+            host = _simple_host(absolute, 7 if url[4] == ":" else 8)
+            if host is not None:
+                return absolute, host, None
+        elif self.host is not None and url and "/." not in url:
+            joined = None
+            if url[0] == "/":
+                if url[1:2] == "/":
+                    absolute = self.scheme + ":" + (url.split("#", 1)[0] if "#" in url else url)
+                    host = _simple_host(absolute, len(self.scheme) + 3)
+                    if host is not None:
+                        return absolute, host, None
+                else:
+                    joined = self.origin + url
             elif url[0] not in "?#":
                 colon = url.find(":")
-                slash = url.find("/")
-                if colon < 0 or 0 <= slash < colon:  # no scheme: a relative path
+                if colon < 0 or 0 <= url.find("/") < colon:  # no scheme: a relative path
                     while url.startswith("./"):
                         url = url[2:]
                     if not url.startswith("."):
-                        absolute = self.directory + url
-        if absolute is not None:
-            absolute = absolute.split("#", 1)[0]
-            host = _simple_host(absolute, absolute.index("//") + 2)
-            if host is not None:
-                return absolute, host, None
+                        joined = self.directory + url
+            if joined is not None:
+                return (joined.split("#", 1)[0] if "#" in joined else joined), self.host, None
         return _slow_resolve(url, self.base)
+
+
+def url_host(url: str) -> str | None:
+    """The lower-cased host of an absolute URL as ``urlsplit(url).hostname`` gives it (None if it has none or
+    cannot be parsed); plain http(s) URLs skip ``urlsplit``."""
+    if url.startswith(("http://", "https://")) and url.isprintable():
+        host = _simple_host(url, 7 if url[4] == ":" else 8)
+        if host is not None:
+            return host
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
 
 
 def resolve_url(raw: str, base: str) -> tuple[str, str | None, str | None]:
@@ -321,14 +351,17 @@ def _page_images(tree: LexborHTMLParser, ordinals: list[int] | None = None) -> P
         if href and href.strip():
             base_href = href.strip()
             break
+    nodes = tree.tags("img")
+    if ordinals is not None and len(nodes) != len(ordinals):
+        return PageImages(lang, base_href, len(nodes), [])  # the caller sees the mismatch and parses in full
     images = []
-    for index, node in enumerate(tree.tags("img")):
+    for index, node in enumerate(nodes):
         attributes = node.attributes
         alt = attributes.get("alt")
-        # Only an <img> with an alt can become a candidate: the URL choice is skipped for the others.
-        url, attribute = choose_image_url(attributes) if alt else (None, None)
-        images.append(ImgTag(index if ordinals is None else ordinals[index], url, attribute, alt))
-    return PageImages(lang, base_href, images)
+        if alt:  # only an <img> with an alt can become a candidate: the URL choice is skipped for the others
+            url, attribute = choose_image_url(attributes)
+            images.append(ImgTag(index if ordinals is None else ordinals[index], url, attribute, alt))
+    return PageImages(lang, base_href, len(nodes), images)
 
 
 def find_images_full(document: str | bytes) -> PageImages:
@@ -404,6 +437,87 @@ def _img_tags(lower: bytes) -> list[tuple[int, int]]:
     return tags
 
 
+def scan_page_reference(
+    body: bytes,
+) -> tuple[int, list[tuple[int, int, int]], tuple[int, int] | None, tuple[int, int] | None]:
+    """What the fast path needs from a page's bytes, in pure Python (the reference ``pipeline._tagscan`` matches):
+    the number of ``<img>`` elements, ``(ordinal, start, end)`` of those whose tag mentions "alt" (only they can
+    carry one; the others are counted but never parsed), and the spans of the first ``<html>`` and ``<base>``."""
+    lower = body.lower()
+    tags = _img_tags(lower)
+    with_alt = [
+        (ordinal, start, end) for ordinal, (start, end) in enumerate(tags) if lower.find(b"alt", start, end) >= 0
+    ]
+    head: list[tuple[int, int] | None] = []
+    for pattern in (_HTML_TAG, _BASE_TAG):
+        found = pattern.search(lower)
+        end = _tag_end(lower, found.start(), 4) if found is not None else -1
+        head.append((found.start(), end) if found is not None and end > 0 else None)
+    return len(tags), with_alt, head[0], head[1]
+
+
+try:
+    from pipeline._tagscan import scan_page, tag_attributes
+except ImportError:  # not compiled (no C compiler where it was installed): the same rules, several times slower
+    scan_page, tag_attributes = scan_page_reference, None
+
+_IMG_ATTRIBUTES = ("alt", "src", *LAZY_ATTRIBUTES, *SRCSET_ATTRIBUTES)
+_HTML_ATTRIBUTES = ("lang", "xml:lang")
+_BASE_ATTRIBUTES = ("href",)
+
+
+def _lang_of(attributes: dict[str, str | None]) -> str | None:
+    return (attributes.get("lang") or attributes.get("xml:lang") or "").strip() or None
+
+
+def _href_of(attributes: dict[str, str | None]) -> str | None:
+    return (attributes.get("href") or "").strip() or None
+
+
+_Scanned = tuple[int, list[tuple[int, int, int]], "tuple[int, int] | None", "tuple[int, int] | None"]
+
+
+def _images_of_tags(body: bytes, declared: list[str], scanned: _Scanned) -> PageImages | None:
+    """The fast path for UTF-8 (and undeclared) pages, without Lexbor: the tags read by ``_tagscan.tag_attributes``.
+
+    None, and ``_images_of_parsed_tags`` reads the page, when any of its tags is not one the reader can take
+    exactly as the HTML tokenizer does (a character reference, NUL or CR in a wanted value, an unclosed quote...)
+    or is not valid UTF-8, or the page declares another charset. Only then do the tags meet Lexbor, together, so
+    that a tag which swallows the next ones still sends the page to a full parse. (Reading the transcoded tags of
+    non-UTF-8 pages here was measured too: no faster than Lexbor, so it is not done.)
+    """
+    if tag_attributes is None or (declared and declared[0] != "utf-8"):
+        return None
+    img_count, with_alt, html_span, base_span = scanned
+    attributes = tag_attributes(body, [(start, end) for _, start, end in with_alt], _IMG_ATTRIBUTES)
+    html_tag = tag_attributes(body, [html_span], _HTML_ATTRIBUTES)[0] if html_span else {}
+    base_tag = tag_attributes(body, [base_span], _BASE_ATTRIBUTES)[0] if base_span else {}
+    if type(html_tag) is not dict or type(base_tag) is not dict or None in attributes or False in attributes:
+        return None
+    images = []
+    for (ordinal, _, _), tag in zip(with_alt, attributes, strict=True):
+        alt = tag.get("alt")
+        if alt:
+            url, attribute = choose_image_url(tag)
+            images.append(ImgTag(ordinal, url, attribute, alt))
+    return PageImages(_lang_of(html_tag), _href_of(base_tag), img_count, images)
+
+
+def _images_of_parsed_tags(body: bytes, declared: list[str], scanned: _Scanned) -> PageImages:
+    """The fast path through Lexbor: the page's ``<html>``, ``<base>`` and alt-bearing ``<img>`` tags, parsed as
+    one small document decoded like the page."""
+    img_count, with_alt, html_span, base_span = scanned
+    parts = [body[span[0] : span[1]] for span in (html_span, base_span) if span is not None]
+    parts += [body[start:end] for _, start, end in with_alt]
+    document, _ = html_document(b"".join(parts), declared=declared)
+    ordinals = [ordinal for ordinal, _, _ in with_alt]
+    page = _page_images(LexborHTMLParser(document), ordinals)
+    if page.img_count != len(ordinals):
+        # The tags did not parse one-to-one (markup the scanner does not model): parse the page in full instead.
+        return find_images_full(html_document(body, declared=declared)[0])
+    return PageImages(page.lang, page.base_href, img_count, page.images)
+
+
 def find_images(body: bytes, header_charset: str | None = None, full_parse: bool = False) -> PageImages:
     """A page's ``<html lang>``, ``<base href>`` and every ``<img>`` in document order (see the fast path above)."""
     declared = declared_charsets(body, header_charset)
@@ -412,26 +526,8 @@ def find_images(body: bytes, header_charset: str | None = None, full_parse: bool
         declared = ["utf-8"]
     if full_parse:
         return find_images_full(html_document(body, declared=declared)[0])
-    lower = body.lower()
-    tags = _img_tags(lower)
-    if not tags:
-        return PageImages(None, None, [])
-    # Only tags that mention "alt" can carry one: the others are counted (by ordinal) but never parsed.
-    with_alt = [ordinal for ordinal, (start, end) in enumerate(tags) if lower.find(b"alt", start, end) >= 0]
-    head = []
-    for pattern in (_HTML_TAG, _BASE_TAG):
-        found = pattern.search(lower)
-        if found is not None:
-            end = _tag_end(lower, found.start(), 4)
-            if end > 0:
-                head.append(body[found.start() : end])
-    parts = head + [body[tags[ordinal][0] : tags[ordinal][1]] for ordinal in with_alt]
-    document, _ = html_document(b"".join(parts), declared=declared)
-    page = _page_images(LexborHTMLParser(document), with_alt)
-    if len(page.images) != len(with_alt):
-        # The tags did not parse one-to-one (markup the scanner does not model): parse the page in full instead.
-        return find_images_full(html_document(body, declared=declared)[0])
-    images = [ImgTag(ordinal, None, None, None) for ordinal in range(len(tags))]
-    for image in page.images:
-        images[image.ordinal] = image
-    return PageImages(page.lang, page.base_href, images)
+    scanned = scan_page(body)
+    if not scanned[0]:
+        return PageImages(None, None, 0, [])
+    page = _images_of_tags(body, declared, scanned)
+    return page if page is not None else _images_of_parsed_tags(body, declared, scanned)

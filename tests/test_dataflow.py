@@ -8,8 +8,10 @@ import dataclasses
 import importlib
 import re
 import socket
+import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +188,18 @@ def test_setup_file_builds_the_sdist_workers_install(tmp_path: Path) -> None:
     assert {"schemas/tables.py", "pipeline/stats.py", "pipeline/sql/funnel.sql", "pipeline/sql/tables.sql"} <= names
     # Nothing local and bulky is staged (setuptools adds tests/test*.py to an sdist by default; they are not installed).
     assert not [name for name in names if name.startswith(("build/", ".venv/", "bench/"))]
+    # The extract stage's C tag scanner travels as source, never as this machine's binary...
+    assert "pipeline/_tagscan.c" in names and not [name for name in names if name.endswith(".so")]
+    # ... and a worker installing the sdist compiles it (as pip does there; no index needed with --no-deps).
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), sdist],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = wheels.glob("altcorpus-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert [name for name in archive.namelist() if name.startswith("pipeline/_tagscan.") and ".so" in name]
 
 
 def test_dockerfile_matches_the_launcher_sdk() -> None:

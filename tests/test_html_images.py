@@ -109,13 +109,15 @@ def test_broken_markup_still_yields_every_img(full_parse: bool) -> None:
     ]
 
 
-def test_missing_alt_and_empty_alt_are_told_apart_but_neither_is_a_caption() -> None:
-    no_alt, empty_alt, blank_alt = find_images(
-        b'<img src="a.jpg"><img src="b.jpg" alt=""><img src="c" alt="  ">'
-    ).images
-    assert no_alt.alt is None and empty_alt.alt == "" and blank_alt.alt == "  "
-    assert [normalise_alt(tag.alt) for tag in (no_alt, empty_alt, blank_alt)] == ["", "", ""]
-    assert [tag.ordinal for tag in (no_alt, empty_alt, blank_alt)] == [0, 1, 2]
+@pytest.mark.parametrize("full_parse", [False, True])
+def test_images_without_alt_are_counted_but_only_a_non_empty_alt_is_kept(full_parse: bool) -> None:
+    page = find_images(
+        b'<img src="a.jpg"><img src="b.jpg" alt=""><img src="c" alt="  "><img src=d alt=D>', full_parse=full_parse
+    )
+    assert page.img_count == 4
+    blank, kept = page.images
+    assert (blank.ordinal, blank.alt, normalise_alt(blank.alt)) == (2, "  ", "")
+    assert (kept.ordinal, kept.url, kept.alt) == (3, "d", "D")
 
 
 @pytest.mark.parametrize(

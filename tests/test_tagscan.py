@@ -1,0 +1,280 @@
+"""The compiled ``<img>`` tag scanner (pipeline._tagscan) against its pure-Python reference.
+
+The C scanner is what the extract stage runs; ``scan_page_reference`` is the specification it must match
+exactly: on every real page of the shared crawl data, and on generated markup built from the pieces that
+trip tag scanners (quotes, comments, raw-text elements, tags inside attribute values, case, control bytes).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from selectolax.lexbor import LexborHTMLParser
+
+import pipeline.html_images as html_images
+from pipeline.html_images import find_images, scan_page_reference
+from pipeline.warc import HtmlResponse, iter_warc_items
+from tests.conftest import shared_path
+
+try:
+    from pipeline import _tagscan
+except ImportError:  # reported by the first test; the others need it
+    _tagscan = None
+
+needs_compiled = pytest.mark.skipif(_tagscan is None, reason="pipeline._tagscan is not compiled")
+
+# Pieces of markup that stress each rule of the scanner; documents are random sequences of them.
+_PIECES = [
+    b"<img",
+    b"<IMG",
+    b"<imgx",
+    b"<img ",
+    b"<img/",
+    b"<img>",
+    b" alt=",
+    b" ALT",
+    b"alt",
+    b"src=x",
+    b"=",
+    b"/",
+    b'"',
+    b"'",
+    b">",
+    b" ",
+    b"\t",
+    b"\n",
+    b"\x0b",
+    b"\x0c",
+    b"\x00",
+    b"\xc3\xa9",
+    b"text",
+    b"<",
+    b"--",
+    b"- -",
+    b"<!--",
+    b"-->",
+    b"<!-->",
+    b"<!--->",
+    b"<script>",
+    b"<script",
+    b"</script>",
+    b"</SCRIPT ",
+    b"<style>",
+    b"</style>",
+    b"<title>",
+    b"<titles>",
+    b"</title>",
+    b"<textarea>",
+    b"</textarea/",
+    b"<template>",
+    b"</template>",
+    b"<iframe>",
+    b"</iframe>",
+    b"<xmp>",
+    b"</xmp>",
+    b"<noembed>",
+    b"</noembed>",
+    b"<noframes ",
+    b"</noframes>",
+    b"<plaintext>",
+    b'<a title="',
+    b"<b>",
+    b"</b>",
+    b"<p",
+    b"<html lang=en>",
+    b"<html",
+    b"<base",
+    b"<base href=/x/>",
+]
+
+
+def test_the_compiled_scanner_is_built() -> None:
+    assert _tagscan is not None, (
+        "pipeline._tagscan is not compiled: install with a C compiler (make install builds it); without it the "
+        "extract stage runs the pure-Python reference, several times slower"
+    )
+    assert html_images.scan_page is _tagscan.scan_page
+
+
+@needs_compiled
+def test_equal_to_the_reference_on_every_real_page() -> None:
+    pages = tags = 0
+    for path in sorted(shared_path("warc/warcfile.warc.gz").parent.glob("*.warc*")):
+        with open(path, "rb") as stream:
+            for item in iter_warc_items(stream, str(path), 5_000_000, 20_000_000):
+                if isinstance(item, HtmlResponse):
+                    expected = scan_page_reference(item.body)
+                    assert _tagscan.scan_page(item.body) == expected, item.info.url
+                    pages += 1
+                    tags += expected[0]
+    assert pages >= 60 and tags >= 500
+
+
+@needs_compiled
+@pytest.mark.parametrize("seed", range(4))
+def test_equal_to_the_reference_on_generated_hostile_markup(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(5_000):
+        document = b"".join(rng.choice(_PIECES) for _ in range(rng.randint(0, 40)))
+        assert _tagscan.scan_page(document) == scan_page_reference(document), document
+
+
+@needs_compiled
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (b"", (0, [], None, None)),
+        (b"<", (0, [], None, None)),
+        (b"<img", (0, [], None, None)),  # the page ends inside the tag: not an element
+        (b'<IMG SRC=a ALT="x">', (1, [(0, 0, 19)], None, None)),
+        (b'<img src=a><img alt="b>c" src=d>', (2, [(1, 11, 32)], None, None)),
+        # No closing quote: read unquoted, as the reference's pattern does (Lexbor then sees no tag, and
+        # find_images notices the count differs and parses that page in full).
+        (b'<img alt="never closed>', (1, [(0, 0, 23)], None, None)),
+        (b"<!-- <img alt=a> --><img alt=b>", (1, [(0, 20, 31)], None, None)),
+        (b"<script><img alt=a></script ><img alt=b>", (1, [(0, 29, 40)], None, None)),
+        (b"<titles><img alt=a>", (1, [(0, 8, 19)], None, None)),
+        (b'<a title="<img alt=a>">', (0, [], None, None)),
+        (b'<html lang="de"><base href="/b/"><img>', (1, [], (0, 16), (16, 33))),
+    ],
+)
+def test_known_cases(document: bytes, expected: tuple) -> None:
+    assert scan_page_reference(document) == expected
+    assert _tagscan.scan_page(document) == expected
+
+
+@needs_compiled
+def test_accepts_any_bytes_like_and_rejects_text() -> None:
+    document = b"<p><img alt=x src=y></p>"
+    assert _tagscan.scan_page(bytearray(document)) == _tagscan.scan_page(memoryview(document))
+    with pytest.raises(TypeError):
+        _tagscan.scan_page("<img alt=x>")
+
+
+_WANTED = ("alt", "src", "data-src", "srcset", "lang", "href")
+# Pieces of one start tag: attribute names (cases, repeats), values (quoted, unquoted, empty, with the characters
+# that make the tokenizer do more than copy bytes), separators.
+_TAG_PIECES = [
+    b" alt",
+    b" ALT",
+    b" Src",
+    b" src",
+    b" data-src",
+    b" srcset",
+    b" lang",
+    b" href",
+    b" title",
+    b" x",
+    b"=",
+    b" = ",
+    b'"a b"',
+    b"'q'",
+    b"v",
+    b'""',
+    b"&amp;",
+    b"&eacute",
+    b"\x00",
+    b"\r\n",
+    b"\n",
+    b"\x0b",
+    b"\t",
+    b"/",
+    b" ",
+    b"\xc3\xa9",
+    b"\xe6\x97\xa5",
+    b"\xff",
+    b'"',
+    b"'",
+    b"<",
+    b"`",
+]
+
+
+def _lexbor_attributes(tag: bytes) -> dict | None:
+    nodes = LexborHTMLParser(tag).css("img")
+    if len(nodes) != 1:
+        return None
+    return {name: value for name, value in nodes[0].attributes.items() if name in _WANTED}
+
+
+@needs_compiled
+@pytest.mark.parametrize("seed", range(4))
+def test_tag_attributes_read_tags_as_lexbor_does(seed: int) -> None:
+    """Whenever the reader answers for a tag (a dict), it is exactly what Lexbor's tokenizer gives."""
+    rng = random.Random(seed)
+    answered = 0
+    for _ in range(3_000):
+        # The scanner only hands over tags whose name "img" ends in whitespace, "/" or ">".
+        tag = (
+            rng.choice((b"<img ", b"<img/", b"<IMG\n"))
+            + b"".join(rng.choice(_TAG_PIECES) for _ in range(rng.randint(1, 14)))
+            + b">"
+        )
+        (result,) = _tagscan.tag_attributes(tag, [(0, len(tag))], _WANTED)
+        if result is False:
+            with pytest.raises(UnicodeDecodeError):
+                tag.decode("utf-8")
+        elif result is not None:
+            answered += 1
+            assert result == _lexbor_attributes(tag), tag
+    assert answered > 500  # most generated tags are simple enough to be read without the parser
+
+
+@needs_compiled
+def test_tag_attributes_on_every_img_tag_of_the_real_pages() -> None:
+    checked = 0
+    for path in sorted(shared_path("warc/warcfile.warc.gz").parent.glob("*.warc*")):
+        with open(path, "rb") as stream:
+            for item in iter_warc_items(stream, str(path), 5_000_000, 20_000_000):
+                if not isinstance(item, HtmlResponse):
+                    continue
+                _, with_alt, _, _ = _tagscan.scan_page(item.body)
+                spans = [(start, end) for _, start, end in with_alt]
+                for (start, end), result in zip(spans, _tagscan.tag_attributes(item.body, spans, _WANTED), strict=True):
+                    if isinstance(result, dict):
+                        checked += 1
+                        assert result == _lexbor_attributes(item.body[start:end]), item.body[start:end]
+    assert checked >= 300
+
+
+@needs_compiled
+@pytest.mark.parametrize("seed", range(2))
+def test_pages_read_without_lexbor_equal_the_lexbor_path(seed: int) -> None:
+    """Where find_images reads a page's tags itself, it must give what parsing those tags with Lexbor gives."""
+    pieces = [*_PIECES, *_TAG_PIECES, b'<img src="a.jpg" alt="x">', b'<img data-src=b srcset="c 2x, d 100w" alt=y>']
+    rng = random.Random(seed)
+    read = 0
+    for _ in range(5_000):
+        document = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        scanned = _tagscan.scan_page(document)
+        if not scanned[0]:
+            continue
+        page = html_images._images_of_tags(document, [], scanned)
+        if page is not None:
+            read += 1
+            assert page == html_images._images_of_parsed_tags(document, [], scanned), document
+    assert read > 1_000
+
+
+@needs_compiled
+def test_tag_attributes_rejects_spans_outside_the_body() -> None:
+    with pytest.raises(ValueError):
+        _tagscan.tag_attributes(b"<img alt=x>", [(0, 99)], _WANTED)
+    with pytest.raises(TypeError):
+        _tagscan.tag_attributes(b"<img alt=x>", [(0, 11)], ("alt", 1))
+
+
+def test_find_images_is_the_same_with_the_pure_python_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no C compiler was available the fallback runs: it must extract exactly the same images."""
+    bodies = []
+    for name in ("warcfile.warc.gz", "iana.warc.gz"):
+        with open(shared_path(f"warc/{name}"), "rb") as stream:
+            bodies += [
+                item for item in iter_warc_items(stream, name, 5_000_000, 20_000_000) if isinstance(item, HtmlResponse)
+            ]
+    assert bodies
+    compiled = [find_images(item.body, item.charset) for item in bodies]
+    monkeypatch.setattr(html_images, "scan_page", scan_page_reference)
+    monkeypatch.setattr(html_images, "tag_attributes", None)
+    assert [find_images(item.body, item.charset) for item in bodies] == compiled
