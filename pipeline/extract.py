@@ -26,7 +26,6 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -36,8 +35,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.alt_text import normalise_alt
 from pipeline.config import CorpusConfig, CorpusOptions
-from pipeline.html_images import ImgTag, UrlResolver, find_images, page_base
-from pipeline.keys import candidate_id, sample_key
+from pipeline.html_images import ImgTag, UrlResolver, find_images, page_base, url_host
+from pipeline.keys import candidate_id_in, candidate_id_prefix, sample_key
 from pipeline.layout import CorpusLayout, WriteTable, list_matching
 from pipeline.rules import counter, rejection
 from pipeline.stage import run_stage
@@ -52,13 +51,6 @@ REJECTED = "rejected"
 
 #: A rejected data: URL can be megabytes; the rejection keeps its start, which says enough.
 _MAX_REJECTED_URL_CHARS = 512
-
-
-def _host(url: str) -> str | None:
-    try:
-        return urlsplit(url).hostname
-    except ValueError:
-        return None
 
 
 def _record_error(problem: RecordProblem) -> dict[str, Any]:
@@ -91,53 +83,78 @@ def _page_candidates(
     info: Any,
     lang: str | None,
     base_href: str | None,
+    img_count: int,
     images: Sequence[ImgTag],
     max_alt_chars: int,
     counts: Counter,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Rows for one page's images: candidates and rejections."""
+    """Rows for one page's images (``images``: those of its ``img_count`` tags with an alt): candidates and
+    rejections. This runs once per ``<img>`` of the crawl, so it binds what it reuses and counts in locals."""
     page_url = info.url
-    resolver = UrlResolver(page_base(page_url, base_href))
-    page_host = _host(page_url)
-    counts["img_tags"] += len(images)
-    for image in images:
-        alt = normalise_alt(image.alt)
-        if not alt:
-            counts["img_without_alt"] += 1
-            continue
-        ordinal, raw_url, url_attribute = image.ordinal, image.url, image.url_attribute
-        if not raw_url:
-            counts["img_without_url"] += 1
-            continue
-        image_url, image_host, problem = resolver.resolve(raw_url)
-        if problem is not None:
-            image_url = image_url[:_MAX_REJECTED_URL_CHARS]
-        row = {
-            Candidate.CANDIDATE_ID: candidate_id(info.warc_file, info.offset, ordinal),
-            Candidate.KEY: sample_key(image_url, alt),
-            Candidate.IMAGE_URL: image_url,
-            Candidate.ALT_TEXT: alt,
-            Candidate.PAGE_URL: page_url,
-            Candidate.PAGE_HOST: page_host,
-            Candidate.IMAGE_HOST: image_host,
-            Candidate.URL_ATTRIBUTE: url_attribute,
-            Candidate.HTML_LANG: lang,
-            Candidate.CRAWL_DATE: info.date,
-            Candidate.WARC_FILE: info.warc_file,
-            Candidate.WARC_RECORD_OFFSET: info.offset,
-            Candidate.WARC_RECORD_ID: info.record_id,
-        }
-        if problem is None and len(alt) > max_alt_chars:
-            problem = "alt_too_long_chars"
-            detail = f"{len(alt)} characters, more than {max_alt_chars}"
-        else:
-            detail = None if problem is None else f"{problem}: {image_url[:200]}"
-        if problem is not None:
+    resolve = UrlResolver(page_base(page_url, base_href)).resolve
+    page_host = url_host(page_url)
+    warc_file, offset, crawl_date, record_id = info.warc_file, info.offset, info.date, info.record_id
+    id_prefix = candidate_id_prefix(warc_file, offset)
+    without_alt, without_url, kept = img_count - len(images), 0, 0
+    try:
+        for ordinal, raw_url, url_attribute, raw_alt in images:
+            alt = normalise_alt(raw_alt)
+            if not alt:
+                without_alt += 1
+                continue
+            if not raw_url:
+                without_url += 1
+                continue
+            image_url, image_host, problem = resolve(raw_url)
+            if problem is not None:
+                image_url = image_url[:_MAX_REJECTED_URL_CHARS]
+            row = {
+                _CANDIDATE_ID: candidate_id_in(id_prefix, ordinal),
+                _KEY: sample_key(image_url, alt),
+                _IMAGE_URL: image_url,
+                _ALT_TEXT: alt,
+                _PAGE_URL: page_url,
+                _PAGE_HOST: page_host,
+                _IMAGE_HOST: image_host,
+                _URL_ATTRIBUTE: url_attribute,
+                _HTML_LANG: lang,
+                _CRAWL_DATE: crawl_date,
+                _WARC_FILE: warc_file,
+                _WARC_RECORD_OFFSET: offset,
+                _WARC_RECORD_ID: record_id,
+            }
+            if problem is None:
+                if len(alt) <= max_alt_chars:
+                    kept += 1
+                    yield CANDIDATES, row
+                    continue
+                problem = "alt_too_long_chars"
+                detail = f"{len(alt)} characters, more than {max_alt_chars}"
+            else:
+                detail = f"{problem}: {image_url[:200]}"
             counts[f"rejected_{problem}"] += 1
             yield REJECTED, rejection(row, STAGE, problem, detail)
-            continue
-        counts["candidates"] += 1
-        yield CANDIDATES, row
+    finally:
+        counts["img_tags"] += img_count
+        counts["img_without_alt"] += without_alt
+        counts["img_without_url"] += without_url
+        counts["candidates"] += kept
+
+
+# Candidate's column names as module constants: the row above is built once per <img> of the crawl.
+_CANDIDATE_ID, _KEY, _IMAGE_URL, _ALT_TEXT = (
+    Candidate.CANDIDATE_ID,
+    Candidate.KEY,
+    Candidate.IMAGE_URL,
+    Candidate.ALT_TEXT,
+)
+_PAGE_URL, _PAGE_HOST, _IMAGE_HOST = Candidate.PAGE_URL, Candidate.PAGE_HOST, Candidate.IMAGE_HOST
+_URL_ATTRIBUTE, _HTML_LANG, _CRAWL_DATE = Candidate.URL_ATTRIBUTE, Candidate.HTML_LANG, Candidate.CRAWL_DATE
+_WARC_FILE, _WARC_RECORD_OFFSET, _WARC_RECORD_ID = (
+    Candidate.WARC_FILE,
+    Candidate.WARC_RECORD_OFFSET,
+    Candidate.WARC_RECORD_ID,
+)
 
 
 _IMG_TAG = re.compile(rb"<img", re.IGNORECASE)
@@ -168,13 +185,17 @@ def iter_extracted(
                 counts["pages_without_img"] += 1
                 continue
             page = find_images(item.body, item.charset, full_parse)
-            yield from _page_candidates(item.info, page.lang, page.base_href, page.images, max_alt_chars, counts)
+            yield from _page_candidates(
+                item.info, page.lang, page.base_href, page.img_count, page.images, max_alt_chars, counts
+            )
         elif kind is ImageResponse:
             counts["archived_images"] += 1
             yield ARCHIVED_IMAGES, _archived_image(item)
         elif kind is WatLinks:
-            images = [ImgTag(ordinal, url, "src", alt) for ordinal, (url, alt) in enumerate(item.images)]
-            yield from _page_candidates(item.info, None, item.base_href, images, max_alt_chars, counts)
+            images = [ImgTag(ordinal, url, "src", alt) for ordinal, (url, alt) in enumerate(item.images) if alt]
+            yield from _page_candidates(
+                item.info, None, item.base_href, len(item.images), images, max_alt_chars, counts
+            )
         else:
             counts[f"error_{item.reason}"] += 1
             yield RECORD_ERRORS, _record_error(item)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from functools import lru_cache
 
 KEY_HEX_CHARS = 24  # 96 bits: collision-free in practice at the tens-of-billions scale of Common Crawl
 
@@ -13,7 +14,22 @@ def sample_key(image_url: str, alt_text: str) -> str:
     return hashlib.sha256(f"{image_url}\n{alt_text}".encode()).hexdigest()[:KEY_HEX_CHARS]
 
 
+@lru_cache(maxsize=64)
+def warc_name(warc_file: str) -> str:
+    """The part of a WARC path that identifies it in candidate ids: its base name (same on any filesystem)."""
+    return posixpath.basename(warc_file.replace("\\", "/"))
+
+
+def candidate_id_prefix(warc_file: str, record_offset: int) -> str:
+    """What the candidate ids of one record share; ``candidate_id_in`` adds the ordinal (extract's per-page path)."""
+    return f"{warc_name(warc_file)}\n{record_offset}\n"
+
+
+def candidate_id_in(prefix: str, ordinal: int) -> str:
+    """``candidate_id`` of the ordinal-th ``<img>`` of the record whose ``candidate_id_prefix`` is given."""
+    return hashlib.sha256(f"{prefix}{ordinal}".encode()).hexdigest()[:KEY_HEX_CHARS]
+
+
 def candidate_id(warc_file: str, record_offset: int, ordinal: int) -> str:
     """Id of one ``<img>`` occurrence: its WARC file's base name, the record's offset and the tag's ordinal."""
-    name = posixpath.basename(warc_file.replace("\\", "/"))
-    return hashlib.sha256(f"{name}\n{record_offset}\n{ordinal}".encode()).hexdigest()[:KEY_HEX_CHARS]
+    return candidate_id_in(candidate_id_prefix(warc_file, record_offset), ordinal)
