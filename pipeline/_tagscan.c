@@ -289,6 +289,24 @@ static int valid_utf8(const unsigned char *s, Py_ssize_t n) {
     return 1;
 }
 
+/* s[0:n] decoded from UTF-8 with the HTML input stream's newline normalisation: CR LF and lone CR become LF. */
+static PyObject *decode_newlines(const unsigned char *s, Py_ssize_t n) {
+    char *buffer = PyMem_Malloc((size_t)n + 1);
+    if (buffer == NULL) return PyErr_NoMemory();
+    Py_ssize_t length = 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (s[k] == '\r') {
+            buffer[length++] = '\n';
+            if (k + 1 < n && s[k + 1] == '\n') k++;
+        } else {
+            buffer[length++] = (char)s[k];
+        }
+    }
+    PyObject *value = PyUnicode_DecodeUTF8(buffer, length, "strict");
+    PyMem_Free(buffer);
+    return value;
+}
+
 /* Index of the wanted name equal (ASCII case-insensitively) to s[start:end], or -1. */
 static Py_ssize_t wanted_index(const unsigned char *s, Py_ssize_t start, Py_ssize_t end, PyObject *names) {
     Py_ssize_t length = end - start, count = PyTuple_GET_SIZE(names);
@@ -305,7 +323,7 @@ static Py_ssize_t wanted_index(const unsigned char *s, Py_ssize_t start, Py_ssiz
 }
 
 /* One tag's wanted attributes: a new dict, Py_None when the tag needs the HTML parser (a character reference,
- * NUL or CR inside a wanted value, a \v anywhere, or a shape this reader does not model), Py_False when the tag
+ * NUL inside a wanted value, a \v anywhere, or a shape this reader does not model), Py_False when the tag
  * is not valid UTF-8, NULL on error. */
 static PyObject *one_tag_attributes(const unsigned char *s, Py_ssize_t start, Py_ssize_t end, PyObject *names) {
     if (end - start < 2 || s[start] != '<' || s[end - 1] != '>') Py_RETURN_NONE;
@@ -353,10 +371,14 @@ static PyObject *one_tag_attributes(const unsigned char *s, Py_ssize_t start, Py
         if (value_start < 0) {
             value = Py_NewRef(Py_None);
         } else {
+            int carriage_returns = 0;
             for (Py_ssize_t k = value_start; k < value_end; k++) {
-                if (s[k] == '&' || s[k] == '\0' || s[k] == '\r') goto needs_parser;
+                if (s[k] == '&' || s[k] == '\0') goto needs_parser;
+                carriage_returns |= s[k] == '\r';
             }
-            value = PyUnicode_DecodeUTF8((const char *)s + value_start, value_end - value_start, "strict");
+            value = carriage_returns ? decode_newlines(s + value_start, value_end - value_start)
+                                     : PyUnicode_DecodeUTF8((const char *)s + value_start, value_end - value_start,
+                                                            "strict");
             if (value == NULL) goto error;
         }
         int failed = PyDict_SetItem(found, key, value);
@@ -375,9 +397,10 @@ error:
 PyDoc_STRVAR(tag_attributes_doc,
              "tag_attributes(body: bytes, spans: list[tuple[int, int]], names: tuple[str, ...]) -> list\n\n"
              "For each (start, end) span of one start tag in body: a dict of the named attributes it has (lower-case\n"
-             "names; values as the HTML tokenizer gives them, None for an attribute without a value; the first of\n"
-             "repeated attributes), or None when the tag needs a real HTML parser (a character reference, NUL or CR\n"
-             "in a wanted value, a vertical tab), or False when the tag is not valid UTF-8.");
+             "names; values as the HTML tokenizer gives them (CR LF and CR read as LF), None for an attribute without a\n"
+             "value; the first of\n"
+             "repeated attributes), or None when the tag needs a real HTML parser (a character reference or NUL in a\n"
+             "wanted value, a vertical tab), or False when the tag is not valid UTF-8.");
 
 static PyObject *tag_attributes(PyObject *module, PyObject *args) {
     (void)module;

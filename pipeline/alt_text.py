@@ -28,7 +28,10 @@ def normalise_alt(raw: str | None) -> str:
         if not unicodedata.is_normalized("NFC", text):
             text = unicodedata.normalize("NFC", text)
         return text
-    # ASCII fast path: no NFC or zero-width work needed; split() handles tabs, newlines and form feeds.
+    # ASCII fast path: no NFC or zero-width work needed. Most alts are already normal (printable, so no NUL, tab
+    # or newline; single spaces; no space at either end) and are returned as they are; split() does the rest.
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text
     if "\x00" in text:
         text = text.replace("\x00", "")
     return " ".join(text.split())

@@ -22,7 +22,6 @@ attribute at all (counted ``img_without_url``).
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
@@ -157,14 +156,6 @@ _WARC_FILE, _WARC_RECORD_OFFSET, _WARC_RECORD_ID = (
 )
 
 
-_IMG_TAG = re.compile(rb"<img", re.IGNORECASE)
-
-
-def _has_img_tag(body: bytes) -> bool:
-    # A byte search is far cheaper than a parse; most pages spell the tag in lower case, so try that first.
-    return b"<img" in body or _IMG_TAG.search(body) is not None
-
-
 def iter_extracted(
     stream: BinaryIO | str, warc_file: str, config: CorpusConfig, counts: Counter | None = None
 ) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -181,10 +172,10 @@ def iter_extracted(
         kind = type(item)
         if kind is HtmlResponse:
             counts["html_pages"] += 1
-            if not _has_img_tag(item.body):
+            page = find_images(item.body, item.charset, full_parse)
+            if not page.img_count:
                 counts["pages_without_img"] += 1
                 continue
-            page = find_images(item.body, item.charset, full_parse)
             yield from _page_candidates(
                 item.info, page.lang, page.base_href, page.img_count, page.images, max_alt_chars, counts
             )

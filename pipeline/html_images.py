@@ -477,17 +477,53 @@ def _href_of(attributes: dict[str, str | None]) -> str | None:
 _Scanned = tuple[int, list[tuple[int, int, int]], "tuple[int, int] | None", "tuple[int, int] | None"]
 
 
+def _transcoded_tags(body: bytes, declared: list[str], scanned: _Scanned) -> tuple[bytes, _Scanned] | None:
+    """A non-UTF-8 page's ``<html>``, ``<base>`` and alt-bearing ``<img>`` tags joined and decoded like the page
+    (the very document ``_images_of_parsed_tags`` gives Lexbor), with their spans in it; None if a scan of that
+    document does not find the same tags back to back."""
+    img_count, with_alt, html_span, base_span = scanned
+    heads = [span for span in (html_span, base_span) if span is not None]
+    parts = [body[start:end] for start, end in heads]
+    parts += [body[start:end] for _, start, end in with_alt]
+    document, _ = html_document(b"".join(parts), declared=declared)
+    _, found, new_html, new_base = scan_page(document)
+    if (new_html is None) != (html_span is None) or (new_base is None) != (base_span is None):
+        return None
+    if len(found) != len(with_alt):
+        return None
+    position = 0
+    for span in (new_html, new_base):
+        if span is not None:
+            if span[0] != position:
+                return None
+            position = span[1]
+    tags = []
+    for (ordinal, _, _), (_, start, end) in zip(with_alt, found, strict=True):
+        if start != position:
+            return None
+        tags.append((ordinal, start, end))
+        position = end
+    if position != len(document):
+        return None
+    return document, (img_count, tags, new_html, new_base)
+
+
 def _images_of_tags(body: bytes, declared: list[str], scanned: _Scanned) -> PageImages | None:
-    """The fast path for UTF-8 (and undeclared) pages, without Lexbor: the tags read by ``_tagscan.tag_attributes``.
+    """The fast path without Lexbor: the page's tags read by ``_tagscan.tag_attributes`` (in place on a UTF-8 page;
+    a page in another charset has them transcoded first, exactly as ``_images_of_parsed_tags`` does).
 
     None, and ``_images_of_parsed_tags`` reads the page, when any of its tags is not one the reader can take
-    exactly as the HTML tokenizer does (a character reference, NUL or CR in a wanted value, an unclosed quote...)
-    or is not valid UTF-8, or the page declares another charset. Only then do the tags meet Lexbor, together, so
-    that a tag which swallows the next ones still sends the page to a full parse. (Reading the transcoded tags of
-    non-UTF-8 pages here was measured too: no faster than Lexbor, so it is not done.)
+    exactly as the HTML tokenizer does (a character reference or NUL in a wanted value, an unclosed quote...)
+    or is not valid UTF-8. Only then do the tags meet Lexbor, together, so that a tag which swallows the next
+    ones still sends the page to a full parse.
     """
-    if tag_attributes is None or (declared and declared[0] != "utf-8"):
+    if tag_attributes is None:
         return None
+    if declared and declared[0] != "utf-8":
+        transcoded = _transcoded_tags(body, declared, scanned)
+        if transcoded is None:
+            return None
+        body, scanned = transcoded
     img_count, with_alt, html_span, base_span = scanned
     attributes = tag_attributes(body, [(start, end) for _, start, end in with_alt], _IMG_ATTRIBUTES)
     html_tag = tag_attributes(body, [html_span], _HTML_ATTRIBUTES)[0] if html_span else {}
@@ -498,7 +534,11 @@ def _images_of_tags(body: bytes, declared: list[str], scanned: _Scanned) -> Page
     for (ordinal, _, _), tag in zip(with_alt, attributes, strict=True):
         alt = tag.get("alt")
         if alt:
-            url, attribute = choose_image_url(tag)
+            if len(tag) == 2 and "src" in tag:  # just alt and src, the common case: src is the URL
+                src = (tag["src"] or "").strip()
+                url, attribute = (src, "src") if src else (None, None)
+            else:
+                url, attribute = choose_image_url(tag)
             images.append(ImgTag(ordinal, url, attribute, alt))
     return PageImages(_lang_of(html_tag), _href_of(base_tag), img_count, images)
 

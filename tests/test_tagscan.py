@@ -239,10 +239,12 @@ def test_tag_attributes_on_every_img_tag_of_the_real_pages() -> None:
 
 
 @needs_compiled
-@pytest.mark.parametrize("seed", range(2))
-def test_pages_read_without_lexbor_equal_the_lexbor_path(seed: int) -> None:
-    """Where find_images reads a page's tags itself, it must give what parsing those tags with Lexbor gives."""
+@pytest.mark.parametrize(("seed", "declared"), [(0, []), (1, ["utf-8"]), (2, ["cp1252"]), (3, ["euc_jp"])])
+def test_pages_read_without_lexbor_equal_the_lexbor_path(seed: int, declared: list[str]) -> None:
+    """Where find_images reads a page's tags itself, it must give what parsing those tags with Lexbor gives, in
+    UTF-8 and (tags transcoded first) in other charsets."""
     pieces = [*_PIECES, *_TAG_PIECES, b'<img src="a.jpg" alt="x">', b'<img data-src=b srcset="c 2x, d 100w" alt=y>']
+    pieces += [b"\xa4\xa2", b"\xb0\xa1\xb0", b'<img alt="\xc6\xfc\xcb\xdc" src=j.png>']  # EUC-JP and cut sequences
     rng = random.Random(seed)
     read = 0
     for _ in range(5_000):
@@ -250,10 +252,10 @@ def test_pages_read_without_lexbor_equal_the_lexbor_path(seed: int) -> None:
         scanned = _tagscan.scan_page(document)
         if not scanned[0]:
             continue
-        page = html_images._images_of_tags(document, [], scanned)
+        page = html_images._images_of_tags(document, declared, scanned)
         if page is not None:
             read += 1
-            assert page == html_images._images_of_parsed_tags(document, [], scanned), document
+            assert page == html_images._images_of_parsed_tags(document, declared, scanned), document
     assert read > 1_000
 
 
