@@ -12,9 +12,10 @@ A WARC of about ``--target-mb`` MB (gzip, one member per record as Common Crawl 
   (``--baseline-seconds``) and its rate is scaled from the bytes it covered.
 
 Times are CPU seconds of one process (``time.process_time``; zcat's from ``getrusage``): the goals are per core,
-and on a shared machine wall time measures the neighbours' load as much as the code. zcat, extract and fastwarc
-run in ``--repeat`` interleaved rounds and the fastest round of each counts (CPU time still drifts by tens of
-percent with the neighbours); every round's ratio is printed as well.
+and on a shared machine wall time measures the neighbours' load as much as the code. CPU time still drifts by tens
+of percent with that load, so zcat, extract and fastwarc are timed piece by piece (the file cut at record
+boundaries into ``--piece-mb`` pieces), one after the other on each piece, for ``--repeat`` rounds; each reader's
+fastest time per piece is kept and summed. Every round's totals and ratio are printed as well.
 It prints MB/s of compressed input and of uncompressed WARC bytes for each, and the ratios against the goals
 (extract >= 0.5x zcat, >= 10x warcio+bs4).  ``python bench/extract.py --target-mb 20`` for a quick run.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 import resource
 import subprocess
@@ -109,6 +111,34 @@ def generate(path: Path, target_bytes: int) -> dict[str, int]:
     return sizes
 
 
+def split_pieces(path: Path, piece_bytes: int) -> list[Path]:
+    """The WARC cut at record boundaries into files of about ``piece_bytes`` (concatenated, they are the file)."""
+    folder = path.with_name(path.name.replace(".warc.gz", f"-pieces-{piece_bytes}"))
+    stamp = folder / "source.json"
+    source = {"size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns}
+    if stamp.exists() and json.loads(stamp.read_text()) == source:
+        return sorted(folder.glob("*.warc.gz"))
+    with open(path, "rb") as stream:
+        offsets = [record.stream_pos for record in ArchiveIterator(stream, parse_http=False)]
+    cuts = [0]
+    for offset in offsets:
+        if offset - cuts[-1] >= piece_bytes:
+            cuts.append(offset)
+    cuts.append(source["size"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.warc.gz"):
+        old.unlink()
+    pieces = []
+    with open(path, "rb") as stream:
+        for number, (start, end) in enumerate(itertools.pairwise(cuts)):
+            stream.seek(start)
+            piece = folder / f"{number:03d}.warc.gz"
+            piece.write_bytes(stream.read(end - start))
+            pieces.append(piece)
+    stamp.write_text(json.dumps(source))
+    return pieces
+
+
 def time_extract(path: Path, full_parse: bool = False) -> tuple[float, Counter]:
     """Seconds for the stage's per-record path over the whole file, and its counters."""
     counts: Counter = Counter()
@@ -177,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target-mb", type=float, default=200.0, help="size of the generated WARC (gzip MB)")
     parser.add_argument("--baseline-seconds", type=float, default=20.0, help="time budget of warcio+bs4")
     parser.add_argument("--regenerate", action="store_true", help="write the WARC again even if it exists")
-    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds of zcat/extract/fastwarc (best kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds over the pieces (fastest per piece kept)")
+    parser.add_argument("--piece-mb", type=float, default=10.0, help="size of the pieces timed one after the other")
     args = parser.parse_args(argv)
 
     path = BENCH_DIR / f"extract-{args.target_mb:g}mb.warc.gz"
@@ -193,21 +224,34 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tag scanner: {scanner}")
     print(f"input: {compressed_mb:.1f} MB gzip, {uncompressed_mb:.1f} MB uncompressed, {sizes['records']} records")
 
-    # Interleaved rounds, best of each: even CPU time on a shared machine drifts with its neighbours' load (cache,
-    # memory bandwidth, frequency), so every reader is timed in every round and its fastest round is kept, as
-    # timeit does. Each round's own ratio is printed too, so the spread is visible.
-    zcat_times, extract_times, fastwarc_times = [], [], []
+    # Noise: CPU time on a shared machine drifts by tens of percent with the neighbours' load (cache, memory
+    # bandwidth), within a run as well as between runs. So the file is cut at record boundaries into pieces of
+    # about --piece-mb, each piece is timed with zcat, extract and fastwarc one after the other, for --repeat
+    # rounds, and each reader's fastest time per piece is kept (as timeit keeps the fastest run); a reader's time
+    # is the sum over the pieces. Anchor and subject are thus measured on the same bytes, minutes apart at most.
+    pieces = split_pieces(path, int(args.piece_mb * 1e6))
+    best: dict[str, list[float]] = {name: [float("inf")] * len(pieces) for name in ("zcat", "extract", "fastwarc")}
+    counts: Counter = Counter()
     for round_number in range(1, args.repeat + 1):
-        zcat_times.append(time_zcat(path))
-        extract_s, counts = time_extract(path)
-        extract_times.append(extract_s)
-        fastwarc_times.append(time_fastwarc_read(path))
+        spent = dict.fromkeys(best, 0.0)
+        for index, piece in enumerate(pieces):
+            piece_times = {"zcat": time_zcat(piece)}
+            piece_times["extract"], piece_counts = time_extract(piece)
+            piece_times["fastwarc"] = time_fastwarc_read(piece)
+            if round_number == 1:
+                counts.update(piece_counts)
+            for name, seconds in piece_times.items():
+                spent[name] += seconds
+                best[name][index] = min(best[name][index], seconds)
         print(
-            f"round {round_number}: zcat {zcat_times[-1]:.2f} s, extract {extract_s:.2f} s, fastwarc"
-            f" {fastwarc_times[-1]:.2f} s (extract/zcat {zcat_times[-1] / extract_s:.2f}x)",
+            f"round {round_number}: zcat {spent['zcat']:.2f} s, extract {spent['extract']:.2f} s, fastwarc"
+            f" {spent['fastwarc']:.2f} s (extract/zcat {spent['zcat'] / spent['extract']:.2f}x)",
             flush=True,
         )
-    zcat_s, extract_s, fastwarc_s = min(zcat_times), min(extract_times), min(fastwarc_times)
+    zcat_s, extract_s, fastwarc_s = (sum(best[name]) for name in ("zcat", "extract", "fastwarc"))
+    print(
+        f"fastest of {args.repeat} per piece ({len(pieces)} pieces), summed: zcat {zcat_s:.2f} s, extract {extract_s:.2f} s"
+    )
     full_parse_s, full_counts = time_extract(path, full_parse=True)
     if full_counts["candidates"] != counts["candidates"]:
         print(

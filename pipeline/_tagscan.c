@@ -107,29 +107,37 @@ static int mentions_alt(const unsigned char *s, Py_ssize_t start, Py_ssize_t end
     return 0;
 }
 
-/* The first "<name" followed by \s, '/' or '>' anywhere in the page, and where that tag ends (or -1, -1). */
-static void head_tag(const unsigned char *s, Py_ssize_t n, const char *name, Py_ssize_t len, Py_ssize_t *start,
-                     Py_ssize_t *end) {
-    *start = *end = -1;
-    Py_ssize_t pos = 0;
-    while (pos < n) {
-        const unsigned char *lt = memchr(s + pos, '<', (size_t)(n - pos));
+/* Whether s[i] == '<' starts "<name" followed by \s, '/' or '>'. */
+static inline int opens(const unsigned char *s, Py_ssize_t n, Py_ssize_t i, const char *name, Py_ssize_t len) {
+    if (i + 1 + len >= n || !starts_with(s, n, i + 1, name, len)) return 0;
+    unsigned char c = s[i + 1 + len];
+    return re_space(c) || c == '/' || c == '>';
+}
+
+/* Records the '<' at i if it is the first "<html" or "<base" of the page (the reference looks for them anywhere,
+ * comments and attribute values included): called for every '<' in document order. */
+static inline void note_head(const unsigned char *s, Py_ssize_t n, Py_ssize_t i, ScanResult *r) {
+    if (r->html_start < 0 && opens(s, n, i, "html", 4)) r->html_start = i;
+    if (r->base_start < 0 && opens(s, n, i, "base", 4)) r->base_start = i;
+}
+
+/* note_head for every '<' of s[from:to], a span the tag scan steps over. */
+static void note_head_in(const unsigned char *s, Py_ssize_t n, Py_ssize_t from, Py_ssize_t to, ScanResult *r) {
+    while (from < to && (r->html_start < 0 || r->base_start < 0)) {
+        const unsigned char *lt = memchr(s + from, '<', (size_t)(to - from));
         if (lt == NULL) return;
-        Py_ssize_t i = lt - s;
-        if (i + 1 + len < n && starts_with(s, n, i + 1, name, len)) {
-            unsigned char c = s[i + 1 + len];
-            if (re_space(c) || c == '/' || c == '>') {
-                Py_ssize_t limit = i + MAX_HEAD_TAG_BYTES < n ? i + MAX_HEAD_TAG_BYTES : n;
-                Py_ssize_t tag_end = attributes_end(s, i + 1 + len, limit);
-                if (tag_end > 0) {
-                    *start = i;
-                    *end = tag_end;
-                }
-                return;
-            }
-        }
-        pos = i + 1;
+        note_head(s, n, lt - s, r);
+        from = (lt - s) + 1;
     }
+}
+
+/* Where the head tag found at *start ends (the tag must close within MAX_HEAD_TAG_BYTES); -1, -1 if it does not. */
+static void head_tag_end(const unsigned char *s, Py_ssize_t n, Py_ssize_t *start, Py_ssize_t *end) {
+    *end = -1;
+    if (*start < 0) return;
+    Py_ssize_t limit = *start + MAX_HEAD_TAG_BYTES < n ? *start + MAX_HEAD_TAG_BYTES : n;
+    *end = attributes_end(s, *start + 5, limit);
+    if (*end < 0) *start = -1;
 }
 
 static int push(Triples *t, Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) {
@@ -161,11 +169,13 @@ static void scan(const unsigned char *s, Py_ssize_t n, ScanResult *result) {
     /* position: where the last recognised construct ended (the reference's search position: the "<img inside
      * another tag" check looks back to it); from: where to look for the next '<'. */
     Py_ssize_t position = 0, from = 0, ordinal = 0;
+    result->html_start = result->base_start = -1;
     while (from < n) {
         const unsigned char *lt = memchr(s + from, '<', (size_t)(n - from));
         if (lt == NULL) break;
         Py_ssize_t start = lt - s;
         from = start + 1; /* where to look next if nothing is recognised here */
+        note_head(s, n, start, result);
         if (start + 1 >= n) break;
         switch (s[start + 1]) { /* most '<' open other tags ("</", "<a", "<div"...): skip them at once */
         case 'i': case 'I': case '!': case 's': case 'S': case 't': case 'T': case 'x': case 'X':
@@ -188,6 +198,7 @@ static void scan(const unsigned char *s, Py_ssize_t n, ScanResult *result) {
             }
             if (opener >= 0 && opener + 1 < n && is_alpha(s[opener + 1]) &&
                 memchr(s + opener, '>', (size_t)(start - opener)) == NULL) {
+                note_head_in(s, n, start + 1, start + 4, result);
                 position = from = start + 4;
                 continue;
             }
@@ -198,16 +209,19 @@ static void scan(const unsigned char *s, Py_ssize_t n, ScanResult *result) {
                 }
             }
             ordinal++;
+            note_head_in(s, n, start + 1, after, result);
             position = from = after;
             continue;
         }
         if (starts_with(s, n, start + 1, "!--", 3)) {
             Py_ssize_t after = start + 4;
             if (after < n && s[after] == '>') {
+                note_head_in(s, n, start + 1, after + 1, result);
                 position = from = after + 1;
                 continue;
             }
             if (after + 1 < n && s[after] == '-' && s[after + 1] == '>') {
+                note_head_in(s, n, start + 1, after + 2, result);
                 position = from = after + 2;
                 continue;
             }
@@ -222,7 +236,11 @@ static void scan(const unsigned char *s, Py_ssize_t n, ScanResult *result) {
                 }
                 k++;
             }
-            if (end < 0) break;
+            if (end < 0) {
+                note_head_in(s, n, start + 1, n, result);
+                break;
+            }
+            note_head_in(s, n, start + 1, end + 3, result);
             position = from = end + 3;
             continue;
         }
@@ -240,14 +258,21 @@ static void scan(const unsigned char *s, Py_ssize_t n, ScanResult *result) {
         Py_ssize_t after = start + 1 + raw->len;
         unsigned char c = after < n ? s[after] : 0;
         if (after >= n || !(c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '/' || c == '>')) {
+            note_head_in(s, n, start + 1, after, result);
             position = from = after; /* a longer tag name such as <titles> */
             continue;
         }
         Py_ssize_t closing = raw_text_end(s, n, after, raw->name, raw->len);
-        if (closing < 0) break; /* the rest of the page is raw text */
+        if (closing < 0) { /* the rest of the page is raw text */
+            note_head_in(s, n, start + 1, n, result);
+            break;
+        }
+        note_head_in(s, n, start + 1, closing, result);
         position = from = closing;
     }
     result->img_count = ordinal;
+    head_tag_end(s, n, &result->html_start, &result->html_end);
+    head_tag_end(s, n, &result->base_start, &result->base_end);
 }
 
 /* ---- tag_attributes: the attribute values of simple tags, as the HTML tokenizer reads them ---- */
@@ -396,11 +421,11 @@ error:
 
 PyDoc_STRVAR(tag_attributes_doc,
              "tag_attributes(body: bytes, spans: list[tuple[int, int]], names: tuple[str, ...]) -> list\n\n"
-             "For each (start, end) span of one start tag in body: a dict of the named attributes it has (lower-case\n"
-             "names; values as the HTML tokenizer gives them (CR LF and CR read as LF), None for an attribute without a\n"
-             "value; the first of\n"
-             "repeated attributes), or None when the tag needs a real HTML parser (a character reference or NUL in a\n"
-             "wanted value, a vertical tab), or False when the tag is not valid UTF-8.");
+             "For each (start, end) span of one start tag in body: a dict of the named attributes it has\n"
+             "(lower-case names; values as the HTML tokenizer gives them, CR LF and CR read as LF; None for an\n"
+             "attribute without a value; the first of repeated attributes), or None when the tag needs a real HTML\n"
+             "parser (a character reference or NUL in a wanted value, a vertical tab), or False when the tag is not\n"
+             "valid UTF-8.");
 
 static PyObject *tag_attributes(PyObject *module, PyObject *args) {
     (void)module;
@@ -462,10 +487,6 @@ static PyObject *scan_page(PyObject *module, PyObject *arg) {
     memset(&result, 0, sizeof(result));
     Py_BEGIN_ALLOW_THREADS
     scan(s, n, &result);
-    if (!result.out_of_memory) {
-        head_tag(s, n, "html", 4, &result.html_start, &result.html_end);
-        head_tag(s, n, "base", 4, &result.base_start, &result.base_end);
-    }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
     if (result.out_of_memory) {

@@ -7,8 +7,11 @@ Three concerns live here, each a plain function so the Beam stage, the tests and
   characters for its few bad bytes, and last cp1252 in which the five bytes it leaves undefined map to the same
   code points (so the fallback never fails and loses no byte). Valid UTF-8 is handed over as bytes, undecoded:
   Lexbor parses UTF-8 bytes natively, so the common case pays for no decode/encode round trip.
-* ``find_images``: parse once; ``<html lang>``, ``<base href>`` and each ``<img>`` (with its ordinal among all
-  ``<img>`` tags of the page, which makes candidate ids stable).
+* ``find_images``: ``<html lang>``, ``<base href>`` and each ``<img>`` (with its ordinal among all ``<img>`` tags
+  of the page, which makes candidate ids stable). Three tiers, each giving what the one below gives: the compiled
+  scanner and attribute reader (``pipeline/_tagscan.c``) for tags it can read exactly as the HTML tokenizer does;
+  Lexbor on just the page's ``<img>``/``<html>``/``<base>`` tags; Lexbor on the whole page (``--full-parse``, and
+  the fallback when the tags do not parse one-to-one).
 * ``choose_image_url`` / ``resolve_url``: which attribute's URL an ``<img>`` shows, and the absolute URL.
 
 URL choice per ``<img>`` (first that applies): a lazy-loading attribute (``data-src``, ``data-lazy-src``,
@@ -23,6 +26,7 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
 
@@ -141,6 +145,11 @@ class ImgTag(NamedTuple):
     url: str | None
     url_attribute: str | None
     alt: str
+
+
+#: ``_img_tag((ordinal, url, attribute, alt))``: an ImgTag without the NamedTuple constructor's Python frame (the
+#: fast path builds one per <img> of the crawl).
+_img_tag = partial(tuple.__new__, ImgTag)
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,10 +379,12 @@ def find_images_full(document: str | bytes) -> PageImages:
 
 
 # The fast path tokenises like the HTML standard only as far as it must to find where each <img ...> tag starts and
-# ends, and where raw-text regions (comments, scripts, styles, textareas, templates, ...) hide markup; Lexbor then
-# parses just those tags (plus <html> and <base>), so attribute values are decoded exactly as in a full parse, and
-# only the bytes of those tags are decoded from the page's charset. It scans a lower-cased copy (bytes.lower() only
-# touches ASCII, so offsets stay the same) with case-sensitive patterns, several times faster than IGNORECASE ones.
+# ends, and where raw-text regions (comments, scripts, styles, textareas, templates, ...) hide markup; those tags
+# (plus <html> and <base>) are then read by _tagscan.tag_attributes or parsed by Lexbor, so attribute values come
+# out exactly as in a full parse, and only the bytes of those tags are decoded from the page's charset.
+# scan_page_reference below is the specification of that scan, in Python: it scans a lower-cased copy
+# (bytes.lower() only touches ASCII, so offsets stay the same) with case-sensitive patterns; pipeline._tagscan
+# implements the same rules in C (tests/test_tagscan.py holds them equal) and is what runs when it is compiled.
 _RAW_NAMES = (b"script", b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes", b"template")
 _RAW_NAMES += (b"plaintext",)
 # A tag's attributes as the tokenizer reads them: names up to whitespace, "/", ">" or "="; values quoted or not.
@@ -539,7 +550,7 @@ def _images_of_tags(body: bytes, declared: list[str], scanned: _Scanned) -> Page
                 url, attribute = (src, "src") if src else (None, None)
             else:
                 url, attribute = choose_image_url(tag)
-            images.append(ImgTag(ordinal, url, attribute, alt))
+            images.append(_img_tag((ordinal, url, attribute, alt)))
     return PageImages(_lang_of(html_tag), _href_of(base_tag), img_count, images)
 
 
