@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target-mb", type=float, default=200.0, help="size of the generated WARC (gzip MB)")
     parser.add_argument("--baseline-seconds", type=float, default=20.0, help="time budget of warcio+bs4")
     parser.add_argument("--regenerate", action="store_true", help="write the WARC again even if it exists")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds over the pieces (fastest per piece kept)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds over the pieces (fastest per piece kept)")
     parser.add_argument("--piece-mb", type=float, default=10.0, help="size of the pieces timed one after the other")
     args = parser.parse_args(argv)
 

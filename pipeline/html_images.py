@@ -231,6 +231,8 @@ def choose_image_url(attributes: dict[str, str | None]) -> tuple[str | None, str
 
 def clean_url(raw: str) -> str:
     """Strip a URL the way browsers do: outer whitespace/control characters, inner tabs and newlines; spaces escaped."""
+    if raw.isprintable() and " " not in raw:  # the common URL: nothing to strip, remove or escape
+        return raw
     url = raw.strip(" \t\n\r\f\x00")
     if "\t" in url or "\n" in url or "\r" in url:
         url = url.replace("\t", "").replace("\n", "").replace("\r", "")
