@@ -8,6 +8,7 @@ trip tag scanners (quotes, comments, raw-text elements, tags inside attribute va
 from __future__ import annotations
 
 import random
+from types import ModuleType
 
 import pytest
 from selectolax.lexbor import LexborHTMLParser
@@ -19,10 +20,22 @@ from tests.conftest import shared_path
 
 try:
     from pipeline import _tagscan
-except ImportError:  # reported by the first test; the others need it
+except ImportError:  # every test that needs it fails with the message below
     _tagscan = None
 
-needs_compiled = pytest.mark.skipif(_tagscan is None, reason="pipeline._tagscan is not compiled")
+_NOT_COMPILED = (
+    "pipeline._tagscan is not compiled: install with a C compiler (make install builds it); without it the "
+    "extract stage runs the pure-Python reference, several times slower"
+)
+
+
+@pytest.fixture
+def tagscan() -> ModuleType:
+    """The compiled module (the test fails, clearly, where it was not built)."""
+    if _tagscan is None:
+        pytest.fail(_NOT_COMPILED)
+    return _tagscan
+
 
 # Pieces of markup that stress each rule of the scanner; documents are random sequences of them.
 _PIECES = [
@@ -89,38 +102,31 @@ _PIECES = [
 ]
 
 
-def test_the_compiled_scanner_is_built() -> None:
-    assert _tagscan is not None, (
-        "pipeline._tagscan is not compiled: install with a C compiler (make install builds it); without it the "
-        "extract stage runs the pure-Python reference, several times slower"
-    )
-    assert html_images.scan_page is _tagscan.scan_page
+def test_the_compiled_scanner_is_built_and_used(tagscan: ModuleType) -> None:
+    assert html_images.scan_page is tagscan.scan_page and html_images.tag_attributes is tagscan.tag_attributes
 
 
-@needs_compiled
-def test_equal_to_the_reference_on_every_real_page() -> None:
+def test_equal_to_the_reference_on_every_real_page(tagscan: ModuleType) -> None:
     pages = tags = 0
     for path in sorted(shared_path("warc/warcfile.warc.gz").parent.glob("*.warc*")):
         with open(path, "rb") as stream:
             for item in iter_warc_items(stream, str(path), 5_000_000, 20_000_000):
                 if isinstance(item, HtmlResponse):
                     expected = scan_page_reference(item.body)
-                    assert _tagscan.scan_page(item.body) == expected, item.info.url
+                    assert tagscan.scan_page(item.body) == expected, item.info.url
                     pages += 1
                     tags += expected[0]
     assert pages >= 60 and tags >= 500
 
 
-@needs_compiled
 @pytest.mark.parametrize("seed", range(4))
-def test_equal_to_the_reference_on_generated_hostile_markup(seed: int) -> None:
+def test_equal_to_the_reference_on_generated_hostile_markup(seed: int, tagscan: ModuleType) -> None:
     rng = random.Random(seed)
     for _ in range(5_000):
         document = b"".join(rng.choice(_PIECES) for _ in range(rng.randint(0, 40)))
-        assert _tagscan.scan_page(document) == scan_page_reference(document), document
+        assert tagscan.scan_page(document) == scan_page_reference(document), document
 
 
-@needs_compiled
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
@@ -139,17 +145,16 @@ def test_equal_to_the_reference_on_generated_hostile_markup(seed: int) -> None:
         (b'<html lang="de"><base href="/b/"><img>', (1, [], (0, 16), (16, 33))),
     ],
 )
-def test_known_cases(document: bytes, expected: tuple) -> None:
+def test_known_cases(document: bytes, expected: tuple, tagscan: ModuleType) -> None:
     assert scan_page_reference(document) == expected
-    assert _tagscan.scan_page(document) == expected
+    assert tagscan.scan_page(document) == expected
 
 
-@needs_compiled
-def test_accepts_any_bytes_like_and_rejects_text() -> None:
+def test_accepts_any_bytes_like_and_rejects_text(tagscan: ModuleType) -> None:
     document = b"<p><img alt=x src=y></p>"
-    assert _tagscan.scan_page(bytearray(document)) == _tagscan.scan_page(memoryview(document))
+    assert tagscan.scan_page(bytearray(document)) == tagscan.scan_page(memoryview(document))
     with pytest.raises(TypeError):
-        _tagscan.scan_page("<img alt=x>")
+        tagscan.scan_page("<img alt=x>")
 
 
 _WANTED = ("alt", "src", "data-src", "srcset", "lang", "href")
@@ -198,9 +203,8 @@ def _lexbor_attributes(tag: bytes) -> dict | None:
     return {name: value for name, value in nodes[0].attributes.items() if name in _WANTED}
 
 
-@needs_compiled
 @pytest.mark.parametrize("seed", range(4))
-def test_tag_attributes_read_tags_as_lexbor_does(seed: int) -> None:
+def test_tag_attributes_read_tags_as_lexbor_does(seed: int, tagscan: ModuleType) -> None:
     """Whenever the reader answers for a tag (a dict), it is exactly what Lexbor's tokenizer gives."""
     rng = random.Random(seed)
     answered = 0
@@ -211,7 +215,7 @@ def test_tag_attributes_read_tags_as_lexbor_does(seed: int) -> None:
             + b"".join(rng.choice(_TAG_PIECES) for _ in range(rng.randint(1, 14)))
             + b">"
         )
-        (result,) = _tagscan.tag_attributes(tag, [(0, len(tag))], _WANTED)
+        (result,) = tagscan.tag_attributes(tag, [(0, len(tag))], _WANTED)
         if result is False:
             with pytest.raises(UnicodeDecodeError):
                 tag.decode("utf-8")
@@ -221,26 +225,24 @@ def test_tag_attributes_read_tags_as_lexbor_does(seed: int) -> None:
     assert answered > 500  # most generated tags are simple enough to be read without the parser
 
 
-@needs_compiled
-def test_tag_attributes_on_every_img_tag_of_the_real_pages() -> None:
+def test_tag_attributes_on_every_img_tag_of_the_real_pages(tagscan: ModuleType) -> None:
     checked = 0
     for path in sorted(shared_path("warc/warcfile.warc.gz").parent.glob("*.warc*")):
         with open(path, "rb") as stream:
             for item in iter_warc_items(stream, str(path), 5_000_000, 20_000_000):
                 if not isinstance(item, HtmlResponse):
                     continue
-                _, with_alt, _, _ = _tagscan.scan_page(item.body)
+                _, with_alt, _, _ = tagscan.scan_page(item.body)
                 spans = [(start, end) for _, start, end in with_alt]
-                for (start, end), result in zip(spans, _tagscan.tag_attributes(item.body, spans, _WANTED), strict=True):
+                for (start, end), result in zip(spans, tagscan.tag_attributes(item.body, spans, _WANTED), strict=True):
                     if isinstance(result, dict):
                         checked += 1
                         assert result == _lexbor_attributes(item.body[start:end]), item.body[start:end]
     assert checked >= 300
 
 
-@needs_compiled
 @pytest.mark.parametrize(("seed", "declared"), [(0, []), (1, ["utf-8"]), (2, ["cp1252"]), (3, ["euc_jp"])])
-def test_pages_read_without_lexbor_equal_the_lexbor_path(seed: int, declared: list[str]) -> None:
+def test_pages_read_without_lexbor_equal_the_lexbor_path(seed: int, declared: list[str], tagscan: ModuleType) -> None:
     """Where find_images reads a page's tags itself, it must give what parsing those tags with Lexbor gives, in
     UTF-8 and (tags transcoded first) in other charsets."""
     pieces = [*_PIECES, *_TAG_PIECES, b'<img src="a.jpg" alt="x">', b'<img data-src=b srcset="c 2x, d 100w" alt=y>']
@@ -249,7 +251,7 @@ def test_pages_read_without_lexbor_equal_the_lexbor_path(seed: int, declared: li
     read = 0
     for _ in range(5_000):
         document = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
-        scanned = _tagscan.scan_page(document)
+        scanned = tagscan.scan_page(document)
         if not scanned[0]:
             continue
         page = html_images._images_of_tags(document, declared, scanned)
@@ -259,12 +261,11 @@ def test_pages_read_without_lexbor_equal_the_lexbor_path(seed: int, declared: li
     assert read > 1_000
 
 
-@needs_compiled
-def test_tag_attributes_rejects_spans_outside_the_body() -> None:
+def test_tag_attributes_rejects_spans_outside_the_body(tagscan: ModuleType) -> None:
     with pytest.raises(ValueError):
-        _tagscan.tag_attributes(b"<img alt=x>", [(0, 99)], _WANTED)
+        tagscan.tag_attributes(b"<img alt=x>", [(0, 99)], _WANTED)
     with pytest.raises(TypeError):
-        _tagscan.tag_attributes(b"<img alt=x>", [(0, 11)], ("alt", 1))
+        tagscan.tag_attributes(b"<img alt=x>", [(0, 11)], ("alt", 1))
 
 
 def test_find_images_is_the_same_with_the_pure_python_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
