@@ -136,7 +136,7 @@ static void head_tag_end(const unsigned char *s, Py_ssize_t n, Py_ssize_t *start
     *end = -1;
     if (*start < 0) return;
     Py_ssize_t limit = *start + MAX_HEAD_TAG_BYTES < n ? *start + MAX_HEAD_TAG_BYTES : n;
-    *end = attributes_end(s, *start + 5, limit);
+    *end = attributes_end(s, *start + 5, limit); /* after "<html" / "<base" */
     if (*end < 0) *start = -1;
 }
 
@@ -245,13 +245,10 @@ static void scan(const unsigned char *s, Py_ssize_t n, ScanResult *result) {
             continue;
         }
         const RawName *raw = NULL;
-        unsigned char first = start + 1 < n ? lower(s[start + 1]) : 0;
-        if (first != 0 && memchr("istxnp", first, 6) != NULL) { /* the first letters of the raw-text names */
-            for (size_t r = 0; r < sizeof(RAW_NAMES) / sizeof(RAW_NAMES[0]); r++) {
-                if (starts_with(s, n, start + 1, RAW_NAMES[r].name, RAW_NAMES[r].len)) {
-                    raw = &RAW_NAMES[r];
-                    break;
-                }
+        for (size_t r = 0; r < sizeof(RAW_NAMES) / sizeof(RAW_NAMES[0]); r++) {
+            if (starts_with(s, n, start + 1, RAW_NAMES[r].name, RAW_NAMES[r].len)) {
+                raw = &RAW_NAMES[r];
+                break;
             }
         }
         if (raw == NULL) continue;

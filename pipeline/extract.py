@@ -78,6 +78,22 @@ def _archived_image(image: ImageResponse) -> dict[str, Any]:
     }
 
 
+# Candidate's column names as module constants: the candidate row is built once per <img> of the crawl.
+_CANDIDATE_ID, _KEY, _IMAGE_URL, _ALT_TEXT = (
+    Candidate.CANDIDATE_ID,
+    Candidate.KEY,
+    Candidate.IMAGE_URL,
+    Candidate.ALT_TEXT,
+)
+_PAGE_URL, _PAGE_HOST, _IMAGE_HOST = Candidate.PAGE_URL, Candidate.PAGE_HOST, Candidate.IMAGE_HOST
+_URL_ATTRIBUTE, _HTML_LANG, _CRAWL_DATE = Candidate.URL_ATTRIBUTE, Candidate.HTML_LANG, Candidate.CRAWL_DATE
+_WARC_FILE, _WARC_RECORD_OFFSET, _WARC_RECORD_ID = (
+    Candidate.WARC_FILE,
+    Candidate.WARC_RECORD_OFFSET,
+    Candidate.WARC_RECORD_ID,
+)
+
+
 def _page_candidates(
     info: Any,
     lang: str | None,
@@ -138,22 +154,6 @@ def _page_candidates(
         counts["img_without_alt"] += without_alt
         counts["img_without_url"] += without_url
         counts["candidates"] += kept
-
-
-# Candidate's column names as module constants: the row above is built once per <img> of the crawl.
-_CANDIDATE_ID, _KEY, _IMAGE_URL, _ALT_TEXT = (
-    Candidate.CANDIDATE_ID,
-    Candidate.KEY,
-    Candidate.IMAGE_URL,
-    Candidate.ALT_TEXT,
-)
-_PAGE_URL, _PAGE_HOST, _IMAGE_HOST = Candidate.PAGE_URL, Candidate.PAGE_HOST, Candidate.IMAGE_HOST
-_URL_ATTRIBUTE, _HTML_LANG, _CRAWL_DATE = Candidate.URL_ATTRIBUTE, Candidate.HTML_LANG, Candidate.CRAWL_DATE
-_WARC_FILE, _WARC_RECORD_OFFSET, _WARC_RECORD_ID = (
-    Candidate.WARC_FILE,
-    Candidate.WARC_RECORD_OFFSET,
-    Candidate.WARC_RECORD_ID,
-)
 
 
 def iter_extracted(

@@ -23,6 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.stager import Stager
 from apache_beam.runners.runner import PipelineState
 
+from pipeline.build import STAGE_MODULES
 from pipeline.config import resolve_config
 from pipeline.layout import STAGES, CorpusLayout
 from schemas import ArchivedImage, Candidate, FetchedImage, SampleImage, TextKept
@@ -30,13 +31,6 @@ from schemas.tables import EvalImageHash
 from tests.conftest import shared_path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-STAGE_MODULES = {
-    "extract": "pipeline.extract",
-    "filter-text": "pipeline.filter_text",
-    "fetch": "pipeline.fetch",
-    "filter-image": "pipeline.filter_image",
-    "write-shards": "pipeline.shards",
-}
 #: Our own source files: a lambda in one of them would give a step a label with a line number (unstable).
 OWN_FILES = tuple(path.name for path in (PROJECT_ROOT / "pipeline").glob("*.py"))
 
