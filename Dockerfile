@@ -12,11 +12,11 @@ COPY schemas ./schemas
 COPY pipeline ./pipeline
 COPY training ./training
 # apache-beam[gcp]==2.77.* is already satisfied by the image, so pip keeps the image's SDK and adds the rest.
-# The install compiles the extract stage's C tag scanner (pipeline/_tagscan.c): a C compiler is installed first if
+# The install compiles the extract stage's C tag scanner (pipeline/html/_tagscan.c): a C compiler is installed first if
 # the image has none, and the import check fails the build rather than ship the slower pure-Python fallback.
 RUN (command -v cc >/dev/null || (apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
         && rm -rf /var/lib/apt/lists/*)) \
     && pip install --no-cache-dir . \
-    && python -c "import pipeline._tagscan, pipeline.extract, pipeline.fetch, pipeline.stats"
+    && python -c "import pipeline.html._tagscan, pipeline.stages.extract, pipeline.stages.fetch, pipeline.corpus.stats"
 
 # The image's ENTRYPOINT (/opt/apache/beam/boot, the SDK harness) is inherited unchanged: Dataflow starts it.

@@ -31,7 +31,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py pipeline/_tagscan.c
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py pipeline/html/_tagscan.c
 	$(BIN)/pip install -q -e .
 	touch $@
 
@@ -83,10 +83,10 @@ check-c: $(VENV)/.installed-test
 	mkdir -p $(dir $(ASAN_BUILD))
 	$(CC) -shared -fPIC -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 		-I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
-		pipeline/_tagscan.c -o $(ASAN_BUILD)
+		pipeline/html/_tagscan.c -o $(ASAN_BUILD)
 	PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0 \
 		LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
-		ALTCORPUS_TAGSCAN_BUILD=$(ASAN_BUILD) $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_tagscan.py
+		ALTCORPUS_TAGSCAN_BUILD=$(ASAN_BUILD) $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/pipeline/html/test_tagscan.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

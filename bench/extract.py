@@ -3,7 +3,7 @@
 A WARC of about ``--target-mb`` MB (gzip, one member per record as Common Crawl writes them) is generated into
 ``build/bench/`` by replicating the real HTML pages of ``../shared/data/warc`` under new URLs. Then, on one core:
 
-* ``extract``: ``pipeline.extract.iter_extracted`` over the file (the exact code the Beam DoFn runs), and again
+* ``extract``: ``pipeline.stages.extract.iter_extracted`` over the file (the exact code the Beam DoFn runs), and again
   with ``--full-parse`` (whole pages through Lexbor: the reference the tag scan is measured against);
 * ``zcat``: ``zcat file > /dev/null``, the decompression limit;
 * ``fastwarc``: fastwarc alone reading every record body (for reference: the floor under ``extract``);
@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT))
 
 from fastwarc import ArchiveIterator, WarcRecordType  # noqa: E402
 
-from pipeline.config import CorpusConfig, ExtractConfig  # noqa: E402
-from pipeline.extract import iter_extracted  # noqa: E402
-from pipeline.html_images import scan_page, scan_page_reference  # noqa: E402
-from pipeline.warc import HTML_TYPES, decode_content  # noqa: E402
+from pipeline.core.config import CorpusConfig, ExtractConfig  # noqa: E402
+from pipeline.html.images import scan_page, scan_page_reference  # noqa: E402
+from pipeline.html.warc import HTML_TYPES, decode_content  # noqa: E402
+from pipeline.stages.extract import iter_extracted  # noqa: E402
 
 SHARED_WARC = ROOT.parent / "shared" / "data" / "warc"
 BENCH_DIR = ROOT / "build" / "bench"
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sizes = json.loads(sizes_path.read_text())
     compressed_mb, uncompressed_mb = sizes["compressed_bytes"] / 1e6, sizes["uncompressed_bytes"] / 1e6
-    scanner = "compiled (pipeline._tagscan)" if scan_page is not scan_page_reference else "pure-Python fallback"
+    scanner = "compiled (pipeline.html._tagscan)" if scan_page is not scan_page_reference else "pure-Python fallback"
     print(f"tag scanner: {scanner}")
     print(f"input: {compressed_mb:.1f} MB gzip, {uncompressed_mb:.1f} MB uncompressed, {sizes['records']} records")
 

@@ -141,7 +141,7 @@ def run_ours(urls: list[str], workers: int, threads: int) -> tuple[float, int, d
     import pyarrow.parquet as pq
 
     sys.path.insert(0, str(ROOT))
-    from pipeline.keys import sample_key
+    from pipeline.core.keys import sample_key
     from schemas import FetchedImage, TextKept
 
     corpus = WORK / "ours"

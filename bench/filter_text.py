@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import filter_text
-from pipeline.keys import candidate_id, sample_key
+from pipeline.core.keys import candidate_id, sample_key
+from pipeline.stages import filter_text
 from schemas import Candidate
 
 VOCABULARY = 50_000

@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import stats
-from pipeline.layout import STAGES, CorpusLayout
+from pipeline.core.layout import STAGES, CorpusLayout
+from pipeline.corpus import stats
 from schemas import Candidate, FetchedImage, RecordError, Rejection, Sample, Table, TextKept
 
 WORDS = [
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(balance check included; DuckDB threads: {args.threads or 'all'})"
     )
     if args.html:
-        from pipeline.report import render_html
+        from pipeline.corpus.report import render_html
 
         Path(args.html).write_text(render_html(result), encoding="utf-8")
         print(f"report: {args.html}")

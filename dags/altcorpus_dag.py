@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The Python that runs the stages: one with altcorpus installed (the Airflow worker's own by default).
 PYTHON = os.environ.get("ALTCORPUS_PYTHON", sys.executable)
 
-#: The Beam stages in data-path order (``pipeline.layout.STAGES``; spelled here so parsing the DAG imports no Beam).
+#: The Beam stages in data-path order (``pipeline.core.layout.STAGES``; spelled here so parsing the DAG imports no Beam).
 STAGES = ("extract", "filter-text", "fetch", "filter-image", "write-shards")
 
 #: Per-task retries and time limits: fetch talks to the web and is the longest; the others are CPU-bound passes.

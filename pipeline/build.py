@@ -10,20 +10,12 @@ import importlib
 import logging
 from collections.abc import Sequence
 
-from pipeline.config import CorpusOptions
-from pipeline.layout import STAGES, CorpusLayout
-from pipeline.stage import pipeline_options
+from pipeline.core.config import CorpusOptions
+from pipeline.core.layout import CorpusLayout
+from pipeline.core.registry import STAGE_SPECS
+from pipeline.core.stage import pipeline_options
 
 log = logging.getLogger("altcorpus")
-
-#: stage -> module whose ``run(argv)`` runs it
-STAGE_MODULES = {
-    "extract": "pipeline.extract",
-    "filter-text": "pipeline.filter_text",
-    "fetch": "pipeline.fetch",
-    "filter-image": "pipeline.filter_image",
-    "write-shards": "pipeline.shards",
-}
 
 
 def run(argv: Sequence[str]) -> int:
@@ -33,13 +25,14 @@ def run(argv: Sequence[str]) -> int:
         raise SystemExit("build-corpus needs --input (a WARC file or glob)")
     layout = CorpusLayout(options.output)
     force = bool(options.force)
-    for stage in STAGES:
+    for spec in STAGE_SPECS:
+        stage = spec.name
         if layout.is_done(stage) and not force:
             log.info("%s: already done (%s exists); skipping (use --force to redo)", stage, layout.success_path(stage))
             continue
-        importlib.import_module(STAGE_MODULES[stage]).run(list(argv))
+        importlib.import_module(spec.module).run(list(argv))
         # Every later stage depends on this one: redo them too.
         force = True
-    from pipeline import stats
+    from pipeline.corpus import stats
 
     return stats.main([layout.root])

@@ -11,23 +11,21 @@ import logging
 import sys
 from collections.abc import Sequence
 
-#: command -> (module:function, one-line help)
+from pipeline.core.registry import STAGE_SPECS
+
+#: command -> (module:function, one-line help); the stages come from the registry, in data-path order.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "make-sample": ("pipeline.sample:main", "Generate the bundled sample web archive (and its eval set)"),
-    "extract": ("pipeline.extract:run", "WARC/WAT files -> candidates/ (one row per <img> with alt text)"),
-    "filter-text": ("pipeline.filter_text:run", "candidates/ -> text_kept/ (ALIGN's text rules, language tags)"),
-    "fetch": ("pipeline.fetch:run", "text_kept/ -> images/ (archive first, then polite HTTP)"),
-    "filter-image": ("pipeline.filter_image:run", "text_kept/ + images/ -> samples/ (size, aspect, duplicates)"),
-    "write-shards": ("pipeline.shards:run", "samples/ -> shards/*.tar + *.parquet, sizes.json, manifest.json"),
+    "make-sample": ("pipeline.sample.builder:main", "Generate the bundled sample web archive (and its eval set)"),
+    **{spec.name: (spec.entry_point, spec.summary) for spec in STAGE_SPECS},
     "build-corpus": ("pipeline.build:run", "Run every stage in order, then print the funnel"),
-    "stats": ("pipeline.stats:main", "DuckDB statistics of a corpus: funnel with balance check, distributions"),
-    "eval-index": ("pipeline.eval_index:main", "Perceptual-hash index of evaluation images for decontamination"),
-    "reshard": ("pipeline.reshard:main", "Rewrite a corpus with a new shard size or a DuckDB WHERE subset"),
+    "stats": ("pipeline.corpus.stats:main", "DuckDB statistics of a corpus: funnel with balance check, distributions"),
+    "eval-index": ("pipeline.images.eval_index:main", "Perceptual-hash index of evaluation images for decontamination"),
+    "reshard": ("pipeline.corpus.reshard:main", "Rewrite a corpus with a new shard size or a DuckDB WHERE subset"),
 }
 
 
 #: Commands that are Beam jobs: their flags are the corpus options plus Beam's own.
-BEAM_COMMANDS = {"extract", "filter-text", "fetch", "filter-image", "write-shards", "build-corpus"}
+BEAM_COMMANDS = {*(spec.name for spec in STAGE_SPECS), "build-corpus"}
 
 
 def beam_command_help(command: str) -> str:
@@ -35,7 +33,7 @@ def beam_command_help(command: str) -> str:
     import argparse
     import inspect
 
-    from pipeline.config import CorpusOptions, TextFilterConfig
+    from pipeline.core.config import CorpusOptions, TextFilterConfig
 
     description = COMMANDS[command][1]
     if command in ("filter-text", "build-corpus"):

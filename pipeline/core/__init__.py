@@ -1,0 +1,1 @@
+"""Framework shared by every stage: configuration, corpus layout, keys, keep-or-drop rules, the stage runner."""

@@ -1,0 +1,104 @@
+"""The stage registry: every Beam stage's identity declared once, in data-path order.
+
+Beam-free on purpose (only ``schemas``, i.e. pyarrow, is imported) so the CLI's ``--help``, the Airflow DAG file,
+``stats`` and the HTML report can read it without loading Beam. Everything that used to spell a stage's name,
+module, folder or colour (the CLI's command table, ``build-corpus``, the corpus layout, the funnel, the report, the
+DAG, the sample's oracle) derives it from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas import ArchivedImage, Candidate, FetchedImage, RecordError, SampleImage, Table, TextKept
+from schemas.tables import Sample
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One Beam stage: its CLI name, where its code lives, what it writes, and how reports draw it."""
+
+    #: The CLI command and the ``stage`` value of its ``rejected/`` rows (``filter-text``).
+    name: str
+    #: The module whose ``run(argv)`` runs the stage as one Beam job.
+    module: str
+    #: One line for ``--help`` and the docs: what it reads and writes.
+    summary: str
+    #: The table whose folder holds the stage's main output and its ``_SUCCESS`` marker.
+    output: type[Table]
+    #: Other folders the stage writes (and clears before a re-run).
+    extra_outputs: tuple[type[Table], ...] = ()
+    #: The colour of the stage's drops in the HTML report.
+    colour: str = "#64748b"
+
+    @property
+    def folder(self) -> str:
+        """The folder (under the corpus root) of the main output and ``_SUCCESS``."""
+        return self.output.FOLDER
+
+    @property
+    def extra_folders(self) -> tuple[str, ...]:
+        """The folders of the extra outputs."""
+        return tuple(table.FOLDER for table in self.extra_outputs)
+
+    @property
+    def task_id(self) -> str:
+        """An identifier-safe form of the name (``filter_text``): Airflow task ids, Python names."""
+        return self.name.replace("-", "_")
+
+    @property
+    def entry_point(self) -> str:
+        """``module:run``, the form the CLI's command table uses."""
+        return f"{self.module}:run"
+
+
+EXTRACT = StageSpec(
+    name="extract",
+    module="pipeline.stages.extract",
+    summary="WARC/WAT files -> candidates/ (one row per <img> with alt text)",
+    output=Candidate,
+    extra_outputs=(ArchivedImage, RecordError),
+    colour="#a855f7",
+)
+FILTER_TEXT = StageSpec(
+    name="filter-text",
+    module="pipeline.stages.filter_text",
+    summary="candidates/ -> text_kept/ (ALIGN's text rules, language tags)",
+    output=TextKept,
+    colour="#f97316",
+)
+FETCH = StageSpec(
+    name="fetch",
+    module="pipeline.stages.fetch",
+    summary="text_kept/ -> images/ (archive first, then polite HTTP)",
+    output=FetchedImage,
+    colour="#e11d48",
+)
+FILTER_IMAGE = StageSpec(
+    name="filter-image",
+    module="pipeline.stages.filter_image",
+    summary="text_kept/ + images/ -> samples/ (size, aspect, duplicates)",
+    output=SampleImage,
+    colour="#eab308",
+)
+WRITE_SHARDS = StageSpec(
+    name="write-shards",
+    module="pipeline.stages.write_shards",
+    summary="samples/ -> shards/*.tar + *.parquet, sizes.json, manifest.json",
+    output=Sample,
+    colour="#0f766e",
+)
+
+#: Every Beam stage, in data-path order.
+STAGE_SPECS: tuple[StageSpec, ...] = (EXTRACT, FILTER_TEXT, FETCH, FILTER_IMAGE, WRITE_SHARDS)
+#: Their names, in the same order.
+STAGES: tuple[str, ...] = tuple(spec.name for spec in STAGE_SPECS)
+_BY_NAME = {spec.name: spec for spec in STAGE_SPECS}
+
+
+def stage_spec(name: str) -> StageSpec:
+    """The registered stage called ``name``; a clear error naming the known stages otherwise."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown stage {name!r}; the stages are {', '.join(STAGES)}") from None

@@ -1,0 +1,164 @@
+"""``reshard``: rewrite a corpus with a new shard size and/or a DuckDB ``WHERE`` subset, without re-fetching.
+
+``python -m pipeline reshard --corpus DIR --output DIR2 [--samples-per-shard N] [--where "language = 'en'"]``
+
+The selection runs in DuckDB over the corpus's ``shards/*.parquet``; image bytes come from the existing tars (each
+row's ``shard`` column says which). Output shards follow the same rule as ``write-shards`` (sorted by key, exactly
+N per shard but the last, written through ``pipeline.stages.write_shards.write_shard``), so resharding a corpus to its own size
+reproduces its tars byte for byte. Because both corpora are in key order, each source tar is read once and only
+the images still needed are held in memory. ``manifest.json`` records the source corpus and the filter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tarfile
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.core.layout import CorpusLayout, read_text, write_text_atomically
+from pipeline.stages.write_shards import delete_stale_shards, shard_name, write_shard, write_sizes
+from schemas import SCHEMA_VERSION, Sample, SampleImage
+
+log = logging.getLogger("altcorpus")
+
+
+class Selection:
+    """The samples of a corpus matching a DuckDB condition, streamed in key order in Arrow batches."""
+
+    def __init__(self, corpus: str, where: str | None) -> None:
+        import duckdb
+
+        pattern = CorpusLayout(corpus).glob(Sample)
+        self.source = f"read_parquet('{pattern.replace(chr(39), chr(39) * 2)}')"
+        self.condition = f"({where})" if where and where.strip() else "true"
+        self.connection = duckdb.connect()
+
+    def rows(self, batch_rows: int = 10_000) -> Iterator[dict[str, Any]]:
+        """Every selected row, ordered by (key, candidate_id) like the shards themselves."""
+        query = f"select * from {self.source} where {self.condition} order by {Sample.KEY}, {Sample.CANDIDATE_ID}"
+        # A cursor of its own: the stream stays open while keys_in() queries the main connection.
+        with self.connection.cursor() as cursor:
+            for batch in cursor.sql(query).to_arrow_reader(batch_rows):
+                yield from batch.to_pylist()
+
+    def last_use(self) -> dict[str, int]:
+        """For each source shard, the rank of the last selected row it holds (when its images can be dropped)."""
+        ranked = (
+            f"select {Sample.SHARD} as source, row_number() over (order by {Sample.KEY}, {Sample.CANDIDATE_ID}) - 1"
+            f" as rank from {self.source} where {self.condition}"
+        )
+        query = f"select source, max(rank) from ({ranked}) group by source"
+        return {source: int(rank) for source, rank in self.connection.execute(query).fetchall()}
+
+    def keys_in(self, source: str) -> set[str]:
+        """The selected keys held by one source shard."""
+        query = f"select {Sample.KEY} from {self.source} where {self.condition} and {Sample.SHARD} = ?"
+        return {key for (key,) in self.connection.execute(query, [source]).fetchall()}
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class SourceImages:
+    """Image bytes of the source shards, loaded one tar at a time and dropped once no later row needs them."""
+
+    def __init__(self, shard_dir: str, selection: Selection) -> None:
+        self.shard_dir = shard_dir
+        self.selection = selection
+        self.last_use = selection.last_use()
+        if None in self.last_use:
+            raise ValueError(f"some samples have no shard: is {shard_dir} a corpus written by write-shards?")
+        self.loaded: dict[str, dict[str, bytes]] = {}
+
+    def _load(self, source: str) -> dict[str, bytes]:
+        wanted, images = self.selection.keys_in(source), {}
+        path = FileSystems.join(self.shard_dir, f"{source}.tar")
+        with (
+            FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle,
+            tarfile.open(fileobj=handle, mode="r|") as archive,
+        ):
+            for member in archive:
+                key, _, extension = member.name.partition(".")
+                if extension == "jpg" and key in wanted:
+                    images[key] = archive.extractfile(member).read()
+        missing = wanted - set(images)
+        if missing:
+            raise ValueError(f"{path} lacks the images of {len(missing)} samples, e.g. {sorted(missing)[:3]}")
+        return images
+
+    def image(self, row: dict[str, Any], rank: int) -> bytes:
+        """The image bytes of ``row``, the ``rank``-th selected row."""
+        source = row[Sample.SHARD]
+        if source not in self.loaded:
+            self.loaded[source] = self._load(source)
+        data = self.loaded[source][row[Sample.KEY]]
+        for name in [name for name in self.loaded if self.last_use[name] <= rank]:
+            del self.loaded[name]
+        return data
+
+
+def reshard(corpus: str, output: str, samples_per_shard: int | None = None, where: str | None = None) -> dict[str, int]:
+    """Write the selected samples of ``corpus`` as a new corpus under ``output``; returns its ``sizes.json``."""
+    source = CorpusLayout(corpus)
+    target = CorpusLayout(output)
+    if source.root == target.root:
+        raise ValueError("reshard writes a new corpus: --output must differ from --corpus")
+    manifest: dict[str, Any] = {}
+    if FileSystems.exists(source.manifest_path()):
+        manifest = json.loads(read_text(source.manifest_path()))
+    size = samples_per_shard or manifest.get("config", {}).get("shards", {}).get("samples_per_shard") or 10_000
+    if size < 1:
+        raise ValueError("--samples-per-shard must be at least 1")
+    selection = Selection(corpus, where)
+    images = SourceImages(source.folder(Sample), selection)
+    shard_dir = target.folder(Sample)
+    sizes: dict[str, int] = {}
+    chunk: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        name = shard_name(len(sizes))
+        sizes[f"{name}.tar"] = write_shard(shard_dir, name, chunk, reuse_existing=True)
+        log.info("reshard: wrote %s (%d samples)", name, sizes[f"{name}.tar"])
+        chunk.clear()
+
+    for rank, row in enumerate(selection.rows()):
+        chunk.append(dict(row, **{SampleImage.IMAGE: images.image(row, rank)}))
+        if len(chunk) == size:
+            flush()
+    if chunk:
+        flush()
+    selection.close()
+    delete_stale_shards(shard_dir, len(sizes))
+    write_sizes(shard_dir, sizes)
+    manifest.update(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "resharded_from": source.root,
+            "where": where or None,
+            "shard_count": len(sizes),
+            "sample_count": sum(sizes.values()),
+            "shards": sizes,
+        }
+    )
+    manifest.setdefault("config", {}).setdefault("shards", {})["samples_per_shard"] = size
+    write_text_atomically(target.manifest_path(), json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    return sizes
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python -m pipeline reshard --corpus DIR --output DIR2 [--samples-per-shard N] [--where SQL]``."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline reshard", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", required=True, help="corpus directory to read (its shards/ folder)")
+    parser.add_argument("--output", required=True, help="new corpus directory to write")
+    parser.add_argument("--samples-per-shard", type=int, default=None, help="default: the source corpus's size")
+    parser.add_argument("--where", default=None, help="DuckDB condition on Sample columns, e.g. \"language = 'en'\"")
+    args = parser.parse_args(list(argv))
+    sizes = reshard(args.corpus, args.output, args.samples_per_shard, args.where)
+    print(f"{sum(sizes.values())} samples in {len(sizes)} shards under {CorpusLayout(args.output).folder(Sample)}")
+    return 0

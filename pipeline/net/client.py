@@ -1,0 +1,387 @@
+"""A polite, bounded HTTP client for image URLs, built on urllib3's connection pools.
+
+Why urllib3 (already a dependency): connection pooling per host, streaming reads with ``read1`` (one ``recv`` at a
+time, so the clock is checked between chunks), and no redirect/retry magic once switched off, so every hop and retry
+is ours to check. One ``PoliteClient`` lives in a DoFn's ``setup()`` and is shared by that worker's threads.
+
+What every fetch guarantees (statuses are fetch's closed list, see ``pipeline/fetch.py``):
+- only http(s), and only public addresses, checked after DNS, on every redirect hop, and on the connected socket
+  (``net_safety``);
+- robots.txt of every origin fetched once and honoured for ``robots_agent`` (``robots``);
+- at most ``per_host_concurrency`` requests in flight per origin, and a shared pause for the whole origin after a
+  429/503 (``Retry-After`` honoured up to ``max_retry_after_s``; a longer one ends the fetch instead of hammering);
+- retries with jittered exponential back-off for transient failures only (connect/read timeouts, connection errors,
+  429, 500, 502, 503, 504), never for a body that is too slow, too large or not an image;
+- ``X-Robots-Tag`` opt-outs and ``Content-Length`` above the byte cap end the fetch before the body is read;
+- the body is streamed: the byte cap, the total-time cap and the magic bytes are checked on every chunk, so a
+  never-ending or slow-drip body ends at ``max_image_bytes`` or ``total_timeout_s``, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin
+
+import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NameResolutionError, NewConnectionError, SSLError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
+
+from pipeline.core.config import FetchConfig
+from pipeline.images.process import SNIFF_BYTES, sniff_image_type
+from pipeline.net.robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsResponse, opted_out
+from pipeline.net.safety import AddressPolicy, FetchError, Target, check_connected_peer, check_url
+
+#: Statuses worth another attempt: the server or the network may do better in a moment.
+TRANSIENT_HTTP = frozenset({429, 500, 502, 503, 504})
+#: Of those, the ones that ask the client to slow down (the whole host pauses, honouring Retry-After).
+BACK_OFF_HTTP = frozenset({429, 503})
+REDIRECT_HTTP = frozenset({301, 302, 303, 307, 308})
+
+CHUNK_BYTES = 256 * 1024
+ACCEPT = "image/avif,image/webp,image/png,image/jpeg,image/*;q=0.8,*/*;q=0.1"
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """How one URL ended: ``status`` ``ok`` with the body, or an error class with a message."""
+
+    url: str
+    status: str
+    error: str | None = None
+    http_status: int | None = None
+    content_type: str | None = None
+    body: bytes | None = None
+    seconds: float = 0.0
+    final_url: str | None = None
+    attempts: int = 0
+
+
+@dataclass
+class _Response:
+    """One attempt's outcome before the redirect/retry logic decides what it means."""
+
+    http_status: int
+    content_type: str | None
+    location: str | None = None
+    retry_after_s: float | None = None
+    body: bytes | None = None
+
+
+class HostGate:
+    """Per-origin politeness: a bounded number of requests in flight and a shared 'not before' time."""
+
+    def __init__(self, limit: int) -> None:
+        self.slots = threading.BoundedSemaphore(limit)
+        self.lock = threading.Lock()
+        self.not_before = 0.0
+
+    def pause_until(self, moment: float) -> None:
+        """Ask every thread to leave this origin alone until ``moment`` (monotonic clock)."""
+        with self.lock:
+            self.not_before = max(self.not_before, moment)
+
+    def wait_turn(self) -> None:
+        """Sleep out any pause the origin asked for."""
+        while (delay := self.not_before - time.monotonic()) > 0:
+            time.sleep(min(delay, 1.0))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date); None when absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(0.0, moment - (time.time() if now is None else now))
+
+
+def _guarded_connection_classes(policy: AddressPolicy) -> dict[str, type]:
+    """Pool classes whose connections refuse a peer ``policy`` does not allow (checked after connect, before TLS)."""
+
+    class GuardedHTTPConnection(HTTPConnection):
+        def _new_conn(self) -> Any:
+            sock = super()._new_conn()
+            check_connected_peer(sock, policy)
+            return sock
+
+    class GuardedHTTPSConnection(HTTPSConnection):
+        def _new_conn(self) -> Any:
+            sock = super()._new_conn()
+            check_connected_peer(sock, policy)
+            return sock
+
+    class GuardedHTTPConnectionPool(HTTPConnectionPool):
+        ConnectionCls = GuardedHTTPConnection
+
+    class GuardedHTTPSConnectionPool(HTTPSConnectionPool):
+        ConnectionCls = GuardedHTTPSConnection
+
+    return {"http": GuardedHTTPConnectionPool, "https": GuardedHTTPSConnectionPool}
+
+
+class PoliteClient:
+    """Fetches image URLs under ``FetchConfig``'s limits; thread-safe, one per worker."""
+
+    def __init__(self, config: FetchConfig, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.policy = AddressPolicy(config.allow_private_addresses, config.allowed_addresses)
+        self.headers = {"User-Agent": config.user_agent, "Accept": ACCEPT, "Accept-Encoding": "identity"}
+        self.pool = urllib3.PoolManager(
+            num_pools=max(64, config.concurrency * 4),
+            maxsize=config.per_host_concurrency,
+            block=False,
+            retries=False,
+            headers=self.headers,
+        )
+        self.pool.pool_classes_by_scheme = _guarded_connection_classes(self.policy)
+        self.robots = RobotsCache(self._fetch_robots, config.robots_agent)
+        self._gates: dict[str, HostGate] = {}
+        self._gates_lock = threading.Lock()
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.pool.clear()
+
+    def gate(self, origin: str) -> HostGate:
+        """The politeness gate of an origin (created on first use)."""
+        with self._gates_lock:
+            gate = self._gates.get(origin)
+            if gate is None:
+                gate = self._gates[origin] = HostGate(self.config.per_host_concurrency)
+            return gate
+
+    # -- public --------------------------------------------------------------------------------------------------
+    def fetch(self, url: str) -> FetchResult:
+        """Fetch one image URL; never raises for anything the URL or server does (the status says what happened)."""
+        started = time.monotonic()
+        attempts = [0]
+        current = url
+        content_type: str | None = None
+        http_status: int | None = None
+        try:
+            for _ in range(self.config.max_redirects + 1):
+                target = check_url(current, self.policy)
+                if self.config.respect_robots:
+                    refusal = self.robots.refusal(target.origin, current)
+                    if refusal is not None:
+                        raise FetchError(refusal[0], refusal[1])
+                response = self._with_retries(target, current, attempts, image=True)
+                http_status, content_type = response.http_status, response.content_type
+                if response.location is not None:
+                    current = urljoin(current, response.location)
+                    continue
+                return FetchResult(
+                    url=url,
+                    status="ok",
+                    http_status=http_status,
+                    content_type=content_type,
+                    body=response.body,
+                    seconds=time.monotonic() - started,
+                    final_url=current,
+                    attempts=attempts[0],
+                )
+            raise FetchError("too_many_redirects", f"more than {self.config.max_redirects} redirects (last {current})")
+        except FetchError as error:
+            return FetchResult(
+                url=url,
+                status=error.status,
+                error=error.message,
+                http_status=error.http_status or http_status,
+                content_type=content_type,
+                seconds=time.monotonic() - started,
+                final_url=current,
+                attempts=attempts[0],
+            )
+
+    # -- attempts and retries ------------------------------------------------------------------------------------
+    def _with_retries(self, target: Target, url: str, attempts: list[int], image: bool) -> _Response:
+        """One request, retried with jittered back-off while the failure is transient."""
+        gate = self.gate(target.origin)
+        for attempt in range(self.config.max_retries + 1):
+            gate.wait_turn()
+            attempts[0] += 1
+            retry_after: float | None = None
+            try:
+                with gate.slots:
+                    response = self._request(url, image=image)
+                if response.http_status not in TRANSIENT_HTTP:
+                    return response
+                retry_after = response.retry_after_s
+                failure = FetchError(
+                    f"http_{response.http_status}", f"HTTP {response.http_status}", response.http_status
+                )
+            except FetchError as error:
+                if not error.transient:
+                    raise
+                failure = error
+            if attempt == self.config.max_retries:
+                raise failure
+            delay = self._backoff(attempt)
+            if retry_after is not None:
+                if retry_after > self.config.max_retry_after_s:
+                    failure.message += (
+                        f" (Retry-After {retry_after:.0f} s exceeds the {self.config.max_retry_after_s} s cap)"
+                    )
+                    raise failure
+                delay = max(delay, retry_after)
+            if failure.http_status in BACK_OFF_HTTP:
+                gate.pause_until(time.monotonic() + delay)  # the whole origin asked to slow down, not just this URL
+            time.sleep(delay)
+        raise AssertionError("unreachable")  # the loop always returns or raises
+
+    def _backoff(self, attempt: int) -> float:
+        with self._rng_lock:
+            jitter = self._rng.uniform(0.5, 1.5)
+        return self.config.retry_backoff_s * (2**attempt) * jitter
+
+    # -- one request ---------------------------------------------------------------------------------------------
+    def _request(self, url: str, image: bool, max_bytes: int | None = None) -> _Response:
+        """One GET, body streamed under the byte and time caps; raises ``FetchError`` (``transient`` set when it is)."""
+        config = self.config
+        max_bytes = config.max_image_bytes if max_bytes is None else max_bytes
+        deadline = time.monotonic() + config.total_timeout_s
+        timeout = urllib3.Timeout(
+            connect=min(config.connect_timeout_s, config.total_timeout_s),
+            read=min(config.read_timeout_s, config.total_timeout_s),
+        )
+        try:
+            response = self.pool.urlopen(
+                "GET",
+                url,
+                redirect=False,
+                retries=False,
+                preload_content=False,
+                timeout=timeout,
+                assert_same_host=False,
+            )
+        except FetchError:
+            raise
+        except Exception as error:
+            raise _network_error(error) from None
+        try:
+            http_status = response.status
+            content_type = response.headers.get("Content-Type")
+            if http_status in REDIRECT_HTTP and response.headers.get("Location"):
+                return _Response(http_status, content_type, location=response.headers["Location"])
+            if http_status in TRANSIENT_HTTP:
+                return _Response(
+                    http_status, content_type, retry_after_s=parse_retry_after(response.headers.get("Retry-After"))
+                )
+            if not 200 <= http_status < 300:
+                raise FetchError(
+                    f"http_{http_status}", f"HTTP {http_status} {response.reason or ''}".strip(), http_status
+                )
+            if image and config.respect_opt_out:
+                directive = opted_out(response.headers.getlist("X-Robots-Tag"), config.robots_agent)
+                if directive is not None:
+                    raise FetchError("opted_out", f"X-Robots-Tag: {directive}", http_status)
+            declared = response.headers.get("Content-Length", "")
+            if image and declared.strip().isdigit() and int(declared) > max_bytes:
+                raise FetchError("too_large", f"Content-Length {declared} > cap {max_bytes}", http_status)
+            body = self._read_body(response, deadline, max_bytes, image, http_status)
+            return _Response(http_status, content_type, body=body)
+        finally:
+            # An unread or partly read body cannot be reused on the connection: close it first; either way the
+            # connection goes back to the pool (a closed one is reopened on next use).
+            if not response.isclosed():
+                response.close()
+            response.release_conn()
+
+    def _read_body(self, response: Any, deadline: float, max_bytes: int, image: bool, http_status: int) -> bytes:
+        """Stream the body, checking bytes, time and (for images) magic bytes on every chunk."""
+        chunks: list[bytes] = []
+        received = 0
+        sniffed = not image
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise FetchError(
+                    "timeout", f"body not complete after {self.config.total_timeout_s} s ({received} bytes)"
+                )
+            _shorten_socket_timeout(response, min(remaining, self.config.read_timeout_s))
+            try:
+                chunk = response.read1(CHUNK_BYTES)
+            except Exception as error:
+                if time.monotonic() >= deadline - 0.05:
+                    # The total-time cap, not a hiccup: a server that drips will drip again, so no retry.
+                    raise FetchError("timeout", f"body not complete after {self.config.total_timeout_s} s") from None
+                raise _network_error(error) from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            received += len(chunk)
+            if received > max_bytes:
+                if not image:
+                    break  # robots.txt beyond the parse limit is ignored, per RFC 9309
+                raise FetchError("too_large", f"body exceeds cap {max_bytes} bytes", http_status)
+            if not sniffed and received >= SNIFF_BYTES:
+                head = b"".join(chunks)[:SNIFF_BYTES]
+                if sniff_image_type(head) is None:
+                    raise FetchError("not_an_image", f"body starts with {head!r}, not an image signature", http_status)
+                sniffed = True
+        body = b"".join(chunks)[:max_bytes]
+        if not sniffed and sniff_image_type(body[:SNIFF_BYTES]) is None:
+            raise FetchError("not_an_image", f"body of {len(body)} bytes is not an image", http_status)
+        return body
+
+    # -- robots.txt ----------------------------------------------------------------------------------------------
+    def _fetch_robots(self, robots_url: str) -> RobotsResponse:
+        """GET robots.txt (redirects followed and checked like any hop); unreachable gives no status."""
+        current = robots_url
+        try:
+            for _ in range(self.config.max_redirects + 1):
+                target = check_url(current, self.policy)
+                with self.gate(target.origin).slots:
+                    response = self._request(current, image=False, max_bytes=ROBOTS_MAX_BYTES)
+                if response.location is not None:
+                    current = urljoin(current, response.location)
+                    continue
+                return RobotsResponse(response.http_status, response.body or b"")
+            return RobotsResponse(
+                None, error_status="too_many_redirects", error=f"robots.txt redirected too often ({current})"
+            )
+        except FetchError as error:
+            if error.http_status is not None:
+                return RobotsResponse(error.http_status)
+            return RobotsResponse(None, error_status=error.status, error=f"robots.txt: {error.message}")
+
+
+def _shorten_socket_timeout(response: Any, seconds: float) -> None:
+    """Make the next ``recv`` give up by the deadline (a read timeout alone restarts with every dripped byte)."""
+    connection = getattr(response, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.settimeout(max(0.01, seconds))
+
+
+def _network_error(error: Exception) -> FetchError:
+    """Map a urllib3/socket exception to fetch's statuses; timeouts and connection errors are transient."""
+    if isinstance(error, FetchError):
+        return error
+    # Order matters: urllib3's NameResolutionError is a NewConnectionError, which is a ConnectTimeoutError.
+    if isinstance(error, NameResolutionError):
+        return FetchError("dns_error", str(error), transient=True)
+    if isinstance(error, NewConnectionError):
+        return FetchError("connection_error", f"{type(error).__name__}: {error}", transient=True)
+    if isinstance(error, Urllib3Timeout | TimeoutError):
+        return FetchError("timeout", f"{type(error).__name__}: {error}", transient=True)
+    if isinstance(error, SSLError):  # a bad certificate stays bad: no retry
+        return FetchError("connection_error", f"TLS: {error}")
+    # protocol errors, resets, incomplete bodies
+    return FetchError("connection_error", f"{type(error).__name__}: {error}", transient=True)

@@ -1,0 +1,1 @@
+"""The bundled sample web archive, generated from images that ship inside pip packages."""

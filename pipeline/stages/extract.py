@@ -1,0 +1,292 @@
+"""The ``extract`` stage: WARC/WAT files -> one candidate per ``<img>`` with a non-empty alt text.
+
+Graph: the ``--input`` patterns (comma-separated; files or globs on any Beam filesystem) are matched, the file
+paths reshuffled so files spread over workers, and each file is read from start to end by one DoFn
+(``iter_extracted``: fastwarc -> charset -> selectolax -> rows). Candidate rows are reshuffled again before
+writing so that one huge input file does not make one huge output shard. Raw records are not shuffled between
+reading and parsing: that would move every decompressed page over the network to save nothing, since parsing
+costs about what reading does.
+
+Outputs: ``candidates/`` (Candidate), ``archived_images/`` (ArchivedImage: every image response in the inputs,
+for ``fetch``), ``record_errors/`` (RecordError; reasons in ``pipeline.html.warc``), ``rejected/extract-*``.
+
+Which records are pages: WARC ``response``/``resource`` records whose Content-Type is text/html or
+application/xhtml+xml, or untyped (text/plain, octet-stream, none) bodies that start like HTML, with HTTP status
+200. Other statuses (redirects, errors, 304) carry no page and are counted as ``skipped_status_not_200``.
+
+Rejection reasons (closed list): ``unsupported_url_scheme`` (data:, javascript:, mailto:, ...), ``invalid_url``
+(unparseable, no host), ``alt_too_long_chars`` (longer than ``ExtractConfig.max_alt_chars``). An ``<img>``
+with no or empty alt is not a candidate (counted ``img_without_alt``); neither is one with an alt but no URL
+attribute at all (counted ``img_without_url``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.core.config import CorpusConfig, CorpusOptions
+from pipeline.core.keys import candidate_id_in, candidate_id_prefix, sample_key
+from pipeline.core.layout import CorpusLayout, WriteTable, list_matching
+from pipeline.core.rules import counter, rejection
+from pipeline.core.stage import run_stage
+from pipeline.html.alt_text import normalise_alt
+from pipeline.html.images import ImgTag, UrlResolver, find_images, page_base, url_host
+from pipeline.html.warc import HtmlResponse, ImageResponse, RecordProblem, WatLinks, iter_warc_items
+from schemas import ArchivedImage, Candidate, RecordError, Rejection
+
+STAGE = "extract"
+CANDIDATES = "candidates"
+ARCHIVED_IMAGES = "archived_images"
+RECORD_ERRORS = "record_errors"
+REJECTED = "rejected"
+
+#: A rejected data: URL can be megabytes; the rejection keeps its start, which says enough.
+_MAX_REJECTED_URL_CHARS = 512
+
+
+def _record_error(problem: RecordProblem) -> dict[str, Any]:
+    info = problem.info
+    return {
+        RecordError.STAGE: STAGE,
+        RecordError.WARC_FILE: info.warc_file,
+        RecordError.WARC_RECORD_OFFSET: info.offset,
+        RecordError.RECORD_URL: info.url or None,
+        RecordError.REASON: problem.reason,
+        RecordError.DETAIL: problem.detail,
+    }
+
+
+def _archived_image(image: ImageResponse) -> dict[str, Any]:
+    info = image.info
+    return {
+        ArchivedImage.IMAGE_URL: info.url.split("#", 1)[0],
+        ArchivedImage.HTTP_STATUS: image.status,
+        ArchivedImage.CONTENT_TYPE: image.content_type,
+        ArchivedImage.X_ROBOTS_TAG: image.x_robots_tag,
+        ArchivedImage.BODY: image.body,
+        ArchivedImage.WARC_FILE: info.warc_file,
+        ArchivedImage.WARC_RECORD_OFFSET: info.offset,
+        ArchivedImage.CRAWL_DATE: info.date,
+    }
+
+
+# Candidate's column names as module constants: the candidate row is built once per <img> of the crawl.
+_CANDIDATE_ID, _KEY, _IMAGE_URL, _ALT_TEXT = (
+    Candidate.CANDIDATE_ID,
+    Candidate.KEY,
+    Candidate.IMAGE_URL,
+    Candidate.ALT_TEXT,
+)
+_PAGE_URL, _PAGE_HOST, _IMAGE_HOST = Candidate.PAGE_URL, Candidate.PAGE_HOST, Candidate.IMAGE_HOST
+_URL_ATTRIBUTE, _HTML_LANG, _CRAWL_DATE = Candidate.URL_ATTRIBUTE, Candidate.HTML_LANG, Candidate.CRAWL_DATE
+_WARC_FILE, _WARC_RECORD_OFFSET, _WARC_RECORD_ID = (
+    Candidate.WARC_FILE,
+    Candidate.WARC_RECORD_OFFSET,
+    Candidate.WARC_RECORD_ID,
+)
+
+
+def _page_candidates(
+    info: Any,
+    lang: str | None,
+    base_href: str | None,
+    img_count: int,
+    images: Sequence[ImgTag],
+    max_alt_chars: int,
+    counts: Counter,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Rows for one page's images (``images``: those of its ``img_count`` tags with an alt): candidates and
+    rejections. This runs once per ``<img>`` of the crawl, so it binds what it reuses and counts in locals."""
+    page_url = info.url
+    resolve = UrlResolver(page_base(page_url, base_href)).resolve
+    page_host = url_host(page_url)
+    warc_file, offset, crawl_date, record_id = info.warc_file, info.offset, info.date, info.record_id
+    id_prefix = candidate_id_prefix(warc_file, offset)
+    without_alt, without_url, kept = img_count - len(images), 0, 0
+    try:
+        for ordinal, raw_url, url_attribute, raw_alt in images:
+            alt = normalise_alt(raw_alt)
+            if not alt:
+                without_alt += 1
+                continue
+            if not raw_url:
+                without_url += 1
+                continue
+            image_url, image_host, problem = resolve(raw_url)
+            if problem is not None:
+                image_url = image_url[:_MAX_REJECTED_URL_CHARS]
+            row = {
+                _CANDIDATE_ID: candidate_id_in(id_prefix, ordinal),
+                _KEY: sample_key(image_url, alt),
+                _IMAGE_URL: image_url,
+                _ALT_TEXT: alt,
+                _PAGE_URL: page_url,
+                _PAGE_HOST: page_host,
+                _IMAGE_HOST: image_host,
+                _URL_ATTRIBUTE: url_attribute,
+                _HTML_LANG: lang,
+                _CRAWL_DATE: crawl_date,
+                _WARC_FILE: warc_file,
+                _WARC_RECORD_OFFSET: offset,
+                _WARC_RECORD_ID: record_id,
+            }
+            if problem is None:
+                if len(alt) <= max_alt_chars:
+                    kept += 1
+                    yield CANDIDATES, row
+                    continue
+                problem = "alt_too_long_chars"
+                detail = f"{len(alt)} characters, more than {max_alt_chars}"
+            else:
+                detail = f"{problem}: {image_url[:200]}"
+            counts[f"rejected_{problem}"] += 1
+            yield REJECTED, rejection(row, STAGE, problem, detail)
+    finally:
+        counts["img_tags"] += img_count
+        counts["img_without_alt"] += without_alt
+        counts["img_without_url"] += without_url
+        counts["candidates"] += kept
+
+
+def iter_extracted(
+    stream: BinaryIO | str, warc_file: str, config: CorpusConfig, counts: Counter | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every output row of one WARC/WAT stream as ``(tag, row)``; tags: candidates, archived_images,
+    record_errors, rejected. ``counts`` (if given) collects the stage's counters. This is the stage's whole
+    per-record path: the DoFn and ``bench/extract.py`` both run it."""
+    counts = counts if counts is not None else Counter()
+    max_alt_chars = config.extract.max_alt_chars
+    full_parse = config.extract.full_parse
+    items = iter_warc_items(
+        stream, warc_file, config.extract.max_page_bytes, config.fetch.max_image_bytes, counts=counts
+    )
+    for item in items:
+        kind = type(item)
+        if kind is HtmlResponse:
+            counts["html_pages"] += 1
+            page = find_images(item.body, item.charset, full_parse)
+            if not page.img_count:
+                counts["pages_without_img"] += 1
+                continue
+            yield from _page_candidates(
+                item.info, page.lang, page.base_href, page.img_count, page.images, max_alt_chars, counts
+            )
+        elif kind is ImageResponse:
+            counts["archived_images"] += 1
+            yield ARCHIVED_IMAGES, _archived_image(item)
+        elif kind is WatLinks:
+            images = [ImgTag(ordinal, url, "src", alt) for ordinal, (url, alt) in enumerate(item.images) if alt]
+            yield from _page_candidates(
+                item.info, None, item.base_href, len(item.images), images, max_alt_chars, counts
+            )
+        else:
+            counts[f"error_{item.reason}"] += 1
+            yield RECORD_ERRORS, _record_error(item)
+
+
+def open_input(path: str) -> BinaryIO:
+    """Open a WARC on any Beam filesystem as raw bytes: fastwarc detects gzip, lz4, zstd or plain itself."""
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+class ExtractFromWarcFile(beam.DoFn):
+    """One WARC/WAT file path -> tagged rows (see ``iter_extracted``), with the stage's counters."""
+
+    def __init__(self, config: CorpusConfig) -> None:
+        self.config = config
+        self._counters: dict[str, Any] = {}
+
+    def setup(self) -> None:
+        self._counters = {}
+
+    def process(self, path: str) -> Iterator[Any]:
+        counts: Counter = Counter()
+        try:
+            with open_input(path) as stream:
+                for tag, row in iter_extracted(stream, path, self.config, counts):
+                    # The main output takes plain elements: a TaggedOutput named like it would go nowhere.
+                    yield row if tag == CANDIDATES else beam.pvalue.TaggedOutput(tag, row)
+        except OSError as error:
+            # The file could not be opened or read at all: one recorded error, the rest of the job goes on.
+            counts["error_unreadable_file"] += 1
+            yield beam.pvalue.TaggedOutput(
+                RECORD_ERRORS,
+                {
+                    RecordError.STAGE: STAGE,
+                    RecordError.WARC_FILE: path,
+                    RecordError.WARC_RECORD_OFFSET: None,
+                    RecordError.RECORD_URL: None,
+                    RecordError.REASON: "unreadable_file",
+                    RecordError.DETAIL: f"{type(error).__name__}: {error}",
+                },
+            )
+        counts["files"] += 1
+        for name, value in counts.items():
+            if name not in self._counters:
+                self._counters[name] = counter(STAGE, name)
+            self._counters[name].inc(value)
+
+
+def _metadata_path(metadata: Any) -> str:
+    return metadata.path
+
+
+def input_patterns(text: str | None) -> list[str]:
+    """The comma-separated ``--input`` patterns, each checked to match at least one file."""
+    patterns = [part.strip() for part in (text or "").split(",") if part.strip()]
+    if not patterns:
+        raise ValueError("extract needs --input: a WARC/WAT file or glob (several separated by commas)")
+    for pattern in patterns:
+        if not list_matching(pattern):
+            raise ValueError(f"--input {pattern!r} matches no file")
+    return patterns
+
+
+class ExtractCandidates(beam.PTransform):
+    """Input patterns -> a tagged PCollection bundle (candidates, archived_images, record_errors, rejected)."""
+
+    def __init__(self, patterns: Sequence[str], config: CorpusConfig) -> None:
+        super().__init__()
+        self.patterns = list(patterns)
+        self.config = config
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> Any:
+        return (
+            pbegin
+            | "InputPatterns" >> beam.Create(self.patterns)
+            | "MatchFiles" >> fileio.MatchAll()
+            | "FilePaths" >> beam.Map(_metadata_path)
+            | "DistinctFiles" >> beam.Distinct()
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadWarcFiles"
+            >> beam.ParDo(ExtractFromWarcFile(self.config)).with_outputs(
+                ARCHIVED_IMAGES, RECORD_ERRORS, REJECTED, main=CANDIDATES
+            )
+        )
+
+
+def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions) -> None:
+    """The extract graph: read every input file once, write the four tables."""
+    patterns = input_patterns(options.view_as(CorpusOptions).input)
+    outputs = pipeline | "Extract" >> ExtractCandidates(patterns, config)
+    (
+        outputs[CANDIDATES]
+        | "SpreadCandidates" >> beam.Reshuffle()
+        | "WriteCandidates" >> WriteTable(layout.prefix(Candidate), Candidate)
+    )
+    outputs[ARCHIVED_IMAGES] | "WriteArchivedImages" >> WriteTable(layout.prefix(ArchivedImage), ArchivedImage)
+    outputs[RECORD_ERRORS] | "WriteRecordErrors" >> WriteTable(layout.prefix(RecordError), RecordError)
+    outputs[REJECTED] | "WriteRejected" >> WriteTable(layout.rejected_prefix(STAGE), Rejection)
+
+
+def run(argv: Sequence[str]) -> dict[str, int]:
+    """Run the extract stage (``python -m pipeline extract --input GLOB --output DIR``); returns its counters."""
+    return run_stage(STAGE, argv, build)

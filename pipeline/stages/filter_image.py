@@ -1,0 +1,317 @@
+"""``filter-image``: text_kept/ + images/ -> samples/ (ALIGN's image rules) and ``rejected/filter-image-*``.
+
+Candidates are joined with their image by ``image_url``. A candidate whose image is not ``ok`` was already rejected
+by ``fetch`` and is only counted here (``image_not_ok``), so every candidate still ends in exactly one place.
+
+Rules, in the order a rejection's reason is chosen (ALIGN defaults in ``ImageFilterConfig``; ``None`` = off):
+- ``image_too_small``: the original image's shorter side is below ``min_shorter_side_px`` (201: ALIGN's "> 200").
+- ``aspect_ratio_too_extreme``: long/short side >= ``max_aspect_ratio`` (3), or > it with ``aspect_ratio_inclusive``.
+- ``eval_near_duplicate``: the pHash is within ``eval_max_distance`` bits of an image of the ``eval_index``
+  (banded lookup, ``pipeline.images.eval_index.HashIndex``, built once as a Beam side input).
+- ``unsafe``: the configured ``unsafe_scorer`` scored the image above ``max_unsafe_score`` (the score is recorded in
+  ``unsafe_score`` whenever a scorer is configured).
+- ``image_has_too_many_alts``: the image content (sha256, so one picture at many URLs counts once) carries more than
+  ``max_alts_per_image_content`` distinct alt texts (ALIGN: 1000).
+- ``duplicate_image_alt``: one sample per (image sha256, alt text); the one with the smallest (key, candidate_id)
+  stays, the others are rejected.
+- ``image_not_fetched``: fetch wrote no row for the candidate's image URL (a broken contract, recorded, not lost).
+
+Counters: ``candidates``, ``image_not_ok``, ``kept``/``dropped`` and one per reason of the per-image rules (via
+``pipeline.core.rules.apply_rules``), one per reason of the grouping rules, and ``samples`` (rows written to samples/).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.core.config import CorpusConfig, ImageFilterConfig
+from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable
+from pipeline.core.rules import REJECTED, Rule, RuleResult, apply_rules, counter, rejection
+from pipeline.core.stage import run_stage
+from pipeline.images.eval_index import HashIndex
+from schemas import FetchedImage, Rejection, Sample, SampleImage, TextKept
+from schemas.tables import EvalImageHash
+
+STAGE = "filter-image"
+OK = "ok"
+#: Transient field (never written) carrying the eval-index match from the annotating DoFn to the rule.
+EVAL_MATCH = "_eval_match"
+
+
+# -- per-image rules ------------------------------------------------------------------------------------------------
+
+
+def too_small_rule(config: ImageFilterConfig) -> Rule:
+    """``image_too_small`` when the original shorter side is below ``min_shorter_side_px``."""
+
+    def rule(row: dict[str, Any]) -> RuleResult:
+        if config.min_shorter_side_px is None:
+            return None
+        shorter = min(int(row[Sample.ORIGINAL_WIDTH] or 0), int(row[Sample.ORIGINAL_HEIGHT] or 0))
+        if shorter < config.min_shorter_side_px:
+            return "image_too_small", f"shorter side {shorter} px < {config.min_shorter_side_px}"
+        return None
+
+    return rule
+
+
+def aspect_ratio_rule(config: ImageFilterConfig) -> Rule:
+    """``aspect_ratio_too_extreme`` when long/short reaches ``max_aspect_ratio`` (exceeds it, if inclusive)."""
+
+    def rule(row: dict[str, Any]) -> RuleResult:
+        if config.max_aspect_ratio is None:
+            return None
+        width, height = int(row[Sample.ORIGINAL_WIDTH] or 0), int(row[Sample.ORIGINAL_HEIGHT] or 0)
+        if min(width, height) <= 0:
+            return "aspect_ratio_too_extreme", f"{width}x{height}"
+        # Exact rational comparison: 300x100 is exactly 3, with no float rounding on either side.
+        ratio = Fraction(max(width, height), min(width, height))
+        limit = Fraction(str(config.max_aspect_ratio))
+        if ratio > limit or (ratio == limit and not config.aspect_ratio_inclusive):
+            return "aspect_ratio_too_extreme", f"{width}x{height}: ratio {float(ratio):.3f}, limit {limit}"
+        return None
+
+    return rule
+
+
+def eval_rule(row: dict[str, Any]) -> RuleResult:
+    """``eval_near_duplicate`` when the annotating step found an evaluation image within the distance."""
+    match = row.get(EVAL_MATCH)
+    return ("eval_near_duplicate", match) if match else None
+
+
+def unsafe_rule(config: ImageFilterConfig) -> Rule:
+    """``unsafe`` when a scorer ran and its score exceeds ``max_unsafe_score``."""
+
+    def rule(row: dict[str, Any]) -> RuleResult:
+        score = row.get(Sample.UNSAFE_SCORE)
+        if config.max_unsafe_score is None or score is None or score <= config.max_unsafe_score:
+            return None
+        return "unsafe", f"score {score:.4f} > {config.max_unsafe_score}"
+
+    return rule
+
+
+def image_rules(config: ImageFilterConfig) -> list[Rule]:
+    """The per-image rules in the order their reasons win."""
+    return [too_small_rule(config), aspect_ratio_rule(config), eval_rule, unsafe_rule(config)]
+
+
+# -- DoFns ----------------------------------------------------------------------------------------------------------
+
+
+def _without_image(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in row.items() if name != FetchedImage.IMAGE}
+
+
+class ScoreUnsafe(beam.DoFn):
+    """``(image_url, unsafe score)`` of each ok image, from the configured scorer (loaded once per worker)."""
+
+    def __init__(self, scorer_spec: str) -> None:
+        self.scorer_spec = scorer_spec
+
+    def setup(self) -> None:
+        from pipeline.images.unsafe import load_scorer
+
+        self.scorer = load_scorer(self.scorer_spec)
+        self.failed = counter(STAGE, "unsafe_score_error")
+
+    def process(self, image: dict[str, Any]) -> Iterable[tuple[str, float | None]]:
+        from PIL import Image
+
+        from pipeline.images.unsafe import score_image
+
+        try:
+            with Image.open(io.BytesIO(image[FetchedImage.IMAGE])) as decoded:
+                score: float | None = score_image(self.scorer, decoded)
+        except Exception:  # a scorer failing on one image must not stop the job; the score stays null
+            self.failed.inc()
+            score = None
+        yield image[FetchedImage.IMAGE_URL], score
+
+
+class JoinCandidatesWithImage(beam.DoFn):
+    """One light sample row (no bytes) per candidate whose image is ok; count the others (fetch rejected them)."""
+
+    def setup(self) -> None:
+        self.candidates = counter(STAGE, "candidates")
+        self.not_ok = counter(STAGE, "image_not_ok")
+        self.unused_images = counter(STAGE, "images_without_candidates")
+        self.not_fetched = counter(STAGE, "image_not_fetched")
+
+    def process(self, element: tuple[str, dict[str, list[Any]]]) -> Iterable[Any]:
+        _, groups = element
+        candidates = groups["candidates"]
+        images = sorted(groups["images"], key=lambda image: image[FetchedImage.STATUS] != OK)
+        scores = groups.get("scores") or []
+        if not candidates:
+            self.unused_images.inc()
+            return
+        self.candidates.inc(len(candidates))
+        if not images:
+            self.not_fetched.inc(len(candidates))
+            for candidate in candidates:
+                yield beam.pvalue.TaggedOutput(REJECTED, rejection(candidate, STAGE, "image_not_fetched"))
+            return
+        image = images[0]
+        if image[FetchedImage.STATUS] != OK:
+            self.not_ok.inc(len(candidates))
+            return
+        for candidate in candidates:
+            row = Sample.project(candidate)
+            row.update(
+                {
+                    Sample.SHA256: image[FetchedImage.SHA256],
+                    Sample.PHASH: image[FetchedImage.PHASH],
+                    Sample.IMAGE_SOURCE: image[FetchedImage.SOURCE],
+                    Sample.ORIGINAL_WIDTH: image[FetchedImage.ORIGINAL_WIDTH],
+                    Sample.ORIGINAL_HEIGHT: image[FetchedImage.ORIGINAL_HEIGHT],
+                    Sample.WIDTH: image[FetchedImage.WIDTH],
+                    Sample.HEIGHT: image[FetchedImage.HEIGHT],
+                    Sample.UNSAFE_SCORE: scores[0] if scores else None,
+                }
+            )
+            yield row
+
+
+def build_hash_index(rows: list[dict[str, Any]], max_distance: int) -> HashIndex:
+    """The banded index of an eval index's readable rows, in a fixed order (labels ``source:item``)."""
+    usable = sorted(
+        (str(row[EvalImageHash.SOURCE]), str(row[EvalImageHash.ITEM]), int(row[EvalImageHash.PHASH]))
+        for row in rows
+        if row[EvalImageHash.STATUS] == OK and row[EvalImageHash.PHASH] is not None
+    )
+    return HashIndex([h for _, _, h in usable], max_distance, [f"{s}:{i}" for s, i, _ in usable])
+
+
+def annotate_eval_match(row: dict[str, Any], index: HashIndex) -> dict[str, Any]:
+    """Add the transient eval match (``distance=d to source:item``) when the row's pHash is near an eval image."""
+    found = index.nearest(row[Sample.PHASH]) if row.get(Sample.PHASH) is not None else None
+    if found is None:
+        return row
+    distance, position = found
+    return dict(row, **{EVAL_MATCH: f"distance {distance} to {index.label(position)}"})
+
+
+def _identity(row: dict[str, Any]) -> tuple[str, str]:
+    return str(row[Sample.KEY]), str(row[Sample.CANDIDATE_ID])
+
+
+class ContentRules(beam.DoFn):
+    """Rules over all candidates of one image content: too many distinct alts, then one sample per alt text."""
+
+    def __init__(self, max_alts: int | None) -> None:
+        self.max_alts = max_alts
+
+    def setup(self) -> None:
+        self.too_many = counter(STAGE, "image_has_too_many_alts")
+        self.duplicates = counter(STAGE, "duplicate_image_alt")
+        self.dropped = counter(STAGE, "dropped")
+
+    def process(self, element: tuple[str, Iterable[dict[str, Any]]]) -> Iterable[Any]:
+        sha256, rows = element
+        ordered = sorted(rows, key=_identity)
+        distinct_alts = len({row[Sample.ALT_TEXT] for row in ordered})
+        if self.max_alts is not None and distinct_alts > self.max_alts:
+            detail = f"{distinct_alts} distinct alt texts > {self.max_alts} for sha256 {sha256}"
+            for row in ordered:
+                self.too_many.inc()
+                self.dropped.inc()
+                yield beam.pvalue.TaggedOutput(REJECTED, rejection(row, STAGE, "image_has_too_many_alts", detail))
+            return
+        kept_by_alt: dict[str, str] = {}
+        for row in ordered:
+            alt_text = row[Sample.ALT_TEXT]
+            if alt_text not in kept_by_alt:
+                kept_by_alt[alt_text] = row[Sample.KEY]
+                yield row
+                continue
+            self.duplicates.inc()
+            self.dropped.inc()
+            detail = f"same image and alt text as sample {kept_by_alt[alt_text]}"
+            yield beam.pvalue.TaggedOutput(REJECTED, rejection(row, STAGE, "duplicate_image_alt", detail))
+
+
+class AttachImageBytes(beam.DoFn):
+    """Give each surviving sample its image bytes (joined by URL): the SampleImage rows of samples/."""
+
+    def setup(self) -> None:
+        self.samples = counter(STAGE, "samples")
+
+    def process(self, element: tuple[str, dict[str, list[Any]]]) -> Iterable[dict[str, Any]]:
+        _, groups = element
+        image_bytes = groups["image"]
+        for row in groups["samples"]:
+            self.samples.inc()
+            yield SampleImage.project(dict(row, **{SampleImage.IMAGE: image_bytes[0]}))
+
+
+# -- the stage ------------------------------------------------------------------------------------------------------
+
+
+def _meta_columns() -> list[str]:
+    return [name for name in FetchedImage.names() if name != FetchedImage.IMAGE]
+
+
+def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions) -> None:
+    """The filter-image graph: join, per-image rules, content rules, attach bytes, write."""
+    image_config = config.image
+    candidates = pipeline | "ReadTextKept" >> ReadTable(layout.glob(TextKept))
+    images = pipeline | "ReadImages" >> ReadTable(layout.glob(FetchedImage))
+    ok_images = images | "OkImages" >> beam.Filter(lambda image: image[FetchedImage.STATUS] == OK)
+    join_inputs: dict[str, Any] = {
+        "candidates": candidates | "CandidateByUrl" >> beam.Map(lambda row: (row[TextKept.IMAGE_URL], row)),
+        "images": images
+        | "ImageMetaByUrl" >> beam.Map(lambda image: (image[FetchedImage.IMAGE_URL], _without_image(image))),
+    }
+    if image_config.unsafe_scorer:
+        join_inputs["scores"] = ok_images | "ScoreUnsafe" >> beam.ParDo(ScoreUnsafe(image_config.unsafe_scorer))
+    joined = (
+        join_inputs
+        | "JoinByImageUrl" >> beam.CoGroupByKey()
+        | "CandidatesWithImage" >> beam.ParDo(JoinCandidatesWithImage()).with_outputs(REJECTED, main="rows")
+    )
+    rows = joined.rows
+    if image_config.eval_index:
+        index = (
+            pipeline
+            | "ReadEvalIndex" >> ReadTable(image_config.eval_index)
+            | "EvalIndexRows" >> beam.combiners.ToList()
+            | "BuildHashIndex" >> beam.Map(build_hash_index, max_distance=image_config.eval_max_distance)
+        )
+        rows = rows | "MatchEvalIndex" >> beam.Map(annotate_eval_match, index=beam.pvalue.AsSingleton(index))
+    passed, rejected_per_image = apply_rules(rows, STAGE, image_rules(image_config), "ImageRules")
+    by_content = (
+        passed
+        | "DropEvalMatch" >> beam.Map(lambda row: Sample.project(row))
+        | "KeyBySha256" >> beam.Map(lambda row: (row[Sample.SHA256], row))
+        | "GroupBySha256" >> beam.GroupByKey()
+        | "ContentRules"
+        >> beam.ParDo(ContentRules(image_config.max_alts_per_image_content)).with_outputs(REJECTED, main="kept")
+    )
+    samples = (
+        {
+            "samples": by_content.kept | "SampleByUrl" >> beam.Map(lambda row: (row[Sample.IMAGE_URL], row)),
+            "image": ok_images
+            | "BytesByUrl" >> beam.Map(lambda image: (image[FetchedImage.IMAGE_URL], image[FetchedImage.IMAGE])),
+        }
+        | "JoinImageBytes" >> beam.CoGroupByKey()
+        | "AttachImageBytes" >> beam.ParDo(AttachImageBytes())
+    )
+    _ = samples | "WriteSamples" >> WriteTable(layout.prefix(SampleImage), SampleImage)
+    _ = (
+        (joined[REJECTED], rejected_per_image, by_content[REJECTED])
+        | "AllRejections" >> beam.Flatten()
+        | "WriteRejections" >> WriteTable(layout.rejected_prefix(STAGE), Rejection)
+    )
+
+
+def run(argv: Sequence[str]) -> dict[str, int]:
+    """Run ``filter-image`` on ``--output``; returns its counters."""
+    return run_stage(STAGE, argv, build)

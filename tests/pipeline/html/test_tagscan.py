@@ -1,0 +1,294 @@
+"""The compiled ``<img>`` tag scanner (pipeline.html._tagscan) against its pure-Python reference.
+
+The C scanner is what the extract stage runs; ``scan_page_reference`` is the specification it must match
+exactly: on every real page of the shared crawl data, and on generated markup built from the pieces that
+trip tag scanners (quotes, comments, raw-text elements, tags inside attribute values, case, control bytes).
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import random
+from types import ModuleType
+
+import pytest
+from selectolax.lexbor import LexborHTMLParser
+
+import pipeline.html.images as html_images
+from pipeline.html.images import find_images, scan_page_reference
+from pipeline.html.warc import HtmlResponse, iter_warc_items
+from tests.conftest import shared_path
+
+try:
+    from pipeline.html import _tagscan
+except ImportError:  # every test that needs it fails with the message below
+    _tagscan = None
+
+if os.environ.get("ALTCORPUS_TAGSCAN_BUILD"):
+    # `make check-c`: the same tests against a sanitizer build of the module (the pipeline keeps its own import).
+    _loader = importlib.machinery.ExtensionFileLoader("_tagscan", os.environ["ALTCORPUS_TAGSCAN_BUILD"])
+    _tagscan = importlib.util.module_from_spec(importlib.util.spec_from_loader("_tagscan", _loader))
+    _loader.exec_module(_tagscan)
+
+_NOT_COMPILED = (
+    "pipeline.html._tagscan is not compiled: install with a C compiler (make install builds it); without it the "
+    "extract stage runs the pure-Python reference, several times slower"
+)
+
+
+@pytest.fixture
+def tagscan() -> ModuleType:
+    """The compiled module (the test fails, clearly, where it was not built)."""
+    if _tagscan is None:
+        pytest.fail(_NOT_COMPILED)
+    return _tagscan
+
+
+# Pieces of markup that stress each rule of the scanner; documents are random sequences of them.
+_PIECES = [
+    b"<img",
+    b"<IMG",
+    b"<imgx",
+    b"<img ",
+    b"<img/",
+    b"<img>",
+    b" alt=",
+    b" ALT",
+    b"alt",
+    b"src=x",
+    b"=",
+    b"/",
+    b'"',
+    b"'",
+    b">",
+    b" ",
+    b"\t",
+    b"\n",
+    b"\x0b",
+    b"\x0c",
+    b"\x00",
+    b"\xc3\xa9",
+    b"text",
+    b"<",
+    b"--",
+    b"- -",
+    b"<!--",
+    b"-->",
+    b"<!-->",
+    b"<!--->",
+    b"<script>",
+    b"<script",
+    b"</script>",
+    b"</SCRIPT ",
+    b"<style>",
+    b"</style>",
+    b"<title>",
+    b"<titles>",
+    b"</title>",
+    b"<textarea>",
+    b"</textarea/",
+    b"<template>",
+    b"</template>",
+    b"<iframe>",
+    b"</iframe>",
+    b"<xmp>",
+    b"</xmp>",
+    b"<noembed>",
+    b"</noembed>",
+    b"<noframes ",
+    b"</noframes>",
+    b"<plaintext>",
+    b'<a title="',
+    b"<b>",
+    b"</b>",
+    b"<p",
+    b"<html lang=en>",
+    b"<html",
+    b"<base",
+    b"<base href=/x/>",
+]
+
+
+def test_the_compiled_scanner_is_built_and_used(tagscan: ModuleType) -> None:
+    from pipeline.html import _tagscan as installed
+
+    assert html_images.scan_page is installed.scan_page and html_images.tag_attributes is installed.tag_attributes
+
+
+def test_equal_to_the_reference_on_every_real_page(tagscan: ModuleType) -> None:
+    pages = tags = 0
+    for path in sorted(shared_path("warc/warcfile.warc.gz").parent.glob("*.warc*")):
+        with open(path, "rb") as stream:
+            for item in iter_warc_items(stream, str(path), 5_000_000, 20_000_000):
+                if isinstance(item, HtmlResponse):
+                    expected = scan_page_reference(item.body)
+                    assert tagscan.scan_page(item.body) == expected, item.info.url
+                    pages += 1
+                    tags += expected[0]
+    assert pages >= 60 and tags >= 500
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_equal_to_the_reference_on_generated_hostile_markup(seed: int, tagscan: ModuleType) -> None:
+    rng = random.Random(seed)
+    for _ in range(5_000):
+        document = b"".join(rng.choice(_PIECES) for _ in range(rng.randint(0, 40)))
+        assert tagscan.scan_page(document) == scan_page_reference(document), document
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (b"", (0, [], None, None)),
+        (b"<", (0, [], None, None)),
+        (b"<img", (0, [], None, None)),  # the page ends inside the tag: not an element
+        (b'<IMG SRC=a ALT="x">', (1, [(0, 0, 19)], None, None)),
+        (b'<img src=a><img alt="b>c" src=d>', (2, [(1, 11, 32)], None, None)),
+        # No closing quote: read unquoted, as the reference's pattern does (Lexbor then sees no tag, and
+        # find_images notices the count differs and parses that page in full).
+        (b'<img alt="never closed>', (1, [(0, 0, 23)], None, None)),
+        (b"<!-- <img alt=a> --><img alt=b>", (1, [(0, 20, 31)], None, None)),
+        (b"<script><img alt=a></script ><img alt=b>", (1, [(0, 29, 40)], None, None)),
+        (b"<titles><img alt=a>", (1, [(0, 8, 19)], None, None)),
+        (b'<a title="<img alt=a>">', (0, [], None, None)),
+        (b'<html lang="de"><base href="/b/"><img>', (1, [], (0, 16), (16, 33))),
+    ],
+)
+def test_known_cases(document: bytes, expected: tuple, tagscan: ModuleType) -> None:
+    assert scan_page_reference(document) == expected
+    assert tagscan.scan_page(document) == expected
+
+
+def test_accepts_any_bytes_like_and_rejects_text(tagscan: ModuleType) -> None:
+    document = b"<p><img alt=x src=y></p>"
+    assert tagscan.scan_page(bytearray(document)) == tagscan.scan_page(memoryview(document))
+    with pytest.raises(TypeError):
+        tagscan.scan_page("<img alt=x>")
+
+
+_WANTED = ("alt", "src", "data-src", "srcset", "lang", "href")
+# Pieces of one start tag: attribute names (cases, repeats), values (quoted, unquoted, empty, with the characters
+# that make the tokenizer do more than copy bytes), separators.
+_TAG_PIECES = [
+    b" alt",
+    b" ALT",
+    b" Src",
+    b" src",
+    b" data-src",
+    b" srcset",
+    b" lang",
+    b" href",
+    b" title",
+    b" x",
+    b"=",
+    b" = ",
+    b'"a b"',
+    b"'q'",
+    b"v",
+    b'""',
+    b"&amp;",
+    b"&eacute",
+    b"\x00",
+    b"\r\n",
+    b"\n",
+    b"\x0b",
+    b"\t",
+    b"/",
+    b" ",
+    b"\xc3\xa9",
+    b"\xe6\x97\xa5",
+    b"\xff",
+    b'"',
+    b"'",
+    b"<",
+    b"`",
+]
+
+
+def _lexbor_attributes(tag: bytes) -> dict | None:
+    nodes = LexborHTMLParser(tag).css("img")
+    if len(nodes) != 1:
+        return None
+    return {name: value for name, value in nodes[0].attributes.items() if name in _WANTED}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tag_attributes_read_tags_as_lexbor_does(seed: int, tagscan: ModuleType) -> None:
+    """Whenever the reader answers for a tag (a dict), it is exactly what Lexbor's tokenizer gives."""
+    rng = random.Random(seed)
+    answered = 0
+    for _ in range(3_000):
+        # The scanner only hands over tags whose name "img" ends in whitespace, "/" or ">".
+        tag = (
+            rng.choice((b"<img ", b"<img/", b"<IMG\n"))
+            + b"".join(rng.choice(_TAG_PIECES) for _ in range(rng.randint(1, 14)))
+            + b">"
+        )
+        (result,) = tagscan.tag_attributes(tag, [(0, len(tag))], _WANTED)
+        if result is False:
+            with pytest.raises(UnicodeDecodeError):
+                tag.decode("utf-8")
+        elif result is not None:
+            answered += 1
+            assert result == _lexbor_attributes(tag), tag
+    assert answered > 500  # most generated tags are simple enough to be read without the parser
+
+
+def test_tag_attributes_on_every_img_tag_of_the_real_pages(tagscan: ModuleType) -> None:
+    checked = 0
+    for path in sorted(shared_path("warc/warcfile.warc.gz").parent.glob("*.warc*")):
+        with open(path, "rb") as stream:
+            for item in iter_warc_items(stream, str(path), 5_000_000, 20_000_000):
+                if not isinstance(item, HtmlResponse):
+                    continue
+                _, with_alt, _, _ = tagscan.scan_page(item.body)
+                spans = [(start, end) for _, start, end in with_alt]
+                for (start, end), result in zip(spans, tagscan.tag_attributes(item.body, spans, _WANTED), strict=True):
+                    if isinstance(result, dict):
+                        checked += 1
+                        assert result == _lexbor_attributes(item.body[start:end]), item.body[start:end]
+    assert checked >= 300
+
+
+@pytest.mark.parametrize(("seed", "declared"), [(0, []), (1, ["utf-8"]), (2, ["cp1252"]), (3, ["euc_jp"])])
+def test_pages_read_without_lexbor_equal_the_lexbor_path(seed: int, declared: list[str], tagscan: ModuleType) -> None:
+    """Where find_images reads a page's tags itself, it must give what parsing those tags with Lexbor gives, in
+    UTF-8 and (tags transcoded first) in other charsets."""
+    pieces = [*_PIECES, *_TAG_PIECES, b'<img src="a.jpg" alt="x">', b'<img data-src=b srcset="c 2x, d 100w" alt=y>']
+    pieces += [b"\xa4\xa2", b"\xb0\xa1\xb0", b'<img alt="\xc6\xfc\xcb\xdc" src=j.png>']  # EUC-JP and cut sequences
+    rng = random.Random(seed)
+    read = 0
+    for _ in range(5_000):
+        document = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        scanned = tagscan.scan_page(document)
+        if not scanned[0]:
+            continue
+        page = html_images._images_of_tags(document, declared, scanned)
+        if page is not None:
+            read += 1
+            assert page == html_images._images_of_parsed_tags(document, declared, scanned), document
+    assert read > 1_000
+
+
+def test_tag_attributes_rejects_spans_outside_the_body(tagscan: ModuleType) -> None:
+    with pytest.raises(ValueError):
+        tagscan.tag_attributes(b"<img alt=x>", [(0, 99)], _WANTED)
+    with pytest.raises(TypeError):
+        tagscan.tag_attributes(b"<img alt=x>", [(0, 11)], ("alt", 1))
+
+
+def test_find_images_is_the_same_with_the_pure_python_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no C compiler was available the fallback runs: it must extract exactly the same images."""
+    bodies = []
+    for name in ("warcfile.warc.gz", "iana.warc.gz"):
+        with open(shared_path(f"warc/{name}"), "rb") as stream:
+            bodies += [
+                item for item in iter_warc_items(stream, name, 5_000_000, 20_000_000) if isinstance(item, HtmlResponse)
+            ]
+    assert bodies
+    compiled = [find_images(item.body, item.charset) for item in bodies]
+    monkeypatch.setattr(html_images, "scan_page", scan_page_reference)
+    monkeypatch.setattr(html_images, "tag_attributes", None)
+    assert [find_images(item.body, item.charset) for item in bodies] == compiled

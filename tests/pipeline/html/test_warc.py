@@ -1,0 +1,157 @@
+"""WARC reading on real crawl files and on cut or corrupted copies of them: usable items or recorded problems."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import brotli
+import pytest
+
+from pipeline.html.warc import (
+    HtmlResponse,
+    ImageResponse,
+    RecordProblem,
+    WatLinks,
+    decode_content,
+    is_image_magic,
+    iter_warc_items,
+)
+from tests.conftest import shared_path
+
+LIMIT = 5_000_000
+
+
+def items_of(path: Path | str, counts: Counter | None = None, max_page_bytes: int = LIMIT) -> list:
+    with open(path, "rb") as stream:
+        return list(iter_warc_items(stream, str(path), max_page_bytes, 20_000_000, counts))
+
+
+def test_clueweb_warc_018_with_false_gzip_claim_and_invalid_date() -> None:
+    counts: Counter = Counter()
+    items = items_of(shared_path("warc/clueweb-quirk.warc.gz"), counts)
+    pages = [item for item in items if isinstance(item, HtmlResponse)]
+    assert len(pages) == 29 and counts["records"] == 30
+    assert not [item for item in items if isinstance(item, RecordProblem)]
+    # The header says Content-Encoding: gzip, but the body is plain HTML: passed through, not an error.
+    assert all(page.body.lstrip().lower().startswith(b"<html") for page in pages)
+    assert {page.charset for page in pages} == {"euc-jp"}
+    assert pages[0].info.date == "2008-10-294T05:21:46-0700"  # kept as written, although invalid
+    assert pages[0].info.url.startswith("http://www.uraharajuku.st/")
+
+
+def test_truncated_gzip_member_is_recorded_with_the_offset_reached(tmp_path: Path) -> None:
+    original = shared_path("warc/warcfile.warc.gz").read_bytes()
+    cut = tmp_path / "cut.warc.gz"
+    cut.write_bytes(original[:100_000])
+    items = items_of(cut)
+    problems = [item for item in items if isinstance(item, RecordProblem)]
+    assert [problem.reason for problem in problems] == ["truncated_file"]
+    assert problems[0].info.offset == 99_077  # the gzip member that the cut falls into
+    assert "offset 99077" in problems[0].detail and "of 35214 bytes" in problems[0].detail
+    # Every page before the cut is still read.
+    assert sum(isinstance(item, HtmlResponse) for item in items) >= 10
+
+
+def test_truncated_plain_warc_inside_an_unused_record_is_noticed(tmp_path: Path) -> None:
+    original = shared_path("warc/cc-2014-35-sample.warc").read_bytes()
+    # Cut inside the first request record's block (offset 648, header ~700 bytes long).
+    cut = tmp_path / "cut.warc"
+    cut.write_bytes(original[:1500])
+    problems = [item for item in items_of(cut) if isinstance(item, RecordProblem)]
+    assert [(problem.reason, problem.info.offset) for problem in problems] == [("truncated_file", 648)]
+    cut.write_bytes(original[:150_000])
+    problems = [item for item in items_of(cut) if isinstance(item, RecordProblem)]
+    assert [(problem.reason, problem.info.offset) for problem in problems] == [("truncated_file", 12_786)]
+
+
+def test_bad_files_from_warcio_and_resiliparse_give_problems_or_pages_never_exceptions() -> None:
+    trunc = items_of(shared_path("warc/example-trunc.warc"))
+    problems = [item for item in trunc if isinstance(item, RecordProblem)]
+    assert [problem.reason for problem in problems] == ["truncated_content"]
+    assert "gzip stream ends early" in problems[0].detail
+    (page,) = [item for item in trunc if isinstance(item, HtmlResponse)]
+    assert page.body.startswith(b"<!doctype html>")  # the part before the cut is decoded and used
+
+    non_chunked = items_of(shared_path("warc/example-bad-non-chunked.warc.gz"))
+    assert [type(item) for item in non_chunked] == [HtmlResponse]
+
+    clipped = items_of(shared_path("warc/clipped.warc.gz"))
+    assert [type(item) for item in clipped] == [RecordProblem, HtmlResponse]
+    assert clipped[0].reason == "truncated_file" and "74970 of 88038" in clipped[0].detail
+
+
+def test_garbage_and_empty_input_do_not_crash(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.warc.gz"
+    garbage.write_bytes(bytes(range(256)) * 40)
+    assert all(isinstance(item, RecordProblem) for item in items_of(garbage))
+    empty = tmp_path / "empty.warc"
+    empty.write_bytes(b"")
+    assert items_of(empty) == []
+    # A valid file followed by garbage: the records before the garbage are all read.
+    mixed = tmp_path / "mixed.warc.gz"
+    mixed.write_bytes(shared_path("warc/jwarc-cc.warc.gz").read_bytes() + b"\x1f\x8b\x08garbage" * 50)
+    items = items_of(mixed)
+    assert isinstance(items[0], HtmlResponse)
+
+
+def test_pywb_archive_keeps_images_aside_and_skips_non_200_pages() -> None:
+    counts: Counter = Counter()
+    items = items_of(shared_path("warc/iana.warc.gz"), counts)
+    images = [item for item in items if isinstance(item, ImageResponse)]
+    types = {image.content_type.split(";")[0] for image in images}
+    assert {"image/png", "image/svg+xml"} <= types
+    assert all(is_image_magic(image.body[:1024]) for image in images)
+    assert counts["skipped_status_not_200"] > 0
+    assert sum(isinstance(item, HtmlResponse) for item in items) == 16
+
+
+def test_page_over_the_size_limit_is_recorded() -> None:
+    items = items_of(shared_path("warc/whirlwind.warc.gz"), max_page_bytes=10_000)
+    problems = [item for item in items if isinstance(item, RecordProblem)]
+    assert [problem.reason for problem in problems] == ["page_too_large"]
+    assert not [item for item in items if isinstance(item, HtmlResponse)]
+
+
+def test_wat_img_links_are_read() -> None:
+    items = items_of(shared_path("warc/cc-2014-35-sample.warc.wat"))
+    (links,) = [item for item in items if isinstance(item, WatLinks)]
+    assert links.info.url == "http://0pointer.de/photos/?gallery=Australia&photo=496"
+    assert ("./galleries/Australia/lq/img-496.jpg", "496") in links.images
+
+
+def test_content_encoding_decoding() -> None:
+    page = b"<html><body>" + b"<img src=a.jpg alt=x>" * 100 + b"</body></html>"
+    assert decode_content(gzip.compress(page), "gzip", LIMIT) == (page, None, "")
+    assert decode_content(zlib.compress(page), "deflate", LIMIT) == (page, None, "")
+    raw_deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+    assert decode_content(raw_deflate.compress(page) + raw_deflate.flush(), "deflate", LIMIT)[0] == page
+    assert decode_content(brotli.compress(page), "br", LIMIT) == (page, None, "")
+    # False claims pass the body through.
+    assert decode_content(page, "gzip", LIMIT) == (page, None, "")
+    assert decode_content(page, "br", LIMIT) == (page, None, "")
+    # A true claim with a broken stream is undecodable; a cut one gives the part before the cut.
+    assert decode_content(b"\x1f\x8b\x08\x00garbage-not-deflate", "gzip", LIMIT)[1] == "undecodable_page"
+    cut, problem, _ = decode_content(gzip.compress(page)[:60], "gzip", LIMIT)
+    assert problem == "truncated_content" and page.startswith(cut)
+    # A decompression bomb stops at the limit.
+    bomb = gzip.compress(b"\x00" * 10_000_000)
+    assert decode_content(bomb, "gzip", 1_000_000)[1] == "page_too_large"
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", True),
+        (b"\x89PNG\r\n\x1a\n\x00", True),
+        (b"GIF89a", True),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", True),
+        (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg">', True),
+        (b"<!DOCTYPE html><html>", False),
+        (b"plain text", False),
+    ],
+)
+def test_image_magic(head: bytes, expected: bool) -> None:
+    assert is_image_magic(head) is expected

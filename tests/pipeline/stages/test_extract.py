@@ -1,0 +1,230 @@
+"""The extract stage on real crawl files: candidates, archived images, record errors, rejections, full Beam runs."""
+
+from __future__ import annotations
+
+import gzip
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.core.config import CorpusConfig, ExtractConfig
+from pipeline.core.keys import candidate_id, sample_key
+from pipeline.stages.extract import ARCHIVED_IMAGES, CANDIDATES, RECORD_ERRORS, REJECTED, iter_extracted, run
+from schemas import ArchivedImage, Candidate, RecordError, Rejection
+from tests.conftest import shared_path
+
+
+def extract(path: Path, config: CorpusConfig | None = None) -> tuple[dict[str, list[dict[str, Any]]], Counter]:
+    rows: dict[str, list[dict[str, Any]]] = {CANDIDATES: [], ARCHIVED_IMAGES: [], RECORD_ERRORS: [], REJECTED: []}
+    counts: Counter = Counter()
+    with open(path, "rb") as stream:
+        for tag, row in iter_extracted(stream, str(path), config or CorpusConfig(), counts):
+            rows[tag].append(row)
+    return rows, counts
+
+
+def alts(rows: dict[str, list[dict[str, Any]]]) -> set[str]:
+    return {row[Candidate.ALT_TEXT] for row in rows[CANDIDATES]}
+
+
+def warc_record(url: str, http_head: str, body: bytes, record_type: str = "response") -> bytes:
+    """A WARC/1.0 record around an HTTP response, as crawlers write it."""
+    block = http_head.replace("\n", "\r\n").encode() + b"\r\n\r\n" + body
+    head = (
+        f"WARC/1.0\r\nWARC-Type: {record_type}\r\nWARC-Record-ID: <urn:uuid:{abs(hash(url)):032x}>\r\n"
+        f"WARC-Target-URI: {url}\r\nWARC-Date: 2024-01-02T03:04:05Z\r\n"
+        f"Content-Type: application/http; msgtype=response\r\nContent-Length: {len(block)}\r\n\r\n"
+    )
+    return gzip.compress(head.encode() + block + b"\r\n\r\n", mtime=0)
+
+
+def test_candidate_rows_have_every_column_and_content_derived_ids() -> None:
+    path = shared_path("warc/jwarc-cc.warc.gz")
+    rows, counts = extract(path)
+    assert counts["candidates"] == len(rows[CANDIDATES]) == 6
+    assert counts["img_tags"] == 8 and counts["img_without_alt"] == 2
+    for row in rows[CANDIDATES]:
+        assert list(row) == Candidate.names()
+        assert row[Candidate.KEY] == sample_key(row[Candidate.IMAGE_URL], row[Candidate.ALT_TEXT])
+        assert row[Candidate.WARC_FILE] == str(path) and row[Candidate.WARC_RECORD_OFFSET] == 0
+        assert row[Candidate.PAGE_URL] == "http://commoncrawl.org/" and row[Candidate.PAGE_HOST] == "commoncrawl.org"
+        assert row[Candidate.HTML_LANG] == "en-US"
+        assert row[Candidate.CRAWL_DATE] == "2019-12-10T10:00:01Z"
+        assert row[Candidate.WARC_RECORD_ID] == "<urn:uuid:ececb7b0-ed4d-4d27-9ae8-2676df51cf7d>"
+    assert len({row[Candidate.CANDIDATE_ID] for row in rows[CANDIDATES]}) == 6
+    # Ordinals count every <img> of the page, with or without alt: ids stay stable whatever is dropped.
+    all_ids = {candidate_id(str(path), 0, ordinal) for ordinal in range(8)}
+    assert {row[Candidate.CANDIDATE_ID] for row in rows[CANDIDATES]} < all_ids
+    assert {"40+ Languages", "Raw Data, Metadata, Text Data"} <= alts(rows)
+
+
+def test_common_crawl_pages() -> None:
+    rows, counts = extract(shared_path("warc/cc-2014-35-sample.warc"))
+    assert counts["html_pages"] == 3 and counts["candidates"] == 861
+    assert {"496", "Next", "Previous"} <= alts(rows)
+    urls = {row[Candidate.IMAGE_URL] for row in rows[CANDIDATES]}
+    assert "http://0pointer.de/photos/galleries/Australia/lq/img-496.jpg" in urls  # "./galleries/..." resolved
+
+    rows, counts = extract(shared_path("warc/whirlwind.warc.gz"))
+    assert counts["candidates"] == 7
+    assert {"Biquipedia", "A enciclopedia libre", "Escudo d'armas"} <= alts(rows)
+    assert {row[Candidate.HTML_LANG] for row in rows[CANDIDATES]} == {"an"}
+    assert "upload.wikimedia.org" in {row[Candidate.IMAGE_HOST] for row in rows[CANDIDATES]}
+
+
+def test_common_crawl_wat_gives_the_same_candidates_as_the_warc_page() -> None:
+    wat_rows, counts = extract(shared_path("warc/cc-2014-35-sample.warc.wat"))
+    warc_rows, _ = extract(shared_path("warc/cc-2014-35-sample.warc"))
+    assert counts["candidates"] == len(wat_rows[CANDIDATES]) > 0
+    wat_pairs = {(row[Candidate.IMAGE_URL], row[Candidate.ALT_TEXT]) for row in wat_rows[CANDIDATES]}
+    warc_pairs = {(row[Candidate.IMAGE_URL], row[Candidate.ALT_TEXT]) for row in warc_rows[CANDIDATES]}
+    assert wat_pairs <= warc_pairs
+    assert all(list(row) == Candidate.names() for row in wat_rows[CANDIDATES])
+
+
+def test_chinese_pages() -> None:
+    rows, counts = extract(shared_path("warc/warcfile.warc.gz"))
+    assert counts["html_pages"] == 16 and counts["candidates"] == 32
+    assert {"中国新闻网", "微博", "微信", "Стратегия пожарной безопасности"} <= alts(rows)
+
+
+def test_euc_jp_clueweb_page_whose_header_claims_gzip() -> None:
+    rows, counts = extract(shared_path("warc/clueweb-quirk.warc.gz"))
+    assert counts["html_pages"] == 29 and not rows[RECORD_ERRORS]
+    found = alts(rows)
+    assert {"当店一番人気、ヘッドポーター財布", "新しくアップされたアイテム", "e-brand QRコード"} <= found
+    assert "ブラウニー ブリーフケース【ヘッドポーター HEADPORTER 吉田かばん】" in found
+    assert not any("\ufffd" in alt for alt in found)  # no replacement characters: decoded as EUC-JP throughout
+    assert {row[Candidate.CRAWL_DATE] for row in rows[CANDIDATES]} == {"2008-10-294T05:21:46-0700"}
+
+
+def test_pywb_archive_images_are_kept_aside() -> None:
+    rows, counts = extract(shared_path("warc/iana.warc.gz"))
+    images = rows[ARCHIVED_IMAGES]
+    assert counts["archived_images"] == len(images) >= 5
+    by_url = {row[ArchivedImage.IMAGE_URL]: row for row in images}
+    logo = by_url["http://www.iana.org/_img/2013.1/iana-logo-homepage.png"]
+    assert logo[ArchivedImage.BODY].startswith(b"\x89PNG") and logo[ArchivedImage.HTTP_STATUS] == 200
+    assert any(row[ArchivedImage.CONTENT_TYPE].startswith("image/svg+xml") for row in images)
+    assert all(list(row) == ArchivedImage.names() for row in images)
+    candidate_urls = {row[Candidate.IMAGE_URL] for row in rows[CANDIDATES]}
+    assert "http://www.iana.org/_img/2013.1/iana-logo-header.svg" in candidate_urls
+
+
+def test_books_toscrape_covers_are_archived_beside_their_titles() -> None:
+    rows, counts = extract(shared_path("warc/books.toscrape.warc"))
+    assert counts["candidates"] == 20 and counts["archived_images"] == 20
+    assert {"A Light in the Attic", "Tipping the Velvet", "Soumission"} <= alts(rows)
+    covers = {row[ArchivedImage.IMAGE_URL] for row in rows[ARCHIVED_IMAGES]}
+    assert covers == {row[Candidate.IMAGE_URL] for row in rows[CANDIDATES]}
+    assert all(row[ArchivedImage.BODY].startswith(b"\xff\xd8\xff") for row in rows[ARCHIVED_IMAGES])
+
+
+def test_bad_files_give_recorded_errors() -> None:
+    rows, counts = extract(shared_path("warc/clipped.warc.gz"))
+    assert [row[RecordError.REASON] for row in rows[RECORD_ERRORS]] == ["truncated_file"]
+    assert counts["error_truncated_file"] == 1 and counts["candidates"] == 6  # the part before the clip is used
+    assert all(list(row) == RecordError.names() for row in rows[RECORD_ERRORS])
+    rows, _ = extract(shared_path("warc/example-trunc.warc"))
+    assert [row[RecordError.REASON] for row in rows[RECORD_ERRORS]] == ["truncated_content"]
+    rows, counts = extract(shared_path("warc/example-bad-non-chunked.warc.gz"))
+    assert counts["html_pages"] == 1 and not rows[RECORD_ERRORS]
+
+
+def test_rejections_encodings_statuses_and_sniffing(tmp_path: Path) -> None:
+    long_alt = "word " * 300
+    page = f"""<html lang="de"><head><base href="https://cdn.example/assets/"></head><body>
+      <img src="data:image/png;base64,iVBORw0KGgo=" alt="inline image">
+      <img src="javascript:alert(1)" alt="script url">
+      <img src="http://[::1/x.jpg" alt="broken url">
+      <img src="long.jpg" alt="{long_alt}">
+      <img src="ok.jpg" alt="  Gr&uuml;&szlig;e\n aus Berlin ">
+      <img alt="no url at all">
+    </body></html>"""
+    latin1_page = '<html><body><img src="/é.jpg" alt="Café crème"></body></html>'.encode("cp1252")
+    warc = tmp_path / "crafted.warc.gz"
+    warc.write_bytes(
+        warc_record(
+            "https://Site.Example/page", "HTTP/1.1 200 OK\nContent-Type: text/html; charset=utf-8", page.encode()
+        )
+        + warc_record(
+            "https://site.example/gz",
+            "HTTP/1.1 200 OK\nContent-Type: text/html\nContent-Encoding: gzip",
+            gzip.compress(latin1_page),
+        )
+        + warc_record("https://site.example/missing", "HTTP/1.1 404 Not Found\nContent-Type: text/html", page.encode())
+        + warc_record("https://site.example/untyped", "HTTP/1.1 200 OK", b"<!DOCTYPE html><html><img src=u.jpg alt=U>")
+        + warc_record(
+            "https://site.example/pic", "HTTP/1.1 200 OK\nContent-Type: application/octet-stream", b"GIF89a.."
+        )
+    )
+    rows, counts = extract(warc, CorpusConfig(extract=ExtractConfig(max_alt_chars=1000)))
+    reasons = Counter(row[Rejection.REASON] for row in rows[REJECTED])
+    assert reasons == {"unsupported_url_scheme": 2, "invalid_url": 1, "alt_too_long_chars": 1}
+    assert all(row[Rejection.STAGE] == "extract" and row[Rejection.CANDIDATE_ID] for row in rows[REJECTED])
+    by_alt = {row[Candidate.ALT_TEXT]: row for row in rows[CANDIDATES]}
+    assert set(by_alt) == {"Grüße aus Berlin", "Café crème", "U"}
+    greeting = by_alt["Grüße aus Berlin"]
+    assert greeting[Candidate.IMAGE_URL] == "https://cdn.example/assets/ok.jpg"
+    assert greeting[Candidate.PAGE_HOST] == "site.example" and greeting[Candidate.HTML_LANG] == "de"
+    assert by_alt["Café crème"][Candidate.IMAGE_URL] == "https://site.example/é.jpg"
+    assert counts["img_without_url"] == 1 and counts["skipped_status_not_200"] == 1
+    assert [row[ArchivedImage.IMAGE_URL] for row in rows[ARCHIVED_IMAGES]] == ["https://site.example/pic"]
+
+
+# -- full Beam runs ---------------------------------------------------------------------------------------------
+
+RUN_INPUTS = ("books.toscrape.warc", "jwarc-cc.warc.gz", "clipped.warc.gz", "warcfile.warc.gz", "example-trunc.warc")
+
+
+def read_table(folder: Path, name: str = "part-*") -> list[dict[str, Any]]:
+    files = sorted(folder.glob(f"{name}.parquet"))
+    assert files, f"no Parquet files in {folder}"
+    return [row for path in files for row in pq.read_table(path).to_pylist()]
+
+
+@pytest.fixture(scope="module")
+def inputs() -> str:
+    return ",".join(str(shared_path(f"warc/{name}")) for name in RUN_INPUTS)
+
+
+def test_full_stage_run_writes_every_table(tmp_path: Path, inputs: str) -> None:
+    counters = run(["--input", inputs, "--output", str(tmp_path)])
+    candidates = read_table(tmp_path / "candidates")
+    assert counters["candidates"] == len(candidates) == 20 + 6 + 6 + 32
+    assert counters["files"] == len(RUN_INPUTS)
+    assert pq.read_schema(next((tmp_path / "candidates").glob("*.parquet"))).names == Candidate.names()
+    assert "A Light in the Attic" in {row[Candidate.ALT_TEXT] for row in candidates}
+    archived = read_table(tmp_path / "archived_images")
+    assert len(archived) == counters["archived_images"] == 20
+    errors = read_table(tmp_path / "record_errors")
+    assert Counter(row[RecordError.REASON] for row in errors) == {"truncated_file": 1, "truncated_content": 1}
+    assert (tmp_path / "candidates" / "_SUCCESS").exists()
+
+
+def test_multi_processing_run_gives_the_same_candidates(tmp_path: Path, inputs: str) -> None:
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    run(["--input", inputs, "--output", str(single)])
+    run(
+        [
+            "--input",
+            inputs,
+            "--output",
+            str(multi),
+            "--direct_running_mode=multi_processing",
+            "--direct_num_workers=2",
+        ]
+    )
+
+    def ids(root: Path) -> list[tuple[str, str]]:
+        return sorted((row[Candidate.CANDIDATE_ID], row[Candidate.KEY]) for row in read_table(root / "candidates"))
+
+    assert ids(single) == ids(multi) and len(ids(single)) == 64
+
+
+def test_unmatched_input_fails_clearly(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="matches no file"):
+        run(["--input", str(tmp_path / "nothing-*.warc.gz"), "--output", str(tmp_path / "out")])

@@ -1,0 +1,247 @@
+"""The fetch stage as a whole Beam job on a small corpus: archive first, then a real misbehaving HTTP server."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.core.config import FetchConfig
+from pipeline.core.keys import candidate_id, sample_key
+from pipeline.core.rules import REJECTED
+from pipeline.stages import fetch
+from schemas import ArchivedImage, FetchedImage, Rejection, TextKept
+from tests.fixtures.http_server import HTML_PAGE, MisbehavingServer, encode, photo
+from tests.pipeline.net.test_client import sample_images
+
+FAST_FLAGS = [
+    "--allow-private-addresses=true",
+    "--connect-timeout-s=1",
+    "--read-timeout-s=1",
+    "--total-timeout-s=1.5",
+    "--retry-backoff-s=0.05",
+    "--max-retry-after-s=2",
+    "--max-image-bytes=2000000",
+    "--concurrency=8",
+]
+
+# image URL path (on the test server) or absolute URL -> (number of candidates pointing at it, expected status)
+SERVER_CASES = {
+    "/img/astronaut.jpg": (3, "ok"),
+    "/img/coffee.png": (1, "ok"),
+    "/plain/chelsea.jpg": (1, "ok"),
+    "/missing.jpg": (2, "http_404"),
+    "/html-as-jpeg.jpg": (1, "not_an_image"),
+    "/private/china.jpg": (1, "robots_disallowed"),
+    "/noai.jpg": (1, "opted_out"),
+    "/slow-drip.jpg": (1, "timeout"),
+    "/bomb.png": (2, "decompression_bomb"),
+    "/truncated.jpg": (1, "decode_error"),
+    "/loop/0": (1, "too_many_redirects"),
+}
+ARCHIVE = "http://archive.invalid"  # never resolvable: an archived URL that went to HTTP would fail with dns_error
+ARCHIVE_CASES = {
+    f"{ARCHIVE}/cat.jpg": (2, "ok"),
+    f"{ARCHIVE}/gone.jpg": (1, "http_404"),
+    f"{ARCHIVE}/optout.jpg": (1, "opted_out"),
+    f"{ARCHIVE}/soft404.jpg": (1, "not_an_image"),
+    f"{ARCHIVE}/twice.jpg": (1, "ok"),  # archived twice: a 404 and a 200; the 200 wins
+}
+OTHER_CASES = {
+    "http://no-such-host.invalid/photo.jpg": (1, "dns_error"),
+    "ftp://files.example.org/photo.jpg": (1, "unsupported_scheme"),
+}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MisbehavingServer]:
+    with MisbehavingServer(sample_images()) as running:
+        yield running
+
+
+def candidate_rows(urls: dict[str, tuple[int, str]]) -> list[dict[str, Any]]:
+    rows = []
+    for url, (count, _) in sorted(urls.items()):
+        for index in range(count):
+            alt = f"a photo number {index} of {url.rsplit('/', 1)[-1]}"
+            rows.append(
+                TextKept.row(
+                    candidate_id=candidate_id("test.warc.gz", len(rows) * 1000, index),
+                    key=sample_key(url, alt),
+                    image_url=url,
+                    alt_text=alt,
+                    page_url=f"http://pages.example.org/{len(rows)}.html",
+                    language="en",
+                    unigram_count=6,
+                    duplicate_count=1,
+                )
+            )
+    return rows
+
+
+def archived_rows() -> list[dict[str, Any]]:
+    chelsea = encode(photo("chelsea"), "JPEG")
+
+    def record(url: str, status: int, body: bytes, offset: int, tag: str | None = None, date: str = "2024-01-01"):
+        return ArchivedImage.row(
+            image_url=url,
+            http_status=status,
+            content_type="image/jpeg",
+            x_robots_tag=tag,
+            body=body,
+            warc_file="test.warc.gz",
+            warc_record_offset=offset,
+            crawl_date=date,
+        )
+
+    return [
+        record(f"{ARCHIVE}/cat.jpg", 200, chelsea, 1),
+        record(f"{ARCHIVE}/gone.jpg", 404, b"not found", 2),
+        record(f"{ARCHIVE}/optout.jpg", 200, chelsea, 3, tag="noindex, noimageai"),
+        record(f"{ARCHIVE}/soft404.jpg", 200, HTML_PAGE, 4),
+        record(f"{ARCHIVE}/twice.jpg", 404, b"gone", 5, date="2024-03-01"),
+        record(f"{ARCHIVE}/twice.jpg", 200, chelsea, 6, date="2023-01-01"),
+        record(f"{ARCHIVE}/nobody-points-here.jpg", 200, chelsea, 7),
+    ]
+
+
+def write_table(path: Path, table: Any, rows: list[dict[str, Any]]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema()), path / "part-00000-of-00001.parquet")
+
+
+def expected_cases(server: MisbehavingServer) -> dict[str, tuple[int, str]]:
+    cases = {server.url(path): value for path, value in SERVER_CASES.items()}
+    return {**cases, **ARCHIVE_CASES, **OTHER_CASES}
+
+
+@pytest.fixture()
+def corpus(tmp_path: Path, server: MisbehavingServer) -> Path:
+    write_table(tmp_path / TextKept.FOLDER, TextKept, candidate_rows(expected_cases(server)))
+    write_table(tmp_path / ArchivedImage.FOLDER, ArchivedImage, archived_rows())
+    return tmp_path
+
+
+def read_rows(pattern: str) -> list[dict[str, Any]]:
+    files = sorted(glob.glob(pattern))
+    return [row for file in files for row in pq.read_table(file).to_pylist()]
+
+
+def check_outputs(corpus: Path, cases: dict[str, tuple[int, str]], counters: dict[str, int]) -> dict[str, Any]:
+    """images/ has one row per distinct URL with its status; rejected/ every candidate of every failed URL."""
+    images = read_rows(str(corpus / "images" / "*.parquet"))
+    by_url = {row[FetchedImage.IMAGE_URL]: row for row in images}
+    assert len(images) == len(by_url) == len(cases)  # one row per distinct URL, the orphan archive record ignored
+    assert {url: row[FetchedImage.STATUS] for url, row in by_url.items()} == {
+        url: status for url, (_, status) in cases.items()
+    }
+    for url, row in by_url.items():
+        if row[FetchedImage.STATUS] == "ok":
+            assert row[FetchedImage.IMAGE][:3] == b"\xff\xd8\xff"
+            assert row[FetchedImage.PHASH] is not None and row[FetchedImage.SHA256]
+            assert row[FetchedImage.SOURCE] == ("archive" if url.startswith(ARCHIVE) else "http")
+        else:
+            assert row[FetchedImage.IMAGE] is None and row[FetchedImage.ERROR]
+    rejected = read_rows(str(corpus / "rejected" / "fetch-*.parquet"))
+    candidates = read_rows(str(corpus / TextKept.FOLDER / "*.parquet"))
+    failed = {url for url, (_, status) in cases.items() if status != "ok"}
+    expected_rejected = {row[TextKept.CANDIDATE_ID] for row in candidates if row[TextKept.IMAGE_URL] in failed}
+    assert sorted(row[Rejection.CANDIDATE_ID] for row in rejected) == sorted(expected_rejected)
+    for row in rejected:
+        assert row[Rejection.STAGE] == "fetch"
+        assert row[Rejection.REASON] == by_url[row[Rejection.IMAGE_URL]][FetchedImage.STATUS]
+        assert row[Rejection.KEY] and row[Rejection.ALT_TEXT] and row[Rejection.PAGE_URL]
+    statuses = Counter(status for _, status in cases.values())
+    assert counters["urls"] == len(cases)
+    for status, count in statuses.items():
+        assert counters[status] == count, status
+    assert counters["candidates_rejected"] == len(expected_rejected)
+    assert counters["bytes_original"] > 0 and counters["bytes_http"] > 0
+    assert (corpus / "images" / "_SUCCESS").exists()
+    return by_url
+
+
+def stable(rows: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    """The deterministic part of images/ rows (fetch time and error wording of timeouts may differ)."""
+    columns = [FetchedImage.STATUS, FetchedImage.SHA256, FetchedImage.PHASH, FetchedImage.WIDTH, FetchedImage.IMAGE]
+    return {url: tuple(row[column] for column in columns) for url, row in rows.items()}
+
+
+def test_fetch_stage_end_to_end(corpus: Path, server: MisbehavingServer) -> None:
+    server.reset_counts()
+    counters = fetch.run(["--output", str(corpus), *FAST_FLAGS])
+    cases = expected_cases(server)
+    single = check_outputs(corpus, cases, counters)
+    # One fetch per distinct URL: three candidates, one request; robots.txt once for the whole run.
+    assert server.requests["/img/astronaut.jpg"] == 1
+    assert server.requests["/robots.txt"] == 1
+    assert counters["source_archive"] == len(ARCHIVE_CASES)
+
+    # The same job on two worker processes gives the same images.
+    counters = fetch.run(
+        ["--output", str(corpus), *FAST_FLAGS, "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    )
+    assert stable(check_outputs(corpus, cases, counters)) == stable(single)
+
+
+def test_archive_only_never_touches_the_network(corpus: Path, server: MisbehavingServer) -> None:
+    server.reset_counts()
+    counters = fetch.run(["--output", str(corpus), *FAST_FLAGS, "--fetch-mode=archive-only"])
+    cases = {url: (count, "not_archived") for url, (count, _) in expected_cases(server).items()}
+    cases.update(ARCHIVE_CASES)
+    images = read_rows(str(corpus / "images" / "*.parquet"))
+    assert {row[FetchedImage.IMAGE_URL]: row[FetchedImage.STATUS] for row in images} == {
+        url: status for url, (_, status) in cases.items()
+    }
+    assert sum(server.requests.values()) == 0
+    assert counters["not_archived"] == len(cases) - len(ARCHIVE_CASES)
+
+
+def test_fetch_dofn_keeps_each_host_under_its_limit() -> None:
+    """Many URLs of one slow host and a few of another: every one fetched, never more than the limit per host."""
+    config = dataclasses.replace(
+        FetchConfig(), allow_private_addresses=True, concurrency=8, per_host_concurrency=2, fetch_mode="http-only"
+    )
+    with (
+        MisbehavingServer(sample_images(), robots_txt=None, slow_ok_delay_s=0.1) as slow,
+        MisbehavingServer(sample_images(), robots_txt=None) as fast,
+    ):
+        urls = [slow.url(f"/slow-ok/{i}.jpg") for i in range(16)] + [fast.url(f"/img/china.jpg?{i}") for i in range(4)]
+        elements = [(url, {"candidates": candidate_rows({url: (1, "ok")}), "archived": []}) for url in urls]
+        with TestPipeline() as pipeline:
+            results = (
+                pipeline
+                | beam.Create(elements)
+                | beam.ParDo(fetch.FetchImages(config)).with_outputs(REJECTED, main="images")
+            )
+            statuses = results.images | beam.Map(lambda row: (row[FetchedImage.IMAGE_URL], row[FetchedImage.STATUS]))
+            assert_that(statuses, equal_to([(url, "ok") for url in urls]), label="AllOk")
+            assert_that(results[REJECTED], equal_to([]), label="NoRejections")
+        assert slow.max_in_flight == 2  # reached, never exceeded
+        assert fast.max_in_flight <= 2
+
+
+def test_archived_responses_pass_the_same_checks() -> None:
+    config = FetchConfig()
+    rows = {row[ArchivedImage.IMAGE_URL]: row for row in archived_rows()}
+    assert fetch.archived_result(rows[f"{ARCHIVE}/gone.jpg"], config).status == "http_404"
+    assert fetch.archived_result(rows[f"{ARCHIVE}/optout.jpg"], config).status == "opted_out"
+    no_opt_out = dataclasses.replace(config, respect_opt_out=False)
+    assert fetch.archived_result(rows[f"{ARCHIVE}/optout.jpg"], no_opt_out).status == "ok"
+    small_cap = dataclasses.replace(config, max_image_bytes=100)
+    assert fetch.archived_result(rows[f"{ARCHIVE}/cat.jpg"], small_cap).status == "too_large"
+    redirect = dict(rows[f"{ARCHIVE}/cat.jpg"], http_status=301)
+    assert fetch.archived_result(redirect, config) is None  # holds no image: HTTP decides
+    twice = [row for row in archived_rows() if row[ArchivedImage.IMAGE_URL].endswith("twice.jpg")]
+    assert fetch.choose_archived(twice)[ArchivedImage.HTTP_STATUS] == 200
+    assert fetch.choose_archived(list(reversed(twice))) == fetch.choose_archived(twice)

@@ -1,0 +1,218 @@
+"""write-shards: exact sizes, byte-identical tars (any worker count, after a SIGKILL and restart), and real readers.
+
+Inputs are samples/ Parquet files (SampleImage rows of real skimage photos as JPEG) written with the schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.core.layout import CorpusLayout
+from pipeline.stages import write_shards as shards
+from schemas import Candidate, Sample, SampleImage
+from tests.conftest import PROJECT_ROOT
+from tests.fixtures.image_corpus import jpeg, photo, sample_image_row, write_rows
+from tests.fixtures.open_clip_loader import open_clip_train_loader
+
+SAMPLES = 20
+PER_SHARD = 3
+PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "camera")
+
+
+def make_samples() -> list[dict]:
+    images = {name: jpeg(photo(name), (160, 120), quality=80) for name in PHOTO_NAMES}
+    rows = []
+    for index in range(SAMPLES):
+        name = PHOTO_NAMES[index % len(PHOTO_NAMES)]
+        alt_text = f"{name} photo number {index} · été"  # non-ASCII on purpose: UTF-8 in the .txt member
+        rows.append(sample_image_row(f"https://img.example/{name}/{index}.jpg", alt_text, images[name], index))
+    return rows
+
+
+def make_corpus(root: Path) -> list[dict]:
+    """samples/ (two Parquet files), candidates/ with the WARC names, and filter-image's _SUCCESS."""
+    rows = make_samples()
+    write_rows(root / "samples", SampleImage, rows)
+    write_rows(root / "candidates", Candidate, [Candidate.project(row) for row in rows], parts=1)
+    CorpusLayout(str(root)).mark_done("filter-image", {"counters": {"samples": len(rows)}})
+    return rows
+
+
+def stage_args(root: Path, *extra: str) -> list[str]:
+    return [f"--output={root}", f"--samples-per-shard={PER_SHARD}", *extra]
+
+
+def tar_bytes(root: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted((root / "shards").glob("*.tar"))}
+
+
+def parquet_rows(root: Path) -> dict[str, list[dict]]:
+    return {path.name: pq.read_table(path).to_pylist() for path in sorted((root / "shards").glob("*.parquet"))}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict[str, int]]:
+    root = tmp_path_factory.mktemp("shards-reference")
+    rows = make_corpus(root)
+    counters = shards.run(stage_args(root))
+    return root, rows, counters
+
+
+def test_exact_shard_sizes_in_key_order(reference: tuple[Path, list[dict], dict[str, int]]) -> None:
+    root, rows, counters = reference
+    sizes = json.loads((root / "shards" / "sizes.json").read_text())
+    expected_shards = -(-SAMPLES // PER_SHARD)
+    assert list(sizes) == [f"{index:05d}.tar" for index in range(expected_shards)]
+    assert list(sizes.values()) == [PER_SHARD] * (expected_shards - 1) + [SAMPLES - PER_SHARD * (expected_shards - 1)]
+    assert counters["samples"] == SAMPLES and counters["shards_written"] == expected_shards
+    keys_in_tars = []
+    for name in sizes:
+        with tarfile.open(root / "shards" / name) as archive:
+            members = archive.getmembers()
+            assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {(0, 0, 0, "", "", 0o644)}
+            keys = [m.name.split(".")[0] for m in members[::3]]
+            assert [m.name for m in members] == [f"{k}.{ext}" for k in keys for ext in ("jpg", "txt", "json")]
+            assert len(keys) == sizes[name]
+            keys_in_tars += keys
+    assert keys_in_tars == sorted(row[Sample.KEY] for row in rows)
+
+
+def test_parquet_twins_json_and_manifest(reference: tuple[Path, list[dict], dict[str, int]]) -> None:
+    root, rows, _ = reference
+    by_key = {row[Sample.KEY]: row for row in rows}
+    for name, twin in parquet_rows(root).items():
+        shard = name.removesuffix(".parquet")
+        assert all(row[Sample.SHARD] == shard for row in twin)
+        with tarfile.open(root / "shards" / f"{shard}.tar") as archive:
+            for row in twin:
+                key = row[Sample.KEY]
+                assert archive.extractfile(f"{key}.jpg").read() == by_key[key][SampleImage.IMAGE]
+                assert archive.extractfile(f"{key}.txt").read().decode("utf-8") == by_key[key][Sample.ALT_TEXT]
+                metadata = json.loads(archive.extractfile(f"{key}.json").read())
+                assert metadata[Sample.KEY] == key and metadata[Sample.SHARD] == shard
+                assert metadata[Sample.WARC_FILE] == "crawl-0.warc.gz"  # no local path inside a portable tar
+                assert metadata[Sample.PHASH] == by_key[key][Sample.PHASH]
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["sample_count"] == SAMPLES and manifest["shard_count"] == len(parquet_rows(root))
+    assert manifest["inputs"] == ["/data/crawl-0.warc.gz"]
+    assert manifest["stage_counts"]["filter-image"] == {"samples": SAMPLES}
+    assert manifest["config"]["shards"]["samples_per_shard"] == PER_SHARD
+    assert manifest["schema_version"]
+    success = json.loads((root / "shards" / "_SUCCESS").read_text())
+    assert success["counters"]["samples"] == SAMPLES
+
+
+def test_two_worker_processes_and_the_plain_helper_give_identical_shards(
+    reference: tuple[Path, list[dict], dict[str, int]], tmp_path: Path
+) -> None:
+    root, rows, _ = reference
+    parallel = tmp_path / "parallel"
+    make_corpus(parallel)
+    shards.run(stage_args(parallel, "--direct_running_mode=multi_processing", "--direct_num_workers=2"))
+    assert tar_bytes(parallel) == tar_bytes(root)
+    assert parquet_rows(parallel) == parquet_rows(root)
+    helper = tmp_path / "helper"
+    sizes = shards.write_corpus(reversed(rows), str(helper), samples_per_shard=PER_SHARD)
+    assert sizes == json.loads((root / "shards" / "sizes.json").read_text())
+    assert tar_bytes(helper) == tar_bytes(root)
+
+
+def test_killed_mid_run_then_restarted_gives_identical_tars(
+    reference: tuple[Path, list[dict], dict[str, int]], tmp_path: Path
+) -> None:
+    root, _, _ = reference
+    killed = tmp_path / "killed"
+    make_corpus(killed)
+    environment = dict(os.environ, **{shards.DELAY_ENV: "2"})
+    command = [sys.executable, "-m", "pipeline", "write-shards", *stage_args(killed)]
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=environment, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((killed / "shards").glob("*.parquet")) and time.monotonic() < deadline:
+            assert process.poll() is None, "the writer finished before it could be killed"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    left = tar_bytes(killed)
+    assert 0 < len(left) < len(tar_bytes(root)), "the kill must land mid-run"
+    assert not (killed / "shards" / "sizes.json").exists() and not (killed / "shards" / "_SUCCESS").exists()
+    complete = {
+        p.name: p.stat().st_mtime_ns for p in (killed / "shards").glob("*.tar") if p.with_suffix(".parquet").exists()
+    }
+    assert complete, "at least one shard was complete when the process died"
+    # A half-written temporary left by the kill is cleaned up, never mistaken for a shard.
+    (killed / "shards" / f"00001.tar{shards.TEMPORARY_MARK}leftover").write_bytes(b"partial")
+    counters = shards.run(stage_args(killed))
+    assert tar_bytes(killed) == tar_bytes(root)
+    assert parquet_rows(killed) == parquet_rows(root)
+    assert counters["samples"] == SAMPLES
+    reused = {name: (killed / "shards" / name).stat().st_mtime_ns for name in complete}
+    assert reused == complete, "complete shards of the killed run are reused, not rewritten"
+    assert not list((killed / "shards").glob(f"*{shards.TEMPORARY_MARK}*"))
+
+
+def test_a_rerun_with_fewer_shards_removes_the_stale_ones(
+    reference: tuple[Path, list[dict], dict[str, int]], tmp_path: Path
+) -> None:
+    root, _, _ = reference
+    rerun = tmp_path / "rerun"
+    make_corpus(rerun)
+    shards.run([f"--output={rerun}", "--samples-per-shard=2"])
+    assert len(tar_bytes(rerun)) == SAMPLES // 2
+    shards.run(stage_args(rerun))
+    assert tar_bytes(rerun) == tar_bytes(root)
+    assert sorted(parquet_rows(rerun)) == sorted(parquet_rows(root))
+
+
+def test_webdataset_reads_every_sample(reference: tuple[Path, list[dict], dict[str, int]]) -> None:
+    import webdataset as wds
+
+    root, rows, _ = reference
+    urls = [str(path) for path in sorted((root / "shards").glob("*.tar"))]
+    dataset = wds.WebDataset(urls, shardshuffle=False).decode("pil").to_tuple("__key__", "jpg", "txt", "json")
+    by_key = {row[Sample.KEY]: row for row in rows}
+    seen = []
+    for key, image, text, metadata in dataset:
+        assert image.size == (160, 120) and text == by_key[key][Sample.ALT_TEXT] and metadata[Sample.KEY] == key
+        seen.append(key)
+    assert sorted(seen) == sorted(by_key)
+
+
+def test_open_clip_train_loader_yields_images_and_tokens(reference: tuple[Path, list[dict], dict[str, int]]) -> None:
+    root, _, _ = reference
+    loader = open_clip_train_loader(root, batch_size=4, image_size=64)
+    images, texts = next(iter(loader))
+    assert images.shape == (4, 3, 64, 64) and images.std() > 0
+    assert texts.shape == (4, 77) and (texts[:, 0] == texts[0, 0]).all() and (texts > 0).sum(dim=1).min() > 3
+
+
+def test_write_shard_refuses_duplicate_keys_and_missing_images(tmp_path: Path) -> None:
+    row = make_samples()[0]
+    with pytest.raises(ValueError, match="duplicate sample keys"):
+        shards.write_shard(str(tmp_path), "00000", [row, dict(row, candidate_id="other")])
+    with pytest.raises(ValueError, match="image bytes"):
+        shards.write_shard(str(tmp_path), "00000", [dict(row, image=None)])
+    assert shards.write_corpus([], str(tmp_path / "empty")) == {}
+    assert json.loads((tmp_path / "empty" / "shards" / "sizes.json").read_text()) == {}
+
+
+def test_tar_size_is_exact(tmp_path: Path) -> None:
+    rows = make_samples()[:5]
+    assert shards.write_shard(str(tmp_path), "00007.tar", rows) == 5
+    assert (tmp_path / "00007.tar").stat().st_size == shards.tar_size(rows, "00007")
+    with tarfile.open(tmp_path / "00007.tar") as archive:
+        assert len(archive.getmembers()) == 15
+    assert pq.read_table(tmp_path / "00007.parquet").num_rows == 5
