@@ -1,11 +1,15 @@
 """Consent signals: robots.txt (fetched once per origin and cached) and ``X-Robots-Tag`` opt-outs.
 
-robots.txt follows RFC 9309 as far as ``urllib.robotparser`` does (groups by product token, Allow/Disallow by
-first match, no ``*``/``$`` wildcards): a 2xx body is parsed; 4xx (404 included) means "no rules", so everything
-is allowed; 5xx, a timeout or a connection error means "unreachable", so everything is disallowed (RFC 9309
-section 2.3.1.4; a 429 counts as 5xx) until the cache is rebuilt (one per worker, per stage run). A host that does
-not answer at all (timeout, refused, no DNS) gives its images that network status instead of ``robots_disallowed``:
-the images would not have come either, and the funnel then says why.
+robots.txt follows RFC 9309 through protego (Scrapy's parser): the group of our product token (``robots_agent``,
+case-insensitive; groups naming it are combined; ``*`` only when none does), the longest matching Allow/Disallow
+wins and Allow wins a tie, ``*`` matches any run of characters and a final ``$`` anchors the end of the path and
+query. At most ``ROBOTS_MAX_BYTES`` are parsed, a UTF-8 byte order mark is dropped. By status (section 2.3.1): a
+2xx body is parsed (redirects were followed by the client); 4xx (404 included) is "unavailable", so everything is
+allowed; 5xx, a timeout or a connection error is "unreachable", so everything is disallowed (a 429 is read as
+unreachable too, as Google's crawler does: the server asked us to slow down, it did not say there are no rules)
+until the cache is rebuilt (one per worker, per stage run). A host that does not answer at all (timeout, refused,
+no DNS) gives its images that network status instead of ``robots_disallowed``: the images would not have come
+either, and the funnel then says why.
 
 ``X-Robots-Tag`` is read from the response headers before the body: ``noai`` or ``noimageai`` addressed to every
 agent (``X-Robots-Tag: noai``) or to ours (``X-Robots-Tag: altcorpus: noimageai``) opts the image out.
@@ -15,9 +19,10 @@ from __future__ import annotations
 
 import re
 import threading
-import urllib.robotparser
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from protego import Protego
 
 #: Directives that opt an image out of AI training (the de-facto convention of DeviantArt, img2dataset, spawning.ai).
 OPT_OUT_DIRECTIVES = frozenset({"noai", "noimageai"})
@@ -47,7 +52,7 @@ class RobotsRules:
 
     def __init__(
         self,
-        parser: urllib.robotparser.RobotFileParser | None,
+        parser: Protego | None,
         allow_all: bool,
         why: str,
         refusal_status: str = "robots_disallowed",
@@ -76,16 +81,15 @@ class RobotsRules:
             return cls(None, allow_all=True, why=f"robots.txt status {status}: no rules")
         if not 200 <= status < 300:
             return cls(None, allow_all=True, why=f"robots.txt status {status}: no rules")
-        parser = urllib.robotparser.RobotFileParser()
-        text = response.body[:ROBOTS_MAX_BYTES].decode("utf-8", errors="replace")
-        parser.parse(text.splitlines())
-        return cls(parser, allow_all=False, why="robots.txt")
+        # utf-8-sig drops a byte order mark, which would otherwise turn the first User-agent line into an unknown one.
+        text = response.body[:ROBOTS_MAX_BYTES].decode("utf-8-sig", errors="replace")
+        return cls(Protego.parse(text), allow_all=False, why="robots.txt")
 
     def allows(self, agent: str, url: str) -> bool:
         """Whether ``agent`` may fetch ``url`` under these rules."""
         if self.parser is None:
             return self.allow_all
-        return self.parser.can_fetch(agent, url)
+        return self.parser.can_fetch(url, agent)
 
 
 class RobotsCache:

@@ -13,7 +13,6 @@ import pytest
 
 from pipeline.core.config import FetchConfig
 from pipeline.net.client import PoliteClient, parse_retry_after
-from pipeline.net.robots import RobotsResponse, RobotsRules, opted_out, x_robots_directives
 from pipeline.net.safety import AddressPolicy, FetchError, check_url
 from pipeline.stages.fetch import fetch_one
 from tests.fixtures.http_server import MisbehavingServer, encode, photo, png_bomb
@@ -181,29 +180,6 @@ def test_per_host_concurrency_limit_is_never_exceeded() -> None:
         assert server.max_in_flight == limit  # the limit was reached, so the test really exercised it
         assert server.max_open_connections <= limit  # pooled keep-alive connections: no more than the limit either
         assert server.requests["/robots.txt"] == 1  # a 404 robots.txt, fetched once, means allowed
-
-
-def test_robots_rules_follow_rfc_9309_statuses() -> None:
-    url = "http://example.org/photo.jpg"
-    assert RobotsRules.from_response(RobotsResponse(404)).allows("altcorpus", url)
-    assert not RobotsRules.from_response(RobotsResponse(503)).allows("altcorpus", url)
-    assert not RobotsRules.from_response(RobotsResponse(429)).allows("altcorpus", url)
-    unreachable = RobotsRules.from_response(RobotsResponse(None, error_status="timeout", error="timed out"))
-    assert not unreachable.allows("altcorpus", url) and unreachable.refusal_status == "timeout"
-    body = b"User-agent: altcorpus\nDisallow: /photo\n\nUser-agent: *\nAllow: /\n"
-    rules = RobotsRules.from_response(RobotsResponse(200, body))
-    assert not rules.allows("altcorpus", url)
-    assert rules.allows("otherbot", url)
-
-
-def test_x_robots_tag_parsing() -> None:
-    assert opted_out(["noai"], "altcorpus") == "noai"
-    assert opted_out(["noindex, NoImageAI"], "altcorpus") == "noimageai"
-    assert opted_out(["altcorpus: noai"], "altcorpus") == "noai"
-    assert opted_out(["googlebot: noai"], "altcorpus") is None
-    assert opted_out(["max-snippet: 20, noai"], "altcorpus") == "noai"  # a valued directive, not an agent name
-    assert opted_out(["noindex, nofollow"], "altcorpus") is None
-    assert x_robots_directives(["otherbot: noai", "nofollow"], "altcorpus") == {"nofollow"}
 
 
 def test_parse_retry_after() -> None:
