@@ -20,8 +20,8 @@ What every fetch guarantees (statuses are fetch's closed list, see ``pipeline/fe
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import random
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -31,8 +31,9 @@ from urllib.parse import urljoin
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import NameResolutionError, NewConnectionError, SSLError
+from urllib3.exceptions import InvalidHeader, NameResolutionError, NewConnectionError, SSLError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
+from urllib3.util import Retry
 
 from pipeline.core.config import FetchConfig
 from pipeline.images.process import SNIFF_BYTES, sniff_image_type
@@ -94,18 +95,19 @@ class HostGate:
             time.sleep(min(delay, 1.0))
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date); None when absent or bad."""
-    if not value:
+#: urllib3's Retry-After parser; no ceiling of its own, since ``max_retry_after_s`` decides what is too long.
+_RETRY_AFTER = Retry(retry_after_max=sys.maxsize)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date, a past date being 0); None when
+    absent or invalid (negative or fractional seconds, an unparseable or out-of-range date)."""
+    if value is None:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
     try:
-        moment = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
+        return float(_RETRY_AFTER.parse_retry_after(value))
+    except (InvalidHeader, ValueError, OverflowError):  # ValueError/OverflowError: a date beyond what time handles
         return None
-    return max(0.0, moment - (time.time() if now is None else now))
 
 
 def _guarded_connection_classes(policy: AddressPolicy) -> dict[str, type]:

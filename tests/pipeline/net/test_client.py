@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import functools
 import socket
 import time
@@ -183,7 +184,13 @@ def test_per_host_concurrency_limit_is_never_exceeded() -> None:
 
 
 def test_parse_retry_after() -> None:
+    """Delta-seconds or an HTTP date (urllib3's parser); None for anything else, a past date means now."""
     assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(" 7 ") == 7.0
     assert parse_retry_after(None) is None
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
+    for bad in ("", "soon", "-5", "1.5", "Mon, 99 Foo 2015 99:99:99 GMT", "Wed, 21 Oct 99999 07:28:00 GMT"):
+        assert parse_retry_after(bad) is None, bad
+    in_ten_seconds = email.utils.formatdate(time.time() + 10, usegmt=True)
+    assert parse_retry_after(in_ten_seconds) == pytest.approx(10.0, abs=1.5)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert parse_retry_after("86400") == 86400.0  # not clipped: the caller compares it with its own cap
