@@ -1,8 +1,8 @@
 """Benchmark: samples/s reading altcorpus shards with webdataset versus the plain ``tarfile`` module, same tars, same run.
 
 A corpus of ``--samples`` samples (real skimage/scikit-learn photos as ~512 px JPEG, distinct alt texts) is written
-into ``build/bench/shards/`` with ``pipeline.stages.write_shards.write_corpus`` (the write-shards layout), unless ``--corpus DIR``
-names an existing one. Two readers then go through every tar, one process each, best of ``--repeats``:
+into ``build/bench/shards/`` with ``pipeline.corpus.shard_files.write_corpus`` (the write-shards layout), unless
+``--corpus DIR`` names an existing one. Two readers then go through every tar, one process each, best of ``--repeats``:
 
 * ``tarfile``: ``tarfile.open(mode="r|")`` streaming each tar, grouping members by key into samples: the floor.
 * ``webdataset``: ``wds.WebDataset(urls, shardshuffle=False)``, the reader open_clip_train builds on.
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
 
-from pipeline.stages.write_shards import write_corpus  # noqa: E402
+from pipeline.corpus.shard_files import write_corpus  # noqa: E402
 from schemas import SampleImage  # noqa: E402
 
 

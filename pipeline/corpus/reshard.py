@@ -4,9 +4,9 @@
 
 The selection runs in DuckDB over the corpus's ``shards/*.parquet``; image bytes come from the existing tars (each
 row's ``shard`` column says which). Output shards follow the same rule as ``write-shards`` (sorted by key, exactly
-N per shard but the last, written through ``pipeline.stages.write_shards.write_shard``), so resharding a corpus to its own size
-reproduces its tars byte for byte. Because both corpora are in key order, each source tar is read once and only
-the images still needed are held in memory. ``manifest.json`` records the source corpus and the filter.
+N per shard but the last, written through ``pipeline.corpus.shard_files.write_shard``), so resharding a corpus to
+its own size reproduces its tars byte for byte. Because both corpora are in key order, each source tar is read
+once and only the images still needed are held in memory. ``manifest.json`` records the source corpus and the filter.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.core.layout import CorpusLayout, read_text, write_text_atomically
-from pipeline.stages.write_shards import delete_stale_shards, shard_name, write_shard, write_sizes
+from pipeline.corpus.shard_files import delete_stale_shards, shard_name, write_shard, write_sizes
 from schemas import SCHEMA_VERSION, Sample, SampleImage
 
 log = logging.getLogger("altcorpus")

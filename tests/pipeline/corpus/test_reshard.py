@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import cli
 from pipeline.corpus.reshard import reshard
-from pipeline.stages.write_shards import write_corpus
+from pipeline.corpus.shard_files import write_corpus
 from schemas import Sample
 from tests.fixtures.image_corpus import jpeg, photo, sample_image_row
 

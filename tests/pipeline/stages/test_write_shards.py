@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.core.layout import CorpusLayout
+from pipeline.corpus.shard_files import TEMPORARY_MARK, write_corpus
 from pipeline.stages import write_shards as shards
 from schemas import Candidate, Sample, SampleImage
 from tests.conftest import PROJECT_ROOT
@@ -122,7 +123,7 @@ def test_two_worker_processes_and_the_plain_helper_give_identical_shards(
     assert tar_bytes(parallel) == tar_bytes(root)
     assert parquet_rows(parallel) == parquet_rows(root)
     helper = tmp_path / "helper"
-    sizes = shards.write_corpus(reversed(rows), str(helper), samples_per_shard=PER_SHARD)
+    sizes = write_corpus(reversed(rows), str(helper), samples_per_shard=PER_SHARD)
     assert sizes == json.loads((root / "shards" / "sizes.json").read_text())
     assert tar_bytes(helper) == tar_bytes(root)
 
@@ -154,14 +155,14 @@ def test_killed_mid_run_then_restarted_gives_identical_tars(
     }
     assert complete, "at least one shard was complete when the process died"
     # A half-written temporary left by the kill is cleaned up, never mistaken for a shard.
-    (killed / "shards" / f"00001.tar{shards.TEMPORARY_MARK}leftover").write_bytes(b"partial")
+    (killed / "shards" / f"00001.tar{TEMPORARY_MARK}leftover").write_bytes(b"partial")
     counters = shards.run(stage_args(killed))
     assert tar_bytes(killed) == tar_bytes(root)
     assert parquet_rows(killed) == parquet_rows(root)
     assert counters["samples"] == SAMPLES
     reused = {name: (killed / "shards" / name).stat().st_mtime_ns for name in complete}
     assert reused == complete, "complete shards of the killed run are reused, not rewritten"
-    assert not list((killed / "shards").glob(f"*{shards.TEMPORARY_MARK}*"))
+    assert not list((killed / "shards").glob(f"*{TEMPORARY_MARK}*"))
 
 
 def test_a_rerun_with_fewer_shards_removes_the_stale_ones(
@@ -197,22 +198,3 @@ def test_open_clip_train_loader_yields_images_and_tokens(reference: tuple[Path, 
     images, texts = next(iter(loader))
     assert images.shape == (4, 3, 64, 64) and images.std() > 0
     assert texts.shape == (4, 77) and (texts[:, 0] == texts[0, 0]).all() and (texts > 0).sum(dim=1).min() > 3
-
-
-def test_write_shard_refuses_duplicate_keys_and_missing_images(tmp_path: Path) -> None:
-    row = make_samples()[0]
-    with pytest.raises(ValueError, match="duplicate sample keys"):
-        shards.write_shard(str(tmp_path), "00000", [row, dict(row, candidate_id="other")])
-    with pytest.raises(ValueError, match="image bytes"):
-        shards.write_shard(str(tmp_path), "00000", [dict(row, image=None)])
-    assert shards.write_corpus([], str(tmp_path / "empty")) == {}
-    assert json.loads((tmp_path / "empty" / "shards" / "sizes.json").read_text()) == {}
-
-
-def test_tar_size_is_exact(tmp_path: Path) -> None:
-    rows = make_samples()[:5]
-    assert shards.write_shard(str(tmp_path), "00007.tar", rows) == 5
-    assert (tmp_path / "00007.tar").stat().st_size == shards.tar_size(rows, "00007")
-    with tarfile.open(tmp_path / "00007.tar") as archive:
-        assert len(archive.getmembers()) == 15
-    assert pq.read_table(tmp_path / "00007.parquet").num_rows == 5

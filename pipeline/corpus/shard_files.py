@@ -1,0 +1,206 @@
+"""How a WebDataset shard and its Parquet twin are written: the file format ``write-shards`` and ``reshard`` share.
+
+A shard is ``NNNNN.tar`` (``{key}.jpg``, ``{key}.txt`` alt text, ``{key}.json`` portable metadata, per sample, in
+``(key, candidate_id)`` order, with fixed tar metadata: the same samples give byte-identical tars anywhere) and its
+twin ``NNNNN.parquet`` (Sample rows). Each file is written under a temporary name and renamed over the final one, the
+twin last, so a tar with its twin is complete; ``sizes.json`` (``{"00000.tar": n, ...}``) lists the shards.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import tarfile
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.core.layout import CorpusLayout, delete_matching, list_matching, write_text_atomically
+from schemas import Candidate, Sample, SampleImage
+
+SIZES_JSON = "sizes.json"
+SHARD_NAME_DIGITS = 5
+#: Fixed tar member metadata: the same bytes wherever and whenever a shard is built.
+TAR_MTIME = 0
+TAR_MODE = 0o644
+#: Infix of a file being written (``00042.tar.tmp-<uuid>``); a resumed run deletes whatever still carries it.
+TEMPORARY_MARK = ".tmp-"
+
+#: Columns that are local file paths: reduced to their base name in the tar's JSON so tars are portable.
+_PATH_COLUMNS = (str(Candidate.WARC_FILE),)
+#: Non-nullable string columns a caller of ``write_shard`` may leave out (e.g. a corpus not built from the web).
+_REQUIRED_DEFAULTS = (str(Sample.IMAGE_URL), str(Sample.PAGE_URL))
+
+
+def shard_name(index: int) -> str:
+    """The zero-padded name of shard ``index`` (``00042``)."""
+    return f"{index:0{SHARD_NAME_DIGITS}d}"
+
+
+def sort_identity(sample: dict[str, Any]) -> tuple[str, str]:
+    """What orders samples: the key, then the candidate id (ties only if a key repeats)."""
+    return (str(sample[Sample.KEY]), str(sample.get(Sample.CANDIDATE_ID) or ""))
+
+
+def _normalise(samples: Sequence[dict[str, Any]], name: str) -> pa.Table:
+    """SampleImage rows (sorted, ``shard`` set, defaults filled) as an Arrow table: float32 etc. rounded once."""
+    rows = []
+    for sample in samples:
+        row = SampleImage.project(sample)
+        row[SampleImage.SHARD] = name
+        if row[SampleImage.CANDIDATE_ID] is None:
+            row[SampleImage.CANDIDATE_ID] = row[SampleImage.KEY]
+        for column in _REQUIRED_DEFAULTS:
+            if row[column] is None:
+                row[column] = ""
+        if row[SampleImage.KEY] is None or row[SampleImage.ALT_TEXT] is None or row[SampleImage.IMAGE] is None:
+            raise ValueError(f"a shard sample needs key, alt_text and image bytes; got keys {sorted(sample)}")
+        rows.append(row)
+    rows.sort(key=sort_identity)
+    keys = [row[SampleImage.KEY] for row in rows]
+    if len(set(keys)) != len(keys):
+        duplicated = sorted({k for k in keys if keys.count(k) > 1})[:5]
+        raise ValueError(f"shard {name}: duplicate sample keys {duplicated} would merge samples in WebDataset")
+    return pa.Table.from_pylist(rows, schema=SampleImage.schema())
+
+
+def _portable_metadata(row: dict[str, Any]) -> bytes:
+    """The ``{key}.json`` member: every Sample column, local paths reduced to base names, stable formatting."""
+    metadata = Sample.project(row)
+    for column in _PATH_COLUMNS:
+        if metadata.get(column):
+            metadata[column] = posixpath.basename(str(metadata[column]).replace("\\", "/"))
+    return json.dumps(metadata, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _members(row: dict[str, Any]) -> list[tuple[str, bytes]]:
+    key = row[SampleImage.KEY]
+    return [
+        (f"{key}.jpg", row[SampleImage.IMAGE]),
+        (f"{key}.txt", row[SampleImage.ALT_TEXT].encode("utf-8")),
+        (f"{key}.json", _portable_metadata(row)),
+    ]
+
+
+def _padded(size: int) -> int:
+    return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+
+
+def _tar_size(rows: Sequence[dict[str, Any]]) -> int:
+    total = sum(tarfile.BLOCKSIZE + _padded(len(data)) for row in rows for _, data in _members(row))
+    total += 2 * tarfile.BLOCKSIZE  # end-of-archive marker
+    return -(-total // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+
+def _write_tar(handle: Any, rows: Sequence[dict[str, Any]]) -> None:
+    # Stream mode ("w|") needs no seek/tell, so the same code writes to gs:// and s3:// handles.
+    with tarfile.open(fileobj=handle, mode="w|", format=tarfile.USTAR_FORMAT) as archive:
+        for row in rows:
+            for member_name, data in _members(row):
+                info = tarfile.TarInfo(member_name)
+                info.size = len(data)
+                info.mtime = TAR_MTIME
+                info.mode = TAR_MODE
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.type = tarfile.REGTYPE
+                archive.addfile(info, io.BytesIO(data))
+
+
+def _temporary(path: str) -> str:
+    return f"{path}{TEMPORARY_MARK}{uuid.uuid4().hex}"
+
+
+def _rename_over(temporary: str, path: str) -> None:
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([temporary], [path])
+
+
+def _paths(shard_dir: str, name: str) -> tuple[str, str]:
+    return FileSystems.join(shard_dir, f"{name}.tar"), FileSystems.join(shard_dir, f"{name}.parquet")
+
+
+def _existing_shard_matches(shard_dir: str, name: str, table: pa.Table, rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether a complete shard from an earlier run holds exactly these samples (resume reuses it)."""
+    tar_path, parquet_path = _paths(shard_dir, name)
+    if not (FileSystems.exists(tar_path) and FileSystems.exists(parquet_path)):
+        return False
+    metadata = FileSystems.match([tar_path])[0].metadata_list
+    if not metadata or metadata[0].size_in_bytes != _tar_size(rows):
+        return False
+    try:
+        with FileSystems.open(parquet_path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            existing = pq.read_table(io.BytesIO(handle.read()))
+    except Exception:  # an unreadable twin is simply rewritten
+        return False
+    return existing.to_pylist() == table.select(Sample.names()).to_pylist()
+
+
+def write_shard(shard_dir: str, shard_name: str, samples: list[dict[str, Any]], reuse_existing: bool = False) -> int:
+    """Write one shard: ``{shard_name}.tar`` then its Parquet twin, each via a temporary name; returns its size.
+
+    ``samples`` are SampleImage rows (at least ``key``, ``alt_text`` and JPEG ``image`` bytes; other columns may be
+    missing). They are sorted by key here, so the caller's order does not matter. With ``reuse_existing``, a complete
+    shard already holding exactly these samples is kept as it is (resume).
+    """
+    name = shard_name.removesuffix(".tar")
+    table = _normalise(samples, name)
+    rows = table.to_pylist()
+    if reuse_existing and _existing_shard_matches(shard_dir, name, table, rows):
+        return len(rows)
+    tar_path, parquet_path = _paths(shard_dir, name)
+    # The twin goes first: a tar without its twin, or a twin whose tar is being rewritten, is never "complete".
+    delete_matching(parquet_path)
+    temporary = _temporary(tar_path)
+    with FileSystems.create(temporary, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        _write_tar(handle, rows)
+    _rename_over(temporary, tar_path)
+    buffer = io.BytesIO()
+    pq.write_table(table.select(Sample.names()).cast(Sample.schema()), buffer)
+    temporary = _temporary(parquet_path)
+    with FileSystems.create(temporary, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.write(buffer.getvalue())
+    _rename_over(temporary, parquet_path)
+    return len(rows)
+
+
+def write_sizes(shard_dir: str, sizes: dict[str, int]) -> None:
+    """``sizes.json`` (``{"00000.tar": n, ...}``), which open_clip reads to know the dataset size."""
+    write_text_atomically(FileSystems.join(shard_dir, SIZES_JSON), json.dumps(dict(sorted(sizes.items())), indent=1))
+
+
+def delete_stale_shards(shard_dir: str, shard_count: int) -> None:
+    """Delete shards numbered ``shard_count`` or above (left by an earlier, larger run)."""
+    for path in list_matching(FileSystems.join(shard_dir, "*.tar")) + list_matching(
+        FileSystems.join(shard_dir, "*.parquet")
+    ):
+        stem = posixpath.basename(path).split(".")[0]
+        if stem.isdigit() and int(stem) >= shard_count:
+            FileSystems.delete([path])
+
+
+def write_corpus(samples: Iterable[dict[str, Any]], output_dir: str, samples_per_shard: int = 10_000) -> dict[str, int]:
+    """Write samples as ``{output_dir}/shards/NNNNN.tar`` + ``.parquet`` and ``sizes.json``; returns the sizes.
+
+    Plain Python, one process: shards are assigned by sorted ``(key, candidate_id)`` exactly as ``write-shards``
+    assigns them, so both give the same tars for the same samples. For samples that come from no crawl: the shard
+    benchmark (``bench/shards.py``) writes its synthetic corpus with it, and the tests write their corpora with it.
+    """
+    if samples_per_shard < 1:
+        raise ValueError("samples_per_shard must be at least 1")
+    ordered = sorted(samples, key=sort_identity)
+    shard_dir = CorpusLayout(output_dir).folder(Sample)
+    sizes: dict[str, int] = {}
+    for index, start in enumerate(range(0, len(ordered), samples_per_shard)):
+        name = shard_name(index)
+        sizes[f"{name}.tar"] = write_shard(shard_dir, name, ordered[start : start + samples_per_shard])
+    delete_stale_shards(shard_dir, len(sizes))
+    write_sizes(shard_dir, sizes)
+    return sizes

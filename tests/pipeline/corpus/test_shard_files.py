@@ -1,0 +1,84 @@
+"""The shard format: a tar with three members per sample and its Parquet twin, reused on resume only when complete.
+
+Samples are SampleImage rows of real skimage photos as JPEG; the stage's own behaviour (ranking, workers, kills) is
+tested in tests/pipeline/stages/test_write_shards.py.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.corpus.shard_files import delete_stale_shards, shard_name, write_corpus, write_shard
+from schemas import Sample
+from tests.fixtures.image_corpus import jpeg, photo, sample_image_row
+
+
+def samples(count: int) -> list[dict]:
+    image = jpeg(photo("coffee"), (96, 64), quality=80)
+    return [
+        sample_image_row(f"https://img.example/{index}.jpg", f"cup number {index}", image, index)
+        for index in range(count)
+    ]
+
+
+def test_a_shard_is_three_members_per_sample_in_key_order_and_its_twin(tmp_path: Path) -> None:
+    rows = samples(5)
+    assert write_shard(str(tmp_path), "00007.tar", list(reversed(rows))) == 5
+    keys = sorted(row[Sample.KEY] for row in rows)
+    with tarfile.open(tmp_path / "00007.tar") as archive:
+        assert archive.getnames() == [f"{key}.{ext}" for key in keys for ext in ("jpg", "txt", "json")]
+    twin = pq.read_table(tmp_path / "00007.parquet").to_pylist()
+    assert [row[Sample.KEY] for row in twin] == keys and {row[Sample.SHARD] for row in twin} == {"00007"}
+    again = tmp_path / "again"
+    write_shard(str(again), "00007", rows)
+    assert (again / "00007.tar").read_bytes() == (tmp_path / "00007.tar").read_bytes()  # the caller's order is moot
+
+
+def test_resume_keeps_a_complete_shard_and_rewrites_a_damaged_one(tmp_path: Path) -> None:
+    rows = samples(4)
+    write_shard(str(tmp_path), "00000", rows)
+    tar, twin = tmp_path / "00000.tar", tmp_path / "00000.parquet"
+    written, inodes = tar.read_bytes(), (tar.stat().st_ino, twin.stat().st_ino)
+    # Kept only if the tar has exactly the size planned without building it, and the twin lists the same rows.
+    write_shard(str(tmp_path), "00000", rows, reuse_existing=True)
+    assert (tar.stat().st_ino, twin.stat().st_ino) == inodes
+    with tar.open("ab") as handle:  # a tar with bytes too many is rewritten
+        handle.write(b"\0" * tarfile.RECORDSIZE)
+    write_shard(str(tmp_path), "00000", rows, reuse_existing=True)
+    assert tar.read_bytes() == written and tar.stat().st_ino != inodes[0]
+    twin.unlink()  # a tar without its twin is incomplete
+    write_shard(str(tmp_path), "00000", rows, reuse_existing=True)
+    assert twin.exists() and tar.read_bytes() == written
+    inode = tar.stat().st_ino
+    write_shard(str(tmp_path), "00000", rows[:3], reuse_existing=True)  # other samples: rewritten
+    assert tar.stat().st_ino != inode and pq.read_table(twin).num_rows == 3
+
+
+def test_stale_shards_beyond_the_count_are_deleted(tmp_path: Path) -> None:
+    for index in range(4):
+        for suffix in (".tar", ".parquet"):
+            (tmp_path / f"{shard_name(index)}{suffix}").write_bytes(b"x")
+    (tmp_path / "notes.tar").write_bytes(b"x")
+    delete_stale_shards(str(tmp_path), 2)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "00000.parquet",
+        "00000.tar",
+        "00001.parquet",
+        "00001.tar",
+        "notes.tar",
+    ]
+
+
+def test_write_shard_refuses_duplicate_keys_and_missing_images(tmp_path: Path) -> None:
+    row = samples(1)[0]
+    with pytest.raises(ValueError, match="duplicate sample keys"):
+        write_shard(str(tmp_path), "00000", [row, dict(row, candidate_id="other")])
+    with pytest.raises(ValueError, match="image bytes"):
+        write_shard(str(tmp_path), "00000", [dict(row, image=None)])
+    assert write_corpus([], str(tmp_path / "empty")) == {}
+    assert json.loads((tmp_path / "empty" / "shards" / "sizes.json").read_text()) == {}
