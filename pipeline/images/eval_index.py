@@ -271,17 +271,6 @@ def build_eval_index(sources: list[str], output: str, image_column: str | None =
     return hashed
 
 
-def read_eval_index(path: str) -> tuple[list[int], list[str]]:
-    """The hashes of an index and their ``source:item`` labels (unreadable images left out)."""
-    table = pq.read_table(io.BytesIO(_read(path)))
-    hashes, labels = [], []
-    for row in table.to_pylist():
-        if row[EvalImageHash.STATUS] == "ok" and row[EvalImageHash.PHASH] is not None:
-            hashes.append(int(row[EvalImageHash.PHASH]))
-            labels.append(f"{row[EvalImageHash.SOURCE]}:{row[EvalImageHash.ITEM]}")
-    return hashes, labels
-
-
 def main(argv: Sequence[str]) -> int:
     """``python -m pipeline eval-index --input PATH [--input PATH ...] --output index.parquet``."""
     parser = argparse.ArgumentParser(prog="python -m pipeline eval-index", description=__doc__.split("\n\n")[0])

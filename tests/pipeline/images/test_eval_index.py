@@ -19,8 +19,9 @@ from PIL import Image
 
 from pipeline import cli
 from pipeline.core.config import ImageFilterConfig
-from pipeline.images.eval_index import HashIndex, build_eval_index, hamming, phash_uint64, read_eval_index
-from pipeline.stages.write_shards import write_corpus
+from pipeline.corpus.shard_files import write_corpus
+from pipeline.images.eval_index import HashIndex, build_eval_index, hamming, phash_uint64
+from pipeline.stages.filter_image import build_hash_index
 from schemas import SampleImage
 from schemas.tables import EvalImageHash
 from tests.conftest import shared_path
@@ -94,8 +95,9 @@ def test_ukbench_variants_and_a_corrupt_file(tmp_path: Path) -> None:
     # pHash is not flip- or rotation-invariant: these stay in the corpus by design.
     assert distance("mixed_images/ukbench00120_hflip.jpg") > 3 * DEFAULT
     assert distance("mixed_images/ukbench00120_rotation.jpg") > 3 * DEFAULT
-    hashes, labels = read_eval_index(str(output))
-    assert len(hashes) == 16 and all(label.startswith(str(folder)) for label in labels)
+    # What filter-image builds from the index: the readable images only, labelled ``source:item``.
+    index = build_hash_index(list(rows.values()), DEFAULT)
+    assert len(index) == 16 and all(label.startswith(f"{folder}:") for label in index.labels)
     # Hashing in worker processes gives the same index, row for row.
     parallel = tmp_path / "parallel.parquet"
     assert build_eval_index([str(folder)], str(parallel), workers=2) == 16
