@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 
 import pytest
@@ -68,3 +70,22 @@ def test_stage_help_lists_every_flag_with_its_documentation(capsys: pytest.Captu
     text = " ".join(capsys.readouterr().out.split())
     assert "--max-images-per-alt" in text and "Drop an alt text shared by more than this many" in text
     assert "hypernymisation" in text  # what filter-text deliberately does not do is stated in --help
+
+
+def test_every_config_field_documents_itself_for_help() -> None:
+    """The help is the field's own metadata: a new field without it fails here, not silently in ``--help``."""
+    from pipeline.core.config import SECTIONS, add_config_arguments
+
+    undocumented = [
+        f"{section.__name__}.{item.name}"
+        for section in (CorpusConfig, *SECTIONS.values())
+        for item in dataclasses.fields(section)
+        if not item.metadata.get("help", "").strip()
+    ]
+    assert undocumented == []
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    helps = {action.dest: action.help for action in parser._actions}
+    for section in SECTIONS.values():
+        for item in dataclasses.fields(section):
+            assert helps[item.name].startswith(item.metadata["help"].replace("%", "%%")), item.name
