@@ -18,6 +18,7 @@ Every stage clears its own old outputs before it writes, so a retry re-runs it f
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -31,13 +32,18 @@ from airflow.sdk import DAG, Param, chain
 #: The repository root: the default sample input and the training configs are found from it.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# The stages come from the registry. Where Airflow's Python lacks altcorpus (ALTCORPUS_PYTHON names another one),
+# the checkout beside this file provides it. The registry is Beam-free (schemas, i.e. pyarrow, which the Beam
+# provider already needs), so parsing this file stays cheap: tests/dags/test_dags.py holds it to that.
+if importlib.util.find_spec("pipeline") is None:
+    sys.path.append(str(REPO_ROOT))
+from pipeline.core.registry import STAGE_SPECS, stage_spec  # noqa: E402
+
 #: The Python that runs the stages: one with altcorpus installed (the Airflow worker's own by default).
 PYTHON = os.environ.get("ALTCORPUS_PYTHON", sys.executable)
 
-#: The Beam stages in data-path order (``pipeline.core.layout.STAGES``; spelled here so parsing the DAG imports no Beam).
-STAGES = ("extract", "filter-text", "fetch", "filter-image", "write-shards")
-
-#: Per-task retries and time limits: fetch talks to the web and is the longest; the others are CPU-bound passes.
+#: Per-task retries and time limits, keyed by stage name (plus ``stats`` and ``train``): fetch talks to the web and is
+#: the longest; the others are CPU-bound passes. A test requires an entry for every registered stage.
 LIMITS: dict[str, tuple[int, dt.timedelta]] = {
     "extract": (2, dt.timedelta(hours=6)),
     "filter-text": (2, dt.timedelta(hours=4)),
@@ -52,11 +58,6 @@ LIMITS: dict[str, tuple[int, dt.timedelta]] = {
 DATAFLOW_ONLY_OPTIONS = ("temp_location", "staging_location", "setup_file", "sdk_container_image")
 
 
-def task_id(stage: str) -> str:
-    """The Airflow task id of a stage (``filter-text`` -> ``filter_text``)."""
-    return stage.replace("-", "_")
-
-
 class CorpusStageOperator(BeamRunPythonPipelineOperator):
     """One altcorpus stage as a Beam job: params become pipeline options; Dataflow settings only for Dataflow.
 
@@ -65,12 +66,13 @@ class CorpusStageOperator(BeamRunPythonPipelineOperator):
     """
 
     def __init__(self, *, stage: str, **kwargs: Any) -> None:
+        spec = stage_spec(stage)
         options = {"output": "{{ params.output }}", "preset": "{{ params.preset }}"}
-        if stage == STAGES[0]:
+        if spec == STAGE_SPECS[0]:  # the first stage reads the crawl; the others read the corpus
             options["input"] = "{{ params.input }}"
         retries, timeout = LIMITS[stage]
         super().__init__(
-            task_id=task_id(stage),
+            task_id=spec.task_id,
             py_file=stage,
             py_options=["-m", "pipeline"],
             py_interpreter=PYTHON,
@@ -124,7 +126,7 @@ with DAG(
     },
     doc_md=__doc__,
 ) as dag:
-    stage_tasks = [CorpusStageOperator(stage=stage) for stage in STAGES]
+    stage_tasks = [CorpusStageOperator(stage=spec.name) for spec in STAGE_SPECS]
 
     retries, timeout = LIMITS["stats"]
     stats = BashOperator(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.layout import STAGES
+from pipeline.core.registry import STAGE_SPECS, STAGES, stage_spec
 from pipeline.corpus import stats
 from pipeline.images.eval_index import build_eval_index
 from pipeline.sample.builder import generate_sample
@@ -47,6 +47,17 @@ if dag is not None:
     }}
     result["params"] = sorted(dag.params.keys())
 print("RESULT " + json.dumps(result))
+"""
+
+PARSE_SCRIPT = """
+import importlib.util, json, sys
+
+spec = importlib.util.spec_from_file_location("altcorpus_dag", {path!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+limits = {{name: [retries, timeout.total_seconds()] for name, (retries, timeout) in module.LIMITS.items()}}
+loaded = sorted(name for name in sys.modules if name.split(".")[0] in ("apache_beam", "pipeline"))
+print("RESULT " + json.dumps({{"limits": limits, "loaded": loaded}}))
 """
 
 RUN_SCRIPT = """
@@ -104,13 +115,13 @@ def test_dagbag_imports_and_the_graph_is_the_pipeline(airflow_home: Path) -> Non
     result = run_airflow(GRAPH_SCRIPT.format(dags=str(DAGS)), airflow_home, timeout=300)
     assert result["import_errors"] == {} and result["dags"] == ["altcorpus"]
     tasks = result["tasks"]
-    order = [stage.replace("-", "_") for stage in STAGES] + ["stats", "train"]
+    order = [spec.task_id for spec in STAGE_SPECS] + ["stats", "train"]
     assert sorted(tasks) == sorted(order)
     for upstream, downstream in itertools.pairwise(order):
         assert tasks[upstream]["downstream"] == [downstream], upstream
     assert tasks["train"]["downstream"] == []
     for stage in STAGES:
-        task = tasks[stage.replace("-", "_")]
+        task = tasks[stage_spec(stage).task_id]
         # The stage runs as `python -m pipeline <stage> --runner=... --output=...`, the CLI contract.
         assert task["operator"] == "CorpusStageOperator"
         assert (task["py_options"], task["py_file"]) == (["-m", "pipeline"], stage)
@@ -119,6 +130,29 @@ def test_dagbag_imports_and_the_graph_is_the_pipeline(airflow_home: Path) -> Non
         assert task["timeout_s"] and task["timeout_s"] > 0
     assert tasks["fetch"]["retries"] >= 2 and tasks["train"]["retries"] == 0
     assert {"input", "output", "preset", "runner", "project", "region", "train"} <= set(result["params"])
+
+
+def test_registry_import_loads_no_beam() -> None:
+    """The CLI's --help, the DAG and the report read the registry: importing it must not pull in Beam."""
+    probe = "import json, sys; import pipeline.core.registry; print(json.dumps(sorted(sys.modules)))"
+    process = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    loaded = json.loads(process.stdout)
+    assert "pipeline.core.registry" in loaded and "pyarrow" in loaded  # the probe did import it
+    assert not [name for name in loaded if name.split(".")[0] == "apache_beam"]
+
+
+def test_dag_parses_without_beam_and_limits_every_registered_stage(tmp_path: Path) -> None:
+    """Parsing the DAG file is cheap (registry only, no Beam, no stage module), and every registered stage, plus
+    stats and train, has its own retries and time limit: a new stage without an entry fails here, not at parse time
+    in a scheduler."""
+    result = run_airflow(PARSE_SCRIPT.format(path=str(DAGS / "altcorpus_dag.py")), tmp_path, timeout=300)
+    assert "pipeline.core.registry" in result["loaded"]
+    assert [
+        name for name in result["loaded"] if name.startswith(("apache_beam", "pipeline.stages", "pipeline.core.layout"))
+    ] == []
+    assert set(result["limits"]) == {*STAGES, "stats", "train"}
+    for name, (retries, timeout_s) in result["limits"].items():
+        assert retries >= 0 and timeout_s > 0, name
 
 
 @pytest.mark.slow
@@ -138,7 +172,7 @@ def test_dag_builds_the_sample_corpus_end_to_end(airflow_home: Path, tmp_path: P
     result = run_airflow(RUN_SCRIPT.format(dags=str(DAGS), conf=conf), airflow_home, timeout=900)
     states = result["states"]
     assert {task: states[task] for task in states if task != "train"} == {
-        task: "success" for task in [stage.replace("-", "_") for stage in STAGES] + ["stats"]
+        task: "success" for task in [spec.task_id for spec in STAGE_SPECS] + ["stats"]
     }, states
     assert states["train"] == "skipped"
     # The corpus the DAG built is complete and balances; the stats task wrote its report beside it.
