@@ -25,7 +25,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from pipeline.core.layout import STAGES, CorpusLayout, list_matching
+from pipeline.core.layout import CorpusLayout, list_matching
+from pipeline.core.registry import EXTRACT, FETCH, FILTER_IMAGE, FILTER_TEXT, STAGES, WRITE_SHARDS
 from schemas import (
     SCHEMA_VERSION,
     Candidate,
@@ -47,13 +48,14 @@ SQL_DIR = Path(__file__).with_name("sql")
 VIEW_TABLES: tuple[type[Table], ...] = (Candidate, RecordError, TextKept, FetchedImage, SampleImage, Sample, Rejection)
 
 #: Newest finished stage -> (table holding the candidates no stage dropped, stages whose rejections come out of it).
-#: fetch writes one row per URL, not per survivor, so after fetch the survivors are text_kept/ minus fetch's drops.
+#: Names and folders are the registry's; which table holds the survivors is this module's knowledge: fetch writes one
+#: row per URL, not per survivor, so after fetch the survivors are filter-text's output minus fetch's drops.
 HELD_AFTER_STAGE: dict[str, tuple[str, tuple[str, ...]]] = {
-    "extract": (Candidate.FOLDER, ("extract",)),
-    "filter-text": (TextKept.FOLDER, ()),
-    "fetch": (TextKept.FOLDER, ("fetch",)),
-    "filter-image": (SampleImage.FOLDER, ()),
-    "write-shards": (Sample.FOLDER, ()),
+    EXTRACT.name: (EXTRACT.folder, (EXTRACT.name,)),
+    FILTER_TEXT.name: (FILTER_TEXT.folder, ()),
+    FETCH.name: (FILTER_TEXT.folder, (FETCH.name,)),
+    FILTER_IMAGE.name: (FILTER_IMAGE.folder, ()),
+    WRITE_SHARDS.name: (WRITE_SHARDS.folder, ()),
 }
 
 #: The report's sections: query file (without .sql) per section, in print order.
@@ -338,6 +340,14 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    stale = layout.stale_stages()
+    if stale:
+        print(
+            f"{args.corpus}: {', '.join(stale)} read outputs that a later re-run of an earlier stage replaced "
+            "(stale): run `python -m pipeline build-corpus` with the same flags to redo them",
+            file=sys.stderr,
+        )
+        return 1
     stats = collect(args.corpus, threads=args.threads)
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=False))

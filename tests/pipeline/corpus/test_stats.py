@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.core.layout import STAGES, CorpusLayout
+from pipeline.core.layout import CorpusLayout
+from pipeline.core.registry import STAGE_SPECS, STAGES
 from pipeline.corpus import stats
 from schemas import Candidate, FetchedImage, RecordError, Rejection, Sample, SampleImage, Table, TextKept
 
@@ -257,6 +258,18 @@ def test_cli_runs_stats_as_a_command(corpus: Path, capsys: pytest.CaptureFixture
 
     assert main(["stats", str(corpus), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["funnel"]["kept"] == 9
+
+
+def test_every_registered_stage_says_where_its_survivors_are() -> None:
+    """A new stage in the registry needs an entry here, and the survivors must sit in a table with one row per
+    candidate (a ``candidate_id`` column) that stats has a view for, written by this stage or an earlier one."""
+    assert list(stats.HELD_AFTER_STAGE) == list(STAGES)
+    views = {table.FOLDER: table for table in stats.VIEW_TABLES}
+    for position, spec in enumerate(STAGE_SPECS):
+        table, minus_stages = stats.HELD_AFTER_STAGE[spec.name]
+        assert table in {earlier.folder for earlier in STAGE_SPECS[: position + 1]}, spec.name
+        assert "candidate_id" in views[table].schema().names, spec.name
+        assert set(minus_stages) <= set(STAGES[: position + 1]), spec.name
 
 
 # -- the .sql files against the schemas -----------------------------------------------------------------------------
