@@ -94,6 +94,9 @@ def plan_training(argv: list[str]) -> tuple[argparse.Namespace, TrainPlan]:
     corpus = read_corpus(cli.corpus)
     plan = TrainPlan(config=config, corpus=corpus, worker_args=launch.worker_args(config, corpus))
     parsed = validate_open_clip_argv(plan.open_clip_args)
+    if parsed.opt.startswith("timm/") and parsed.eps is None:
+        # open_clip_train passes eps=None to timm's optimisers, which fail on it (Lamb: float(None)) after model setup.
+        raise ValueError(f"`opt: {parsed.opt}` needs `eps` (open_clip_train sets none for timm optimisers), e.g. 1e-6")
     if not parsed.dataset_resampled and corpus.num_shards < parsed.workers * config.nodes * max(
         1, config.gpus_per_node
     ):
