@@ -97,15 +97,29 @@ def plan_training(argv: list[str]) -> tuple[argparse.Namespace, TrainPlan]:
     if parsed.opt.startswith("timm/") and parsed.eps is None:
         # open_clip_train passes eps=None to timm's optimisers, which fail on it (Lamb: float(None)) after model setup.
         raise ValueError(f"`opt: {parsed.opt}` needs `eps` (open_clip_train sets none for timm optimisers), e.g. 1e-6")
-    if not parsed.dataset_resampled and corpus.num_shards < parsed.workers * config.nodes * max(
-        1, config.gpus_per_node
-    ):
-        raise ValueError(
-            f"{corpus.num_shards} shard(s) for {parsed.workers} DataLoader worker(s) x "
-            f"{config.nodes * max(1, config.gpus_per_node)} rank(s): open_clip_train needs a shard per worker; "
-            "lower `workers`, write smaller shards, or set `dataset_resampled: true`"
-        )
+    check_shards_per_loader(corpus.num_shards, parsed.workers, config.nodes * max(1, config.gpus_per_node), parsed)
     return cli, plan
+
+
+def check_shards_per_loader(num_shards: int, workers: int, ranks: int, parsed: argparse.Namespace) -> None:
+    """Refuse a run where some data loader would get no shard: it waits forever instead of failing.
+
+    Without ``--dataset-resampled`` open_clip_train splits the shard list over every rank's loaders, and ``workers:
+    0`` is still one loader (the main process) per rank, so there must be a shard for each of max(1, workers) x ranks.
+    """
+    if parsed.dataset_resampled:
+        return
+    loaders_per_rank = max(1, workers)
+    if num_shards >= loaders_per_rank * ranks:
+        return
+    advice = []
+    if num_shards >= ranks and workers > 1:
+        advice.append(f"lower `workers` to {num_shards // ranks}")
+    advice += ["write smaller shards (more of them)", "or set `dataset_resampled: true`"]
+    raise ValueError(
+        f"{num_shards} shard(s) for {loaders_per_rank} data loader(s) per rank x {ranks} rank(s): open_clip_train "
+        f"needs a shard per loader, and a loader without one hangs; {', '.join(advice)}"
+    )
 
 
 def write_run_info(plan: TrainPlan) -> Path:

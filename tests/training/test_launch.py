@@ -112,11 +112,17 @@ def test_sbatch_script_for_several_nodes(small_corpus: Path, config_path: Path, 
 def test_refusals_come_before_any_launch(small_corpus: Path, config_path: Path, tmp_path: Path) -> None:
     base = ["--corpus", str(small_corpus), "--config", str(config_path), "--logs", str(tmp_path / "logs")]
     with pytest.raises(SystemExit, match="--slurm"):
-        train.run([*base, "--nodes", "2", "--gpus-per-node", "8"])
+        train.run([*base, "--nodes", "2", "--gpus-per-node", "8", "--set", "dataset_resampled=true"])
     with pytest.raises(SystemExit, match="--slurm"):
         train.run([*base, "--submit"])
-    with pytest.raises(ValueError, match="shard per worker"):
+    with pytest.raises(ValueError, match="shard per loader"):
         train.run([*base, "--set", "workers=4", "--print-command"])
+    # workers: 0 still means one loader per rank: 4 ranks over 2 shards would leave ranks 2 and 3 waiting forever.
+    with pytest.raises(ValueError, match="2 shard") as refused:
+        train.run([*base, "--gpus-per-node", "4", "--print-command"])
+    assert "lower `workers`" not in str(refused.value)  # already at one loader per rank: lowering cannot help
+    with pytest.raises(ValueError, match="lower `workers`"):
+        train.run([*base, "--set", "workers=2", "--gpus-per-node", "2", "--print-command"])
     with pytest.raises(ValueError, match="unknown model"):
         train.run([*base, "--set", "model=no-such-model", "--print-command"])
     with pytest.raises(ValueError, match="rejected"):
