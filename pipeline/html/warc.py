@@ -35,20 +35,12 @@ from typing import BinaryIO
 from fastwarc import ArchiveIterator, WarcRecordType
 from fastwarc.stream_io import BrotliReader, ZstdReader
 
+from pipeline.images.sniff import sniff_image_type
+
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 #: Types whose body is read and sniffed for HTML or image magic bytes, since servers label pages and images so.
 SNIFFED_TYPES = frozenset({"", "text/plain", "application/octet-stream", "binary/octet-stream", "unknown/unknown"})
 _USED_TYPES = WarcRecordType.response | WarcRecordType.resource
-_IMAGE_MAGIC = (
-    b"\xff\xd8\xff",  # JPEG
-    b"\x89PNG\r\n\x1a\n",
-    b"GIF87a",
-    b"GIF89a",
-    b"BM",  # BMP
-    b"II*\x00",  # TIFF
-    b"MM\x00*",
-    b"\x00\x00\x01\x00",  # ICO
-)
 _SNIFF_BYTES = 1024
 WAT_IMG_PATH = "IMG@/src"
 
@@ -105,18 +97,6 @@ class RecordProblem:
 WarcItem = HtmlResponse | ImageResponse | WatLinks | RecordProblem
 
 
-def is_image_magic(head: bytes) -> bool:
-    """Whether bytes start like an image file (JPEG, PNG, GIF, WebP, AVIF/HEIF, BMP, TIFF, ICO, SVG)."""
-    if head.startswith(_IMAGE_MAGIC):
-        return True
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return True
-    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis", b"heic", b"heix", b"mif1"):
-        return True
-    start = head[:256].lstrip().lower()
-    return start.startswith(b"<svg") or (start.startswith(b"<?xml") and b"<svg" in head[:_SNIFF_BYTES].lower())
-
-
 def looks_like_html(head: bytes) -> bool:
     """Whether an untyped body starts like an HTML page."""
     start = head[:_SNIFF_BYTES].lower()
@@ -163,7 +143,7 @@ def decode_content(body: bytes, encoding: str | None, limit: int) -> tuple[bytes
             return b"", "page_too_large", f"more than {limit} bytes after {coding} decoding"
         return decoded, None, ""
     # An unknown coding: use the body if it is readable as is, else say why it was dropped.
-    if body.lstrip()[:1] == b"<" or is_image_magic(body[:_SNIFF_BYTES]):
+    if body.lstrip()[:1] == b"<" or sniff_image_type(body[:_SNIFF_BYTES]) is not None:
         return body, None, ""
     return b"", "undecodable_page", f"unsupported content-encoding {coding!r}"
 
@@ -270,7 +250,7 @@ def _read_response(
         return problem_item
     if kind == "sniff":
         head = body[:_SNIFF_BYTES]
-        if is_image_magic(head):
+        if sniff_image_type(head) is not None:  # SVG included: fetch then records it as not_an_image
             kind = "image"
         elif looks_like_html(head):
             kind = "html"

@@ -64,7 +64,7 @@ def phash_uint64(image: Any) -> int:
 
 def phash_of_bytes(data: bytes) -> int:
     """The pHash ``fetch`` stores for these image bytes with its default settings (same decode, EXIF rotation,
-    transparency on white, draft scale); raises ``FetchError`` (status decode_error, not_an_image, ...)."""
+    transparency on white, draft scale); raises ``ImageError`` (reason decode_error, not_an_image, ...)."""
     from pipeline.images import process as imageproc
 
     fetch = FetchConfig()
@@ -166,12 +166,12 @@ class _Item:
 
 
 def _hash_item(entry: _Item) -> dict[str, object]:
-    from pipeline.net.safety import FetchError
+    from pipeline.images.process import ImageError
 
     try:
         value = phash_of_bytes(entry.data)
-    except FetchError as error:  # an unreadable image is recorded with fetch's status, never fatal
-        return EvalImageHash.row(source=entry.source, item=entry.item, status=error.status, error=error.message[:500])
+    except ImageError as error:  # an unreadable image is recorded with fetch's status, never fatal
+        return EvalImageHash.row(source=entry.source, item=entry.item, status=error.reason, error=error.detail[:500])
     except Exception as error:  # anything else a broken file can raise: still recorded
         message = f"{type(error).__name__}: {error}"[:500]
         return EvalImageHash.row(source=entry.source, item=entry.item, status="decode_error", error=message)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import imagehash
 from PIL import Image, ImageOps
 
-from pipeline.net.safety import FetchError
+from pipeline.images.sniff import SNIFF_BYTES, sniff_raster_type
 
 RESIZE_MODES = ("keep_ratio", "center_crop", "border", "keep_ratio_largest", "no")
 
@@ -42,32 +42,14 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 WHITE = (255, 255, 255)
 
 
-def sniff_image_type(head: bytes) -> str | None:
-    """The image type announced by the first bytes of a body (magic numbers), or ``None`` when not an image.
+class ImageError(Exception):
+    """An image that cannot be stored: ``reason`` is one of fetch's statuses (``not_an_image``, ``decode_error``,
+    ``decompression_bomb``), which its caller records as the image's status; ``detail`` says what was found."""
 
-    Magic bytes decide, never ``Content-Type``: servers label JPEGs ``text/plain`` and error pages ``image/jpeg``.
-    """
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[:2] == b"BM":
-        return "bmp"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis", b"heic", b"heix", b"mif1"):
-        return "avif"
-    if head[:4] == b"\x00\x00\x01\x00":
-        return "ico"
-    return None
-
-
-#: Bytes needed to recognise every signature above.
-SNIFF_BYTES = 16
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -134,25 +116,25 @@ def decode_image(
     """Decode ``data`` after checking its declared size: ``(image, format, original width, original height)``.
 
     The pixel limit is checked on the header, before any pixel is decoded, so a 100000 x 100000 PNG of a few KB
-    costs nothing; ``decompression_bomb``, ``not_an_image`` and ``decode_error`` are raised as ``FetchError``.
+    costs nothing; ``decompression_bomb``, ``not_an_image`` and ``decode_error`` are raised as ``ImageError``.
     The original size is as displayed (after EXIF rotation); ``draft_size`` (stored orientation) lets a JPEG be
     decoded at a reduced DCT scale no smaller than it.
     """
     try:
         image = Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS)
     except Image.DecompressionBombError as error:
-        raise FetchError("decompression_bomb", str(error)) from None
+        raise ImageError("decompression_bomb", str(error)) from None
     except Image.UnidentifiedImageError as error:
         # The magic bytes said image (checked first); a header Pillow cannot parse is a broken image.
-        status = "decode_error" if sniff_image_type(data[:SNIFF_BYTES]) else "not_an_image"
-        raise FetchError(status, str(error)) from None
+        status = "decode_error" if sniff_raster_type(data[:SNIFF_BYTES]) else "not_an_image"
+        raise ImageError(status, str(error)) from None
     except Exception as error:  # a corrupt header can raise almost anything inside a plugin
-        raise FetchError("decode_error", f"{type(error).__name__}: {error}") from None
+        raise ImageError("decode_error", f"{type(error).__name__}: {error}") from None
     width, height = image.size
     if width * height > max_pixels:
-        raise FetchError("decompression_bomb", f"{width}x{height} = {width * height} pixels > limit {max_pixels}")
+        raise ImageError("decompression_bomb", f"{width}x{height} = {width * height} pixels > limit {max_pixels}")
     if width <= 0 or height <= 0:
-        raise FetchError("decode_error", f"image declares size {width}x{height}")
+        raise ImageError("decode_error", f"image declares size {width}x{height}")
     image_format = image.format or "unknown"
     try:
         orientation = image_orientation(image)
@@ -164,9 +146,9 @@ def decode_image(
         if orientation != 1:  # exif_transpose copies even an upright image
             image = ImageOps.exif_transpose(image) or image
     except Image.DecompressionBombError as error:
-        raise FetchError("decompression_bomb", str(error)) from None
+        raise ImageError("decompression_bomb", str(error)) from None
     except Exception as error:  # truncated data, bad Huffman tables, zlib errors, ...
-        raise FetchError("decode_error", f"{type(error).__name__}: {error}") from None
+        raise ImageError("decode_error", f"{type(error).__name__}: {error}") from None
     return image, image_format, width, height
 
 
@@ -195,11 +177,11 @@ def process_image(
     image_size: int = 512,
     jpeg_quality: int = 95,
 ) -> ProcessedImage:
-    """Hash, decode, resize (img2dataset semantics, no upscaling) and re-encode one image; ``FetchError`` on failure."""
+    """Hash, decode, resize (img2dataset semantics, no upscaling) and re-encode one image; ``ImageError`` on failure."""
     if resize_mode not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize_mode!r}; choose one of {RESIZE_MODES}")
-    if sniff_image_type(data[:SNIFF_BYTES]) is None:
-        raise FetchError("not_an_image", f"body does not start with an image signature: {data[:SNIFF_BYTES]!r}")
+    if sniff_raster_type(data[:SNIFF_BYTES]) is None:
+        raise ImageError("not_an_image", f"body does not start with an image signature: {data[:SNIFF_BYTES]!r}")
     draft_size = None
     if resize_mode != "no":
         try:
@@ -230,7 +212,7 @@ def process_image(
         output = io.BytesIO()
         image.save(output, format="JPEG", quality=jpeg_quality)
     except Exception as error:  # conversion of exotic modes (e.g. 16-bit, CMYK with bad profiles)
-        raise FetchError("decode_error", f"{type(error).__name__}: {error}") from None
+        raise ImageError("decode_error", f"{type(error).__name__}: {error}") from None
     return ProcessedImage(
         sha256=hashlib.sha256(data).hexdigest(),
         phash=phash,

@@ -4,9 +4,9 @@ Why urllib3 (already a dependency): connection pooling per host, streaming reads
 time, so the clock is checked between chunks), and no redirect/retry magic once switched off, so every hop and retry
 is ours to check. One ``PoliteClient`` lives in a DoFn's ``setup()`` and is shared by that worker's threads.
 
-What every fetch guarantees (statuses are fetch's closed list, see ``pipeline/fetch.py``):
+What every fetch guarantees (statuses are fetch's closed list, see ``pipeline/stages/fetch.py``):
 - only http(s), and only public addresses, checked after DNS, on every redirect hop, and on the connected socket
-  (``net_safety``);
+  (``safety``);
 - robots.txt of every origin fetched once and honoured for ``robots_agent`` (``robots``);
 - at most ``per_host_concurrency`` requests in flight per origin, and a shared pause for the whole origin after a
   429/503 (``Retry-After`` honoured up to ``max_retry_after_s``; a longer one ends the fetch instead of hammering);
@@ -36,9 +36,10 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import Retry
 
 from pipeline.core.config import FetchConfig
-from pipeline.images.process import SNIFF_BYTES, sniff_image_type
+from pipeline.images.sniff import SNIFF_BYTES, sniff_raster_type
+from pipeline.net.errors import FetchError
 from pipeline.net.robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsResponse, opted_out
-from pipeline.net.safety import AddressPolicy, FetchError, Target, check_connected_peer, check_url
+from pipeline.net.safety import AddressPolicy, Target, check_connected_peer, check_url
 
 #: Statuses worth another attempt: the server or the network may do better in a moment.
 TRANSIENT_HTTP = frozenset({429, 500, 502, 503, 504})
@@ -333,11 +334,11 @@ class PoliteClient:
                 raise FetchError("too_large", f"body exceeds cap {max_bytes} bytes", http_status)
             if not sniffed and received >= SNIFF_BYTES:
                 head = b"".join(chunks)[:SNIFF_BYTES]
-                if sniff_image_type(head) is None:
+                if sniff_raster_type(head) is None:
                     raise FetchError("not_an_image", f"body starts with {head!r}, not an image signature", http_status)
                 sniffed = True
         body = b"".join(chunks)[:max_bytes]
-        if not sniffed and sniff_image_type(body[:SNIFF_BYTES]) is None:
+        if not sniffed and sniff_raster_type(body[:SNIFF_BYTES]) is None:
             raise FetchError("not_an_image", f"body of {len(body)} bytes is not an image", http_status)
         return body
 

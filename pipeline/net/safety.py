@@ -15,23 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from pipeline.net.errors import FetchError
+
 ALLOWED_SCHEMES = ("http", "https")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class FetchError(Exception):
-    """A fetch that ended without an image: ``status`` is one of fetch's closed list of reasons."""
-
-    def __init__(self, status: str, message: str, http_status: int | None = None, transient: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.http_status = http_status
-        #: Whether trying again may succeed (timeouts, connection errors): the client retries only these.
-        self.transient = transient
 
 
 @dataclass(frozen=True)

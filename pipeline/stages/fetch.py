@@ -44,10 +44,10 @@ from pipeline.core.config import CorpusConfig, FetchConfig
 from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable
 from pipeline.core.rules import REJECTED, counter, rejection
 from pipeline.core.stage import run_stage
-from pipeline.images.process import SNIFF_BYTES, process_image, sniff_image_type
+from pipeline.images.process import ImageError, process_image
+from pipeline.images.sniff import SNIFF_BYTES, sniff_raster_type
 from pipeline.net.client import FetchResult, PoliteClient
 from pipeline.net.robots import opted_out
-from pipeline.net.safety import FetchError
 from schemas import ArchivedImage, FetchedImage, Rejection, TextKept
 
 log = logging.getLogger("altcorpus")
@@ -105,7 +105,7 @@ def archived_result(record: dict[str, Any], config: FetchConfig) -> FetchResult 
             return failed("opted_out", f"X-Robots-Tag: {directive}")
     if len(body) > config.max_image_bytes:
         return failed("too_large", f"{len(body)} bytes > cap {config.max_image_bytes}")
-    if sniff_image_type(body[:SNIFF_BYTES]) is None:
+    if sniff_raster_type(body[:SNIFF_BYTES]) is None:
         return failed("not_an_image", f"body starts with {body[:SNIFF_BYTES]!r}")
     return FetchResult(url, "ok", None, status, content_type, body, final_url=url)
 
@@ -143,8 +143,8 @@ def fetch_one(
             image = process_image(
                 result.body, config.max_image_pixels, config.resize_mode, config.image_size, config.jpeg_quality
             )
-        except FetchError as error:
-            row.update({FetchedImage.STATUS: error.status, FetchedImage.ERROR: error.message})
+        except ImageError as error:
+            row.update({FetchedImage.STATUS: error.reason, FetchedImage.ERROR: error.detail})
         except Exception as error:  # an image that breaks Pillow in an unforeseen way is a bad image, not a crash
             row.update({FetchedImage.STATUS: "decode_error", FetchedImage.ERROR: f"{type(error).__name__}: {error}"})
         else:

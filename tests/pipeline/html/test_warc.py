@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from collections import Counter
 from pathlib import Path
 
 import brotli
-import pytest
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
 
 from pipeline.html.warc import (
     HtmlResponse,
@@ -16,10 +18,11 @@ from pipeline.html.warc import (
     RecordProblem,
     WatLinks,
     decode_content,
-    is_image_magic,
     iter_warc_items,
 )
+from pipeline.images.sniff import sniff_image_type
 from tests.conftest import shared_path
+from tests.fixtures.http_server import HTML_PAGE, SVG_DRAWING, encode, photo
 
 LIMIT = 5_000_000
 
@@ -103,7 +106,7 @@ def test_pywb_archive_keeps_images_aside_and_skips_non_200_pages() -> None:
     images = [item for item in items if isinstance(item, ImageResponse)]
     types = {image.content_type.split(";")[0] for image in images}
     assert {"image/png", "image/svg+xml"} <= types
-    assert all(is_image_magic(image.body[:1024]) for image in images)
+    assert all(sniff_image_type(image.body[:1024]) is not None for image in images)
     assert counts["skipped_status_not_200"] > 0
     assert sum(isinstance(item, HtmlResponse) for item in items) == 16
 
@@ -141,17 +144,26 @@ def test_content_encoding_decoding() -> None:
     assert decode_content(bomb, "gzip", 1_000_000)[1] == "page_too_large"
 
 
-@pytest.mark.parametrize(
-    ("head", "expected"),
-    [
-        (b"\xff\xd8\xff\xe0\x00\x10JFIF", True),
-        (b"\x89PNG\r\n\x1a\n\x00", True),
-        (b"GIF89a", True),
-        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", True),
-        (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg">', True),
-        (b"<!DOCTYPE html><html>", False),
-        (b"plain text", False),
-    ],
-)
-def test_image_magic(head: bytes, expected: bool) -> None:
-    assert is_image_magic(head) is expected
+def test_untyped_records_are_sniffed_svg_included(tmp_path: Path) -> None:
+    """An untyped body is an image when the one sniffer says so (SVG too, see pipeline/images/sniff.py)."""
+    bodies = {
+        "http://example.org/drawing": SVG_DRAWING,
+        "http://example.org/photo": encode(photo("chelsea"), "PNG"),
+        "http://example.org/page": HTML_PAGE,
+        "http://example.org/data": b'{"error": "not found"}',
+    }
+    path = tmp_path / "untyped.warc.gz"
+    with open(path, "wb") as out:
+        writer = WARCWriter(out, gzip=True)
+        for url, body in bodies.items():
+            headers = [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))]
+            http = StatusAndHeaders("200 OK", headers, protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=http))
+    counts: Counter = Counter()
+    items = {item.info.url: type(item).__name__ for item in items_of(path, counts)}
+    assert items == {
+        "http://example.org/drawing": "ImageResponse",
+        "http://example.org/photo": "ImageResponse",
+        "http://example.org/page": "HtmlResponse",
+    }
+    assert counts["skipped_other_types"] == 1

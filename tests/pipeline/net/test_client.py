@@ -14,7 +14,8 @@ import pytest
 
 from pipeline.core.config import FetchConfig
 from pipeline.net.client import PoliteClient, parse_retry_after
-from pipeline.net.safety import AddressPolicy, FetchError, check_url
+from pipeline.net.errors import FetchError
+from pipeline.net.safety import AddressPolicy, check_url
 from pipeline.stages.fetch import fetch_one
 from tests.fixtures.http_server import MisbehavingServer, encode, photo, png_bomb
 
@@ -68,6 +69,7 @@ CASES = [
     ("/chunked.jpg", "ok", 2.0),  # a JPEG served as text/plain: magic bytes win
     ("/noai-for-others.jpg", "ok", 2.0),  # an opt-out addressed to another agent
     ("/html-as-jpeg.jpg", "not_an_image", 2.0),
+    ("/drawing.svg", "not_an_image", 2.0),  # an image, but a drawing with no pixels: not stored
     ("/truncated.jpg", "decode_error", 2.0),
     ("/bomb.png", "decompression_bomb", 2.0),
     ("/missing.jpg", "http_404", 2.0),

@@ -21,7 +21,7 @@ from pipeline.core.keys import candidate_id, sample_key
 from pipeline.core.rules import REJECTED
 from pipeline.stages import fetch
 from schemas import ArchivedImage, FetchedImage, Rejection, TextKept
-from tests.fixtures.http_server import HTML_PAGE, MisbehavingServer, encode, photo
+from tests.fixtures.http_server import HTML_PAGE, SVG_DRAWING, MisbehavingServer, encode, photo
 from tests.pipeline.net.test_client import sample_images
 
 FAST_FLAGS = [
@@ -55,6 +55,7 @@ ARCHIVE_CASES = {
     f"{ARCHIVE}/gone.jpg": (1, "http_404"),
     f"{ARCHIVE}/optout.jpg": (1, "opted_out"),
     f"{ARCHIVE}/soft404.jpg": (1, "not_an_image"),
+    f"{ARCHIVE}/drawing.svg": (1, "not_an_image"),  # warc keeps an SVG as an image; fetch does not store it
     f"{ARCHIVE}/twice.jpg": (1, "ok"),  # archived twice: a 404 and a 200; the 200 wins
 }
 OTHER_CASES = {
@@ -109,6 +110,7 @@ def archived_rows() -> list[dict[str, Any]]:
         record(f"{ARCHIVE}/gone.jpg", 404, b"not found", 2),
         record(f"{ARCHIVE}/optout.jpg", 200, chelsea, 3, tag="noindex, noimageai"),
         record(f"{ARCHIVE}/soft404.jpg", 200, HTML_PAGE, 4),
+        record(f"{ARCHIVE}/drawing.svg", 200, SVG_DRAWING, 8),
         record(f"{ARCHIVE}/twice.jpg", 404, b"gone", 5, date="2024-03-01"),
         record(f"{ARCHIVE}/twice.jpg", 200, chelsea, 6, date="2023-01-01"),
         record(f"{ARCHIVE}/nobody-points-here.jpg", 200, chelsea, 7),
