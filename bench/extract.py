@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from fastwarc import ArchiveIterator, WarcRecordType  # noqa: E402
 
 from pipeline.core.config import CorpusConfig, ExtractConfig  # noqa: E402
-from pipeline.html.images import scan_page, scan_page_reference  # noqa: E402
+from pipeline.html.scan import scan_page, scan_page_reference  # noqa: E402
 from pipeline.html.warc import HTML_TYPES, decode_content  # noqa: E402
 from pipeline.stages.extract import iter_extracted  # noqa: E402
 

@@ -38,7 +38,8 @@ from pipeline.core.layout import CorpusLayout, WriteTable, list_matching
 from pipeline.core.rules import counter, rejection
 from pipeline.core.stage import run_stage
 from pipeline.html.alt_text import normalise_alt
-from pipeline.html.images import ImgTag, UrlResolver, find_images, page_base, url_host
+from pipeline.html.images import ImgTag, find_images
+from pipeline.html.urls import UrlResolver, page_base, url_host
 from pipeline.html.warc import HtmlResponse, ImageResponse, RecordProblem, WatLinks, iter_warc_items
 from schemas import ArchivedImage, Candidate, RecordError, Rejection
 

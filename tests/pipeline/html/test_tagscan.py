@@ -1,4 +1,4 @@
-"""The compiled ``<img>`` tag scanner (pipeline.html._tagscan) against its pure-Python reference.
+"""The compiled ``<img>`` tag scanner (pipeline.html._tagscan) against its pure-Python reference (pipeline.html.scan).
 
 The C scanner is what the extract stage runs; ``scan_page_reference`` is the specification it must match
 exactly: on every real page of the shared crawl data, and on generated markup built from the pieces that
@@ -17,7 +17,9 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser
 
 import pipeline.html.images as html_images
-from pipeline.html.images import find_images, scan_page_reference
+from pipeline.html import scan
+from pipeline.html.images import find_images
+from pipeline.html.scan import scan_page_reference
 from pipeline.html.warc import HtmlResponse, iter_warc_items
 from tests.conftest import shared_path
 
@@ -114,6 +116,7 @@ _PIECES = [
 def test_the_compiled_scanner_is_built_and_used(tagscan: ModuleType) -> None:
     from pipeline.html import _tagscan as installed
 
+    assert scan.scan_page is installed.scan_page and scan.tag_attributes is installed.tag_attributes
     assert html_images.scan_page is installed.scan_page and html_images.tag_attributes is installed.tag_attributes
 
 
@@ -289,6 +292,7 @@ def test_find_images_is_the_same_with_the_pure_python_fallback(monkeypatch: pyte
             ]
     assert bodies
     compiled = [find_images(item.body, item.charset) for item in bodies]
+    # What pipeline.html.scan gives find_images where the import of the compiled module fails.
     monkeypatch.setattr(html_images, "scan_page", scan_page_reference)
     monkeypatch.setattr(html_images, "tag_attributes", None)
     assert [find_images(item.body, item.charset) for item in bodies] == compiled
