@@ -35,6 +35,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.core.config import CorpusConfig, CorpusOptions
 from pipeline.core.keys import candidate_id_in, candidate_id_prefix, sample_key
 from pipeline.core.layout import CorpusLayout, WriteTable, list_matching
+from pipeline.core.reasons import ExtractReason
 from pipeline.core.rules import counter, rejection
 from pipeline.core.stage import run_stage
 from pipeline.html.alt_text import normalise_alt
@@ -144,9 +145,10 @@ def _page_candidates(
                     kept += 1
                     yield CANDIDATES, row
                     continue
-                problem = "alt_too_long_chars"
+                problem = ExtractReason.ALT_TOO_LONG_CHARS
                 detail = f"{len(alt)} characters, more than {max_alt_chars}"
             else:
+                problem = ExtractReason(problem)  # the resolver's reason, held to the closed list
                 detail = f"{problem}: {image_url[:200]}"
             counts[f"rejected_{problem}"] += 1
             yield REJECTED, rejection(row, STAGE, problem, detail)

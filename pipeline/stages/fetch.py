@@ -42,6 +42,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from pipeline.core.config import CorpusConfig, FetchConfig
 from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable
+from pipeline.core.reasons import FetchReason, http_status_reason
 from pipeline.core.rules import REJECTED, counter, rejection
 from pipeline.core.stage import run_stage
 from pipeline.images.process import ImageError, process_image
@@ -97,16 +98,16 @@ def archived_result(record: dict[str, Any], config: FetchConfig) -> FetchResult 
     if 300 <= status < 400:
         return None
     if not 200 <= status < 300:
-        return failed(f"http_{status}", f"HTTP {status}")
+        return failed(http_status_reason(status), f"HTTP {status}")
     if config.respect_opt_out:
         tag = record.get(ArchivedImage.X_ROBOTS_TAG)
         directive = opted_out(tag.split("\n") if tag else [], config.robots_agent)
         if directive is not None:
-            return failed("opted_out", f"X-Robots-Tag: {directive}")
+            return failed(FetchReason.OPTED_OUT, f"X-Robots-Tag: {directive}")
     if len(body) > config.max_image_bytes:
-        return failed("too_large", f"{len(body)} bytes > cap {config.max_image_bytes}")
+        return failed(FetchReason.TOO_LARGE, f"{len(body)} bytes > cap {config.max_image_bytes}")
     if sniff_raster_type(body[:SNIFF_BYTES]) is None:
-        return failed("not_an_image", f"body starts with {body[:SNIFF_BYTES]!r}")
+        return failed(FetchReason.NOT_AN_IMAGE, f"body starts with {body[:SNIFF_BYTES]!r}")
     return FetchResult(url, "ok", None, status, content_type, body, final_url=url)
 
 
@@ -122,13 +123,16 @@ def fetch_one(
     if result is None:
         if config.fetch_mode == "archive-only" or client is None:
             why = "archived response is a redirect" if archived is not None else "no archived response"
-            result, source = FetchResult(url, "not_archived", f"{why} and fetch mode is archive-only"), "archive"
+            result, source = (
+                FetchResult(url, FetchReason.NOT_ARCHIVED, f"{why} and fetch mode is archive-only"),
+                "archive",
+            )
         else:
             source = "http"
             try:
                 result = client.fetch(url)
             except Exception as error:  # the client maps every known failure; this keeps a bug from killing the job
-                result = FetchResult(url, "connection_error", f"unexpected {type(error).__name__}: {error}")
+                result = FetchResult(url, FetchReason.CONNECTION_ERROR, f"unexpected {type(error).__name__}: {error}")
     row = FetchedImage.row(
         image_url=url,
         status=result.status,
@@ -146,7 +150,9 @@ def fetch_one(
         except ImageError as error:
             row.update({FetchedImage.STATUS: error.reason, FetchedImage.ERROR: error.detail})
         except Exception as error:  # an image that breaks Pillow in an unforeseen way is a bad image, not a crash
-            row.update({FetchedImage.STATUS: "decode_error", FetchedImage.ERROR: f"{type(error).__name__}: {error}"})
+            row.update(
+                {FetchedImage.STATUS: FetchReason.DECODE_ERROR, FetchedImage.ERROR: f"{type(error).__name__}: {error}"}
+            )
         else:
             row.update(
                 {

@@ -16,6 +16,9 @@ Rules, in the order a rejection's reason is chosen (ALIGN defaults in ``ImageFil
   stays, the others are rejected.
 - ``image_not_fetched``: fetch wrote no row for the candidate's image URL (a broken contract, recorded, not lost).
 
+The reasons are ``pipeline.core.reasons.FilterImageReason``; the first four rules are ``image_rules(config)``,
+evaluated and counted by ``pipeline.core.rules`` (the protocol every filter stage shares).
+
 Counters: ``candidates``, ``image_not_ok``, ``kept``/``dropped`` and one per reason of the per-image rules (via
 ``pipeline.core.rules.apply_rules``), one per reason of the grouping rules, and ``samples`` (rows written to samples/).
 """
@@ -32,7 +35,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.config import CorpusConfig, ImageFilterConfig
 from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable
-from pipeline.core.rules import REJECTED, Rule, RuleResult, apply_rules, counter, rejection
+from pipeline.core.reasons import FilterImageReason
+from pipeline.core.rules import REJECTED, Decisions, Rule, RuleResult, apply_rules, counter, rejection
 from pipeline.core.stage import run_stage
 from pipeline.images.eval_index import HashIndex
 from schemas import FetchedImage, Rejection, Sample, SampleImage, TextKept
@@ -55,7 +59,7 @@ def too_small_rule(config: ImageFilterConfig) -> Rule:
             return None
         shorter = min(int(row[Sample.ORIGINAL_WIDTH] or 0), int(row[Sample.ORIGINAL_HEIGHT] or 0))
         if shorter < config.min_shorter_side_px:
-            return "image_too_small", f"shorter side {shorter} px < {config.min_shorter_side_px}"
+            return FilterImageReason.IMAGE_TOO_SMALL, f"shorter side {shorter} px < {config.min_shorter_side_px}"
         return None
 
     return rule
@@ -69,12 +73,13 @@ def aspect_ratio_rule(config: ImageFilterConfig) -> Rule:
             return None
         width, height = int(row[Sample.ORIGINAL_WIDTH] or 0), int(row[Sample.ORIGINAL_HEIGHT] or 0)
         if min(width, height) <= 0:
-            return "aspect_ratio_too_extreme", f"{width}x{height}"
+            return FilterImageReason.ASPECT_RATIO_TOO_EXTREME, f"{width}x{height}"
         # Exact rational comparison: 300x100 is exactly 3, with no float rounding on either side.
         ratio = Fraction(max(width, height), min(width, height))
         limit = Fraction(str(config.max_aspect_ratio))
         if ratio > limit or (ratio == limit and not config.aspect_ratio_inclusive):
-            return "aspect_ratio_too_extreme", f"{width}x{height}: ratio {float(ratio):.3f}, limit {limit}"
+            detail = f"{width}x{height}: ratio {float(ratio):.3f}, limit {limit}"
+            return FilterImageReason.ASPECT_RATIO_TOO_EXTREME, detail
         return None
 
     return rule
@@ -83,7 +88,7 @@ def aspect_ratio_rule(config: ImageFilterConfig) -> Rule:
 def eval_rule(row: dict[str, Any]) -> RuleResult:
     """``eval_near_duplicate`` when the annotating step found an evaluation image within the distance."""
     match = row.get(EVAL_MATCH)
-    return ("eval_near_duplicate", match) if match else None
+    return (FilterImageReason.EVAL_NEAR_DUPLICATE, match) if match else None
 
 
 def unsafe_rule(config: ImageFilterConfig) -> Rule:
@@ -93,7 +98,7 @@ def unsafe_rule(config: ImageFilterConfig) -> Rule:
         score = row.get(Sample.UNSAFE_SCORE)
         if config.max_unsafe_score is None or score is None or score <= config.max_unsafe_score:
             return None
-        return "unsafe", f"score {score:.4f} > {config.max_unsafe_score}"
+        return FilterImageReason.UNSAFE, f"score {score:.4f} > {config.max_unsafe_score}"
 
     return rule
 
@@ -157,7 +162,9 @@ class JoinCandidatesWithImage(beam.DoFn):
         if not images:
             self.not_fetched.inc(len(candidates))
             for candidate in candidates:
-                yield beam.pvalue.TaggedOutput(REJECTED, rejection(candidate, STAGE, "image_not_fetched"))
+                yield beam.pvalue.TaggedOutput(
+                    REJECTED, rejection(candidate, STAGE, FilterImageReason.IMAGE_NOT_FETCHED)
+                )
             return
         image = images[0]
         if image[FetchedImage.STATUS] != OK:
@@ -210,9 +217,7 @@ class ContentRules(beam.DoFn):
         self.max_alts = max_alts
 
     def setup(self) -> None:
-        self.too_many = counter(STAGE, "image_has_too_many_alts")
-        self.duplicates = counter(STAGE, "duplicate_image_alt")
-        self.dropped = counter(STAGE, "dropped")
+        self.decisions = Decisions(STAGE)
 
     def process(self, element: tuple[str, Iterable[dict[str, Any]]]) -> Iterable[Any]:
         sha256, rows = element
@@ -221,9 +226,8 @@ class ContentRules(beam.DoFn):
         if self.max_alts is not None and distinct_alts > self.max_alts:
             detail = f"{distinct_alts} distinct alt texts > {self.max_alts} for sha256 {sha256}"
             for row in ordered:
-                self.too_many.inc()
-                self.dropped.inc()
-                yield beam.pvalue.TaggedOutput(REJECTED, rejection(row, STAGE, "image_has_too_many_alts", detail))
+                rejected = self.decisions.drop(row, FilterImageReason.IMAGE_HAS_TOO_MANY_ALTS, detail)
+                yield beam.pvalue.TaggedOutput(REJECTED, rejected)
             return
         kept_by_alt: dict[str, str] = {}
         for row in ordered:
@@ -232,10 +236,10 @@ class ContentRules(beam.DoFn):
                 kept_by_alt[alt_text] = row[Sample.KEY]
                 yield row
                 continue
-            self.duplicates.inc()
-            self.dropped.inc()
             detail = f"same image and alt text as sample {kept_by_alt[alt_text]}"
-            yield beam.pvalue.TaggedOutput(REJECTED, rejection(row, STAGE, "duplicate_image_alt", detail))
+            yield beam.pvalue.TaggedOutput(
+                REJECTED, self.decisions.drop(row, FilterImageReason.DUPLICATE_IMAGE_ALT, detail)
+            )
 
 
 class AttachImageBytes(beam.DoFn):
@@ -253,10 +257,6 @@ class AttachImageBytes(beam.DoFn):
 
 
 # -- the stage ------------------------------------------------------------------------------------------------------
-
-
-def _meta_columns() -> list[str]:
-    return [name for name in FetchedImage.names() if name != FetchedImage.IMAGE]
 
 
 def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions) -> None:
@@ -286,7 +286,7 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
             | "BuildHashIndex" >> beam.Map(build_hash_index, max_distance=image_config.eval_max_distance)
         )
         rows = rows | "MatchEvalIndex" >> beam.Map(annotate_eval_match, index=beam.pvalue.AsSingleton(index))
-    passed, rejected_per_image = apply_rules(rows, STAGE, image_rules(image_config), "ImageRules")
+    passed, rejected_per_image = apply_rules(rows, STAGE, FilterImageReason, image_rules(image_config), "ImageRules")
     by_content = (
         passed
         | "DropEvalMatch" >> beam.Map(lambda row: Sample.project(row))

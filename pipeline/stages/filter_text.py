@@ -20,12 +20,12 @@ switches a rule off; defaults are ALIGN's (Jia et al., 2021):
 7. ``rare_ngram``: the alt text holds a unigram or bigram outside the ``ngram_vocab_size`` (ALIGN: 100M) most frequent
    n-grams. Counts are taken over the whole RAW candidate set (every candidate row, duplicates and candidates that
    fail other rules included, every occurrence in an alt text), as ALIGN counts its raw corpus. N-grams are ranked by
-   count, descending; among equal counts by ``tie_order``: the 64-bit BLAKE2b hash of the n-gram's UTF-8 text, then
-   the text. The first N are frequent. A hash order rather than the string order because a string order would make
-   every tie at the cut-off fall by script (Latin before Cyrillic before CJK, "a..." before "z..."), and because a
-   uniform order lets the tie be split with small histograms instead of a sort (below).
+   count, descending; among equal counts by a hash order (``pipeline.text.ngram_vocab``, which says why).
 8. ``language_not_allowed``: only when ``languages`` is set: fastText lid.176's top-1 label is not in it, or its
    probability is below ``min_language_score``. Without ``languages`` nothing is dropped; the tag is always written.
+
+The reasons are ``pipeline.core.reasons.FilterTextReason``; rules 2..8 are ``text_rules(config)``, evaluated and
+counted by ``pipeline.core.rules`` (the protocol every filter stage shares).
 
 Deliberately absent (ALIGN's bet is scale over cleaning, unlike Conceptual Captions' pipeline): hypernymisation,
 part-of-speech rules, stop-word or profanity cleaning, and image-text classifiers.
@@ -36,18 +36,13 @@ pre-summed per bundle (a hand-lifted combiner that also carries the ids of the a
 ``GroupByKey(n-gram)`` joins each n-gram's count with its alt texts; a final ``GroupByKey(alt text)`` joins the pairs,
 the distinct-URL count of the alt text and its rare n-grams. (Tagged values + ``GroupByKey`` is what
 ``CoGroupByKey`` does internally, but CoGroupByKey materialises each side as a list, and an alt text shared by
-millions of images must be streamed.) The top-N cut needs no sort and no vocabulary: a histogram count -> number of
-n-grams (a few thousand entries) gives the boundary count c* and how many (r) of the n-grams counted c* fit. In one
-pass, n-grams counted above c* are frequent (their alt ids are never read) and those below are rare; only the n-grams
-counted exactly c* (each holding at most c* alt ids) go on: they are bucketed by the top 16 bits of their hash (a
-histogram of at most 65,536 entries) to find the boundary bucket, and only that bucket's members (about ties / 65,536
-of them) are sorted to pick the last ones. The side inputs are two pairs of integers.
+millions of images must be streamed.) The top-N cut needs no sort and no vocabulary, only two small histograms
+(``pipeline.text.ngram_vocab.RareNgramAlts``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,35 +54,19 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline.core.config import CorpusConfig, TextFilterConfig
 from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable
-from pipeline.core.rules import REJECTED, RuleResult, counter, rejection
+from pipeline.core.reasons import FilterTextReason
+from pipeline.core.rules import REJECTED, Decisions, Rule, RuleResult, counter, evaluate
 from pipeline.core.stage import run_stage
 from pipeline.text.langid import LanguageIdentifier
+from pipeline.text.ngram_vocab import NGRAM_BUFFER_LIMIT, RARE, RareNgramAlts
 from pipeline.text.tokenize import ngrams, unigrams
 from schemas import Candidate, Rejection, TextKept
 
 STAGE = "filter-text"
 
-#: The closed list of reasons, in the order that decides which one is recorded.
-REASONS = (
-    "duplicate_pair",
-    "alt_too_short",
-    "alt_too_long",
-    "alt_too_few_chars",
-    "alt_shared_by_too_many_images",
-    "image_url_has_too_many_alts",
-    "rare_ngram",
-    "language_not_allowed",
-)
-
 NGRAMS = "ngrams"
-TIED = "tied"
-BOUNDARY = "boundary"
-_PAIR = 0  # tag of a pair in the alt-text join
-_RARE = 1  # tag of a rare n-gram in the alt-text join
-#: Buffered (n-gram, alt id) entries after which a bundle's n-gram table is emitted, bounding worker memory.
-NGRAM_BUFFER_LIMIT = 200_000
-#: Bits of the tie hash used to bucket the n-grams tied at the cut-off count.
-TIE_BUCKET_BITS = 16
+_PAIR = 0  # tag of a pair in the alt-text join (rare-n-gram hits are tagged ``RARE``)
+assert _PAIR != RARE
 
 
 @dataclass
@@ -113,273 +92,103 @@ def _alt_text(row: dict[str, Any]) -> str:
     return row.get(Candidate.ALT_TEXT) or ""
 
 
-# -- the rules: pure functions of (facts, config), None when kept or switched off ---------------------------------------
-def rule_alt_too_short(facts: PairFacts, config: TextFilterConfig) -> RuleResult:
+# -- the rules: each bound to its config, a function of a pair's facts; None when kept or switched off -----------------
+def alt_too_short_rule(config: TextFilterConfig) -> Rule:
     """Fewer than ``min_unigrams`` unigrams."""
-    if config.min_unigrams is not None and facts.unigram_count < config.min_unigrams:
-        return "alt_too_short", f"{facts.unigram_count} unigrams < {config.min_unigrams}"
-    return None
+
+    def rule(facts: PairFacts) -> RuleResult:
+        if config.min_unigrams is not None and facts.unigram_count < config.min_unigrams:
+            return FilterTextReason.ALT_TOO_SHORT, f"{facts.unigram_count} unigrams < {config.min_unigrams}"
+        return None
+
+    return rule
 
 
-def rule_alt_too_long(facts: PairFacts, config: TextFilterConfig) -> RuleResult:
+def alt_too_long_rule(config: TextFilterConfig) -> Rule:
     """More than ``max_unigrams`` unigrams."""
-    if config.max_unigrams is not None and facts.unigram_count > config.max_unigrams:
-        return "alt_too_long", f"{facts.unigram_count} unigrams > {config.max_unigrams}"
-    return None
+
+    def rule(facts: PairFacts) -> RuleResult:
+        if config.max_unigrams is not None and facts.unigram_count > config.max_unigrams:
+            return FilterTextReason.ALT_TOO_LONG, f"{facts.unigram_count} unigrams > {config.max_unigrams}"
+        return None
+
+    return rule
 
 
-def rule_alt_too_few_chars(facts: PairFacts, config: TextFilterConfig) -> RuleResult:
+def alt_too_few_chars_rule(config: TextFilterConfig) -> Rule:
     """Fewer than ``min_chars`` characters (code points)."""
-    chars = len(_alt_text(facts.row))
-    if config.min_chars is not None and chars < config.min_chars:
-        return "alt_too_few_chars", f"{chars} characters < {config.min_chars}"
-    return None
+
+    def rule(facts: PairFacts) -> RuleResult:
+        chars = len(_alt_text(facts.row))
+        if config.min_chars is not None and chars < config.min_chars:
+            return FilterTextReason.ALT_TOO_FEW_CHARS, f"{chars} characters < {config.min_chars}"
+        return None
+
+    return rule
 
 
-def rule_alt_shared_by_too_many_images(facts: PairFacts, config: TextFilterConfig) -> RuleResult:
+def alt_shared_by_too_many_images_rule(config: TextFilterConfig) -> Rule:
     """The alt text appears with more than ``max_images_per_alt`` distinct image URLs."""
-    if config.max_images_per_alt is not None and facts.images_per_alt > config.max_images_per_alt:
-        return "alt_shared_by_too_many_images", f"{facts.images_per_alt} image URLs > {config.max_images_per_alt}"
-    return None
+
+    def rule(facts: PairFacts) -> RuleResult:
+        limit = config.max_images_per_alt
+        if limit is not None and facts.images_per_alt > limit:
+            return FilterTextReason.ALT_SHARED_BY_TOO_MANY_IMAGES, f"{facts.images_per_alt} image URLs > {limit}"
+        return None
+
+    return rule
 
 
-def rule_image_url_has_too_many_alts(facts: PairFacts, config: TextFilterConfig) -> RuleResult:
+def image_url_has_too_many_alts_rule(config: TextFilterConfig) -> Rule:
     """The image URL carries more than ``max_alts_per_image_url`` distinct alt texts."""
-    limit = config.max_alts_per_image_url
-    if limit is not None and facts.alts_per_image_url > limit:
-        return "image_url_has_too_many_alts", f"{facts.alts_per_image_url} alt texts > {limit}"
-    return None
+
+    def rule(facts: PairFacts) -> RuleResult:
+        limit = config.max_alts_per_image_url
+        if limit is not None and facts.alts_per_image_url > limit:
+            return FilterTextReason.IMAGE_URL_HAS_TOO_MANY_ALTS, f"{facts.alts_per_image_url} alt texts > {limit}"
+        return None
+
+    return rule
 
 
-def rule_rare_ngram(facts: PairFacts, config: TextFilterConfig) -> RuleResult:
+def rare_ngram_rule(config: TextFilterConfig) -> Rule:
     """An n-gram of the alt text is outside the ``ngram_vocab_size`` most frequent."""
-    if config.ngram_vocab_size is not None and facts.rare_ngram is not None:
-        return "rare_ngram", f"{facts.rare_ngram!r} is not among the {config.ngram_vocab_size} most frequent n-grams"
-    return None
+
+    def rule(facts: PairFacts) -> RuleResult:
+        if config.ngram_vocab_size is not None and facts.rare_ngram is not None:
+            detail = f"{facts.rare_ngram!r} is not among the {config.ngram_vocab_size} most frequent n-grams"
+            return FilterTextReason.RARE_NGRAM, detail
+        return None
+
+    return rule
 
 
-def rule_language_not_allowed(facts: PairFacts, config: TextFilterConfig) -> RuleResult:
+def language_not_allowed_rule(config: TextFilterConfig) -> Rule:
     """With ``languages`` set: top-1 language not allowed, or less probable than ``min_language_score``."""
-    if not config.languages:
+
+    def rule(facts: PairFacts) -> RuleResult:
+        if not config.languages:
+            return None
+        if facts.language not in config.languages or facts.language_score < config.min_language_score:
+            allowed = ",".join(config.languages)
+            detail = f"{facts.language or '?'} ({facts.language_score:.2f}) not in {allowed}"
+            return FilterTextReason.LANGUAGE_NOT_ALLOWED, detail
         return None
-    if facts.language not in config.languages or facts.language_score < config.min_language_score:
-        allowed = ",".join(config.languages)
-        return "language_not_allowed", f"{facts.language or '?'} ({facts.language_score:.2f}) not in {allowed}"
-    return None
+
+    return rule
 
 
-#: Rules 2..8 in recording order (``duplicate_pair`` is decided before, when pairs are formed).
-RULES = (
-    rule_alt_too_short,
-    rule_alt_too_long,
-    rule_alt_too_few_chars,
-    rule_alt_shared_by_too_many_images,
-    rule_image_url_has_too_many_alts,
-    rule_rare_ngram,
-    rule_language_not_allowed,
-)
-
-
-def failed_rules(facts: PairFacts, config: TextFilterConfig) -> list[tuple[str, str | None]]:
-    """Every failing rule as ``(reason, detail)``, in recording order (empty: the pair is kept)."""
-    failures = []
-    for rule in RULES:
-        result = rule(facts, config)
-        if result is not None:
-            failures.append(result if isinstance(result, tuple) else (result, None))
-    return failures
-
-
-# -- the rare-n-gram cut --------------------------------------------------------------------------------------------------
-def tie_hash(ngram: str) -> int:
-    """64-bit BLAKE2b of the n-gram's UTF-8 text: the order among n-grams of equal count."""
-    return int.from_bytes(hashlib.blake2b(ngram.encode("utf-8"), digest_size=8).digest(), "big")
-
-
-def tie_order(ngram: str) -> tuple[int, str]:
-    """Sort key among equal counts: the hash, then the text (hash collisions stay deterministic)."""
-    return tie_hash(ngram), ngram
-
-
-def tie_bucket(ngram: str) -> int:
-    """The top ``TIE_BUCKET_BITS`` bits of the tie hash: ``tie_order`` sorts buckets in the same order."""
-    return tie_hash(ngram) >> (64 - TIE_BUCKET_BITS)
-
-
-def count_boundary(histogram: dict[int, int], vocab_size: int | None) -> tuple[int, int] | None:
-    """``(c*, r)``: n-grams counted above c* are frequent, below it rare, and r of those counted c* are frequent.
-
-    ``None`` when every n-gram is frequent (no cut, or no more distinct n-grams than ``vocab_size``).
-    """
-    if vocab_size is None or sum(histogram.values()) <= vocab_size:
-        return None
-    above = 0
-    for count in sorted(histogram, reverse=True):
-        if above + histogram[count] >= vocab_size:
-            return count, vocab_size - above
-        above += histogram[count]
-    raise AssertionError("unreachable: the histogram holds more n-grams than vocab_size")
-
-
-def bucket_boundary(bucket_histogram: dict[int, int], keep: int) -> tuple[int, int]:
-    """``(b*, r')``: tied n-grams in buckets below b* are frequent, above it rare, and r' of bucket b*'s are."""
-    below = 0
-    for bucket in sorted(bucket_histogram):
-        if below + bucket_histogram[bucket] >= keep:
-            return bucket, keep - below
-        below += bucket_histogram[bucket]
-    raise AssertionError("unreachable: fewer tied n-grams than the number to keep")
-
-
-class HistogramFn(beam.CombineFn):
-    """``value -> how many elements have it`` for a small set of values (counts, bucket numbers)."""
-
-    def __init__(self, value_of: Any) -> None:
-        self.value_of = value_of
-
-    def create_accumulator(self) -> Counter:
-        return Counter()
-
-    def add_input(self, accumulator: Counter, element: Any) -> Counter:
-        accumulator[self.value_of(element)] += 1
-        return accumulator
-
-    def merge_accumulators(self, accumulators: Iterable[Counter]) -> Counter:
-        merged: Counter = Counter()
-        for accumulator in accumulators:
-            merged.update(accumulator)
-        return merged
-
-    def extract_output(self, accumulator: Counter) -> dict[int, int]:
-        return dict(accumulator)
-
-
-def _count_of(item: tuple[str, int]) -> int:
-    return item[1]
-
-
-def _tied_bucket(item: tuple[str, list[bytes]]) -> int:
-    return tie_bucket(item[0])
-
-
-def _bucket_boundary_or_none(histogram: dict[int, int], boundary: tuple[int, int] | None) -> tuple[int, int] | None:
-    return None if boundary is None else bucket_boundary(histogram, boundary[1])
-
-
-def ngram_count(element: tuple[str, Iterable[tuple[int, list[bytes]]]]) -> tuple[str, int]:
-    """``(n-gram, raw-corpus count)`` from its grouped per-bundle partial counts."""
-    gram, partials = element
-    return gram, sum(count for count, _ in partials)
-
-
-class _RareHitBuffer(beam.DoFn):
-    """Base of the DoFns emitting ``(alt id, (RARE, n-gram))``: one hit per alt id per bundle, the smallest n-gram.
-
-    An alt text with several rare n-grams needs only one to be dropped; buffering per bundle keeps the join small.
-    """
-
-    def start_bundle(self) -> None:
-        self._hits: dict[bytes, str] = {}
-
-    def _add(self, gram: str, ids: Iterable[bytes]) -> Iterator[Any]:
-        hits = self._hits
-        for identifier in ids:
-            previous = hits.get(identifier)
-            if previous is None or gram < previous:
-                hits[identifier] = gram
-        if len(hits) >= NGRAM_BUFFER_LIMIT:
-            yield from self._flush()
-
-    def _flush(self) -> Iterator[tuple[bytes, tuple[int, str]]]:
-        for identifier, gram in self._hits.items():
-            yield identifier, (_RARE, gram)
-        self._hits = {}
-
-    def finish_bundle(self) -> Iterator[Any]:
-        for item in self._flush():
-            yield WindowedValue(item, MIN_TIMESTAMP, [GlobalWindow()])
-
-
-class SplitAtBoundaryCount(_RareHitBuffer):
-    """Counts below c* are rare (hits emitted), above it frequent; n-grams counted exactly c* go to ``TIED``.
-
-    A tied n-gram carries at most c* alt ids (each id adds at least 1 to the count), so ``TIED`` stays small.
-    """
-
-    def process(self, element: tuple[str, Iterable[tuple[int, list[bytes]]]], boundary: Any) -> Iterator[Any]:
-        gram, count = ngram_count(element)
-        if boundary is None or count > boundary[0]:
-            return  # frequent: its (possibly millions of) alt ids are never read
-        ids = [identifier for _, batch in element[1] for identifier in batch]
-        if count == boundary[0]:
-            yield beam.pvalue.TaggedOutput(TIED, (gram, ids))
-            return
-        yield from self._add(gram, ids)
-
-
-class SplitAtBoundaryBucket(_RareHitBuffer):
-    """Among the n-grams counted c*: tie buckets below b* are frequent, above it rare (hits emitted); the members of
-    bucket b* itself go to ``BOUNDARY`` (about ties / 65,536 of them)."""
-
-    def process(self, element: tuple[str, list[bytes]], buckets: tuple[int, int] | None) -> Iterator[Any]:
-        gram, ids = element
-        if buckets is None:
-            return
-        bucket = tie_bucket(gram)
-        if bucket == buckets[0]:
-            yield beam.pvalue.TaggedOutput(BOUNDARY, element)
-        elif bucket > buckets[0]:
-            yield from self._add(gram, ids)
-
-
-def rare_in_boundary_bucket(
-    members: list[tuple[str, list[bytes]]], buckets: tuple[int, int] | None
-) -> Iterator[tuple[bytes, tuple[int, str]]]:
-    """Hits for the boundary bucket's members after the first r' in ``tie_order`` (the only sort, of a few items)."""
-    if buckets is None:
-        return
-    for gram, ids in sorted(members, key=lambda member: tie_order(member[0]))[buckets[1] :]:
-        for identifier in ids:
-            yield identifier, (_RARE, gram)
-
-
-class RareNgramAlts(beam.PTransform):
-    """Grouped n-gram occurrences ``(n-gram, [(count, alt ids)])`` -> ``(alt id, (RARE, n-gram))`` per alt text holding
-    an n-gram outside the ``vocab_size`` most frequent (ranked by count, then ``tie_order``; module docstring).
-
-    Side inputs are only the count boundary (c*, r) and the tie-bucket boundary (b*, r'); the boundary bucket's few
-    members are sorted in one place.
-    """
-
-    def __init__(self, vocab_size: int) -> None:
-        super().__init__()
-        self.vocab_size = vocab_size
-
-    def expand(self, grouped: beam.PCollection) -> beam.PCollection:
-        boundary = (
-            grouped
-            | "NgramCounts" >> beam.Map(ngram_count)
-            | "CountHistogram" >> beam.CombineGlobally(HistogramFn(_count_of))
-            | "CountBoundary" >> beam.Map(count_boundary, self.vocab_size)
-        )
-        split = grouped | "SplitAtBoundaryCount" >> beam.ParDo(
-            SplitAtBoundaryCount(), beam.pvalue.AsSingleton(boundary)
-        ).with_outputs(TIED, main="rare")
-        tied = split[TIED]
-        buckets = (
-            tied
-            | "TieBucketHistogram" >> beam.CombineGlobally(HistogramFn(_tied_bucket))
-            | "TieBucketBoundary" >> beam.Map(_bucket_boundary_or_none, beam.pvalue.AsSingleton(boundary))
-        )
-        split_ties = tied | "SplitAtBoundaryBucket" >> beam.ParDo(
-            SplitAtBoundaryBucket(), beam.pvalue.AsSingleton(buckets)
-        ).with_outputs(BOUNDARY, main="rare")
-        rare_boundary = (
-            split_ties[BOUNDARY]
-            | "BoundaryBucketMembers" >> beam.combiners.ToList()
-            | "RareInBoundaryBucket" >> beam.FlatMap(rare_in_boundary_bucket, beam.pvalue.AsSingleton(buckets))
-        )
-        return (split.rare, split_ties.rare, rare_boundary) | "RareHits" >> beam.Flatten()
+def text_rules(config: TextFilterConfig) -> list[Rule]:
+    """Rules 2..8 in recording order (``duplicate_pair`` is decided before, when pairs are formed)."""
+    return [
+        alt_too_short_rule(config),
+        alt_too_long_rule(config),
+        alt_too_few_chars_rule(config),
+        alt_shared_by_too_many_images_rule(config),
+        image_url_has_too_many_alts_rule(config),
+        rare_ngram_rule(config),
+        language_not_allowed_rule(config),
+    ]
 
 
 # -- the DoFns --------------------------------------------------------------------------------------------------------
@@ -387,8 +196,7 @@ class KeepOnePerPair(beam.DoFn):
     """Per ``key``: the candidate with the smallest id stands for the pair; the others are ``duplicate_pair``."""
 
     def setup(self) -> None:
-        self.duplicates = counter(STAGE, "duplicate_pair")
-        self.dropped = counter(STAGE, "dropped")
+        self.decisions = Decisions(STAGE)
 
     def process(self, element: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[Any]:
         _, rows = element
@@ -404,10 +212,9 @@ class KeepOnePerPair(beam.DoFn):
         for row in rows:
             if row[Candidate.CANDIDATE_ID] != kept_id:
                 detail = f"same image URL and alt text as candidate {kept_id}"
-                yield beam.pvalue.TaggedOutput(REJECTED, rejection(row, STAGE, "duplicate_pair", detail))
-        if multiplicity > 1:
-            self.duplicates.inc(multiplicity - 1)
-            self.dropped.inc(multiplicity - 1)
+                yield beam.pvalue.TaggedOutput(
+                    REJECTED, self.decisions.drop(row, FilterTextReason.DUPLICATE_PAIR, detail)
+                )
         yield representative.get(Candidate.IMAGE_URL) or "", PairFacts(row=representative, multiplicity=multiplicity)
 
 
@@ -475,9 +282,8 @@ class DecideAltText(beam.DoFn):
 
     def setup(self) -> None:
         self.identifier = LanguageIdentifier(self.config.language_model).load()
-        self.kept = counter(STAGE, "kept")
-        self.dropped = counter(STAGE, "dropped")
-        self.reason_counters = {reason: counter(STAGE, reason) for reason in REASONS}
+        self.rules = text_rules(self.config)
+        self.decisions = Decisions(STAGE)
 
     def process(self, element: tuple[bytes, Iterable[tuple[int, Any]]]) -> Iterator[Any]:
         _, values = element
@@ -503,18 +309,15 @@ class DecideAltText(beam.DoFn):
             facts.rare_ngram = rare
             if language is not None:
                 facts.language, facts.language_score = language
-            failures = failed_rules(facts, self.config)
-            if not failures and language is None:
+            rejected = self.decisions.record(
+                facts.row, evaluate(self.rules, facts, FilterTextReason), reason_weight=facts.multiplicity
+            )
+            if rejected is not None:
+                yield beam.pvalue.TaggedOutput(REJECTED, rejected)
+                continue
+            if language is None:
                 language = self.identifier.identify(alt_text)
                 facts.language, facts.language_score = language
-            for reason, _ in failures:
-                self.reason_counters[reason].inc(facts.multiplicity)
-            if failures:
-                reason, detail = failures[0]
-                self.dropped.inc()
-                yield beam.pvalue.TaggedOutput(REJECTED, rejection(facts.row, STAGE, reason, detail))
-                continue
-            self.kept.inc()
             yield TextKept.row(
                 **Candidate.project(facts.row),
                 **{

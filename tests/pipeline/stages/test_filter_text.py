@@ -16,16 +16,13 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.core.config import CorpusOptions, TextFilterConfig, resolve_config
 from pipeline.core.keys import candidate_id, sample_key
+from pipeline.core.reasons import FilterTextReason
+from pipeline.core.rules import evaluate
 from pipeline.core.stage import pipeline_options
 from pipeline.stages import filter_text
-from pipeline.stages.filter_text import (
-    PairFacts,
-    RareNgramAlts,
-    bucket_boundary,
-    count_boundary,
-    failed_rules,
-    tie_order,
-)
+from pipeline.stages.filter_text import PairFacts, text_rules
+from pipeline.text import ngram_vocab
+from pipeline.text.ngram_vocab import RareNgramAlts, bucket_boundary, count_boundary, tie_order
 from pipeline.text.tokenize import ngrams, unigrams
 from schemas import Candidate, Rejection, TextKept
 
@@ -39,7 +36,7 @@ def facts(alt: str = "a dog on a beach", **values: Any) -> PairFacts:
 
 
 def reasons(pair: PairFacts, config: TextFilterConfig = ALIGN) -> list[str]:
-    return [reason for reason, _ in failed_rules(pair, config)]
+    return [reason for reason, _ in evaluate(text_rules(config), pair, FilterTextReason)]
 
 
 # -- rules at their thresholds ------------------------------------------------------------------------------------------
@@ -129,7 +126,7 @@ def rare_ngrams_in_beam(counts: dict[str, int], vocab_size: int) -> None:
     ]
     with BeamTestPipeline(options=pipeline_options([])) as pipeline:
         hits = pipeline | beam.Create(sorted(grouped)) | RareNgramAlts(vocab_size)
-        assert_that(hits, equal_to([(gram.encode(), (filter_text._RARE, gram)) for gram in ranked[vocab_size:]]))
+        assert_that(hits, equal_to([(gram.encode(), (ngram_vocab.RARE, gram)) for gram in ranked[vocab_size:]]))
 
 
 @pytest.mark.parametrize(
