@@ -41,6 +41,7 @@ def torchrun_command(
     rdzv_endpoint: str | None = None,
     rdzv_id: str = "altcorpus",
     torchrun: str = "torchrun",
+    node_rank: str | None = None,
 ) -> list[str]:
     """The torchrun command running the worker on ``gpus_per_node`` processes on each of ``nodes`` nodes."""
     if gpus_per_node < 1:
@@ -55,11 +56,17 @@ def torchrun_command(
             torchrun,
             f"--nnodes={nodes}",
             f"--nproc-per-node={gpus_per_node}",
+            *([f"--node-rank={node_rank}"] if node_rank is not None else []),
             f"--rdzv-id={rdzv_id}",
             "--rdzv-backend=c10d",
             f"--rdzv-endpoint={rdzv_endpoint}",
         ]
     return [*head, "-m", WORKER_MODULE, *args]
+
+
+def shell_command(command: list[str]) -> str:
+    """A command line for a shell: every part quoted except those holding ``$VARIABLES`` the shell should expand."""
+    return " ".join(part if "$" in part else shlex.quote(part) for part in command)
 
 
 def sbatch_script(
@@ -100,7 +107,7 @@ def sbatch_script(
         rdzv_id="$SLURM_JOB_ID",
     )
     # Quote everything except the $VARIABLES the script itself sets, so SLURM's shell expands only those.
-    command = " ".join(part if "$" in part else shlex.quote(part) for part in torchrun)
+    command = shell_command(torchrun)
     lines = [
         "#!/bin/bash",
         *(f"#SBATCH {directive}" for directive in directives),

@@ -44,6 +44,21 @@ class TrainPlan:
         """The single-node torchrun command for ``gpus_per_node`` GPUs (at least 1)."""
         return launch.torchrun_command(self.worker_args, max(1, self.config.gpus_per_node), torchrun=torchrun)
 
+    def multi_node_torchrun_command(self) -> list[str]:
+        """The torchrun command to run on every node of a multi-node run without SLURM (c10d rendezvous).
+
+        The shell variables are for the person (or scheduler) starting it: ``MASTER_ADDR``/``MASTER_PORT`` of the
+        first node, ``NODE_RANK`` 0..nodes-1 on each node, and one ``RDZV_ID`` shared by the nodes of this run.
+        """
+        return launch.torchrun_command(
+            self.worker_args,
+            max(1, self.config.gpus_per_node),
+            nodes=self.config.nodes,
+            rdzv_endpoint="$MASTER_ADDR:$MASTER_PORT",
+            rdzv_id="$RDZV_ID",
+            node_rank="$NODE_RANK",
+        )
+
     def sbatch_script(self) -> str:
         """The sbatch script for ``nodes`` x ``gpus_per_node`` GPUs."""
         return launch.sbatch_script(
@@ -146,6 +161,13 @@ def run(argv: list[str]) -> int:
     cli, plan = plan_training(argv)
     config = plan.config
     worker_command = [sys.executable, "-m", launch.WORKER_MODULE, *plan.worker_args]
+    if cli.print_command and config.nodes > 1:
+        print(
+            f"# on each of the {config.nodes} nodes, with MASTER_ADDR/MASTER_PORT of the first node, NODE_RANK "
+            f"0..{config.nodes - 1} and one RDZV_ID for the run (or use --slurm):"
+        )
+        print(launch.shell_command(plan.multi_node_torchrun_command()))
+        return 0
     if cli.print_command:
         print("# one process (CPU or one GPU):")
         print(shlex.join(worker_command))
@@ -166,7 +188,8 @@ def run(argv: list[str]) -> int:
         raise SystemExit("--submit needs --slurm")
     if config.nodes > 1:
         raise SystemExit(
-            f"{config.nodes} nodes need --slurm (or run the per-node torchrun of --print-command yourself)"
+            f"{config.nodes} nodes need --slurm, or run the multi-node torchrun that --print-command prints on every "
+            "node yourself"
         )
     write_run_info(plan)
     if config.gpus_per_node > 1:

@@ -109,6 +109,25 @@ def test_sbatch_script_for_several_nodes(small_corpus: Path, config_path: Path, 
     subprocess.run(["bash", "-n", str(script_path)], check=True)  # the script is valid shell
 
 
+def test_multi_node_print_command_is_a_per_node_rendezvous(
+    small_corpus: Path, config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--corpus", str(small_corpus), "--config", str(config_path), "--logs", str(tmp_path / "logs"),
+            "--nodes", "2", "--gpus-per-node", "8", "--set", "dataset_resampled=true"]  # fmt: skip
+    with pytest.raises(SystemExit, match="--print-command") as refused:
+        train.run(base)
+    assert "--slurm" in str(refused.value)
+    assert train.run([*base, "--print-command"]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("torchrun")]
+    assert len(printed) == 1 and "--standalone" not in printed[0]
+    torchrun = shlex.split(printed[0])
+    assert torchrun[: torchrun.index("-m")] == [
+        "torchrun", "--nnodes=2", "--nproc-per-node=8", "--node-rank=$NODE_RANK", "--rdzv-id=$RDZV_ID",
+        "--rdzv-backend=c10d", "--rdzv-endpoint=$MASTER_ADDR:$MASTER_PORT",
+    ]  # fmt: skip
+    assert parse_args(_open_clip_part(torchrun)).dataset_resampled
+
+
 def test_refusals_come_before_any_launch(small_corpus: Path, config_path: Path, tmp_path: Path) -> None:
     base = ["--corpus", str(small_corpus), "--config", str(config_path), "--logs", str(tmp_path / "logs")]
     with pytest.raises(SystemExit, match="--slurm"):
