@@ -44,7 +44,8 @@ class ExtractConfig:
     )
     full_parse: bool = setting(
         False,
-        "Parse whole pages with Lexbor instead of only their <img>/<base>/<html> tags (slower; same rows on real pages).",
+        "Parse whole pages with Lexbor instead of only their <img>/<base>/<html> tags "
+        "(slower; same rows on real pages).",
     )
 
 
@@ -154,7 +155,9 @@ class ImageFilterConfig:
     )
     eval_max_distance: int = setting(
         8,
-        "Drop images whose pHash is within this Hamming distance of an evaluation image (tests/pipeline/images/test_eval_index.py: resized + re-compressed + 1%-cropped copies of real photos land within 8; different photos of similar scenes (LFW faces) at 10 or more).",
+        "Drop images whose pHash is within this Hamming distance of an evaluation image "
+        "(tests/pipeline/images/test_eval_index.py: resized + re-compressed + 1%-cropped copies of real photos land "
+        "within 8; different photos of similar scenes (LFW faces) at 10 or more).",
     )
     unsafe_scorer: str = setting(
         "", "Entry point ``module:callable`` scoring a decoded PIL image; empty: no scorer runs."
@@ -198,7 +201,7 @@ SECTIONS: dict[str, type] = {
 PRESETS: dict[str, CorpusConfig] = {
     # ALIGN (Jia et al., 2021): frequency, length, size and duplicate rules only.
     "align": CorpusConfig(preset="align"),
-    # DataComp "basic filtering": English by fastText top-1, > 2 words, > 5 characters, shorter side >= 200, aspect <= 3.
+    # DataComp "basic filtering": English by fastText top-1, > 2 words, > 5 chars, shorter side >= 200, aspect <= 3.
     "datacomp-basic": CorpusConfig(
         preset="datacomp-basic",
         text=TextFilterConfig(

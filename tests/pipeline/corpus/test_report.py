@@ -82,6 +82,24 @@ def test_partial_corpus_report_shows_pending_stages(tmp_path: Path) -> None:
     assert "pending: the stage has not run" in html
 
 
+def test_report_escapes_what_the_corpus_says(tmp_path: Path) -> None:
+    """Paths, hosts, reasons and ids are data: markup in them is shown as text, never run (the template autoescapes)."""
+    root = tmp_path / "corpus"
+    build_corpus(root, extra_shard_rows=2)
+    collected = stats.collect(str(root))
+    payload = '<script>alert("x")</script>'
+    collected["corpus"] = f"/data/{payload}"
+    collected["hosts"][0]["host"] = payload
+    collected["funnel"]["stages"][1]["reasons"][0]["reason"] = payload
+    collected["balance"]["problems"][0]["examples"][0]["candidate_id"] = payload
+    collected["record_errors"] = [{"stage": "extract", "reason": payload, "records": 1, "warc_files": 1}]
+    html = render_html(collected)
+    assert "<script" not in html
+    # Once per place it was put: the title and header (corpus), the host and reason charts (label and hover text),
+    # the balance banner, the record-errors table.
+    assert html.count("&lt;script&gt;") >= 7
+
+
 def test_chromium_renders_the_charts(report: Path, tmp_path: Path) -> None:
     """Headless Chromium draws the page: a non-blank screenshot, and the DOM it built holds every chart's marks."""
     binary = chromium()
