@@ -12,12 +12,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 from open_clip_train import data as open_clip_data
 from torch.nn.parallel import DistributedDataParallel
+from webdataset import filters as wds_filters
+from webdataset import utils as wds_utils
 from webdataset.tariterators import tar_file_expander, url_opener
 
 
@@ -52,3 +56,69 @@ def install_cpu_ddp() -> None:
     Installed by the worker process only, never imported into a user's own process.
     """
     torch.nn.parallel.DistributedDataParallel = CpuDistributedDataParallel
+
+
+class SeededSampleShuffle:
+    """webdataset's buffered sample shuffle, its generator seeded from (seed, epoch, rank, loader worker).
+
+    ``wds.shuffle`` in open_clip_train's pipeline seeds itself from the process id and the clock, so two runs with the
+    same ``--seed`` (or a run resumed at an epoch and the uninterrupted one) see different batches. The epoch comes
+    from open_clip_train's ``SharedEpoch``, which it updates each epoch and which DataLoader workers share.
+    """
+
+    def __init__(self, bufsize: int, initial: int, seed: int, epoch: Any) -> None:
+        self.bufsize, self.initial, self.seed, self.epoch = bufsize, initial, seed, epoch
+
+    def __call__(self, src: Iterable[Any]) -> Iterator[Any]:
+        rank, _, worker, _ = wds_utils.pytorch_worker_info()
+        rng = random.Random(_mixed_seed(self.seed, _epoch_value(self.epoch), rank, worker))
+        return wds_filters._shuffle(iter(src), self.bufsize, self.initial, rng)
+
+
+class SeededShardSampler:
+    """``ResampledShards2``'s ``worker_seed``: distinct per rank and loader worker, fixed by ``--seed`` (it adds epoch).
+
+    open_clip_train's default falls back, with ``workers: 0``, to ``rank * 1000 + worker``: the same shard draws in
+    every epoch and for every ``--seed``.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __call__(self) -> int:
+        rank, _, worker, _ = wds_utils.pytorch_worker_info()
+        return _mixed_seed(self.seed, 0, rank, worker)
+
+
+def _epoch_value(epoch: Any) -> int:
+    return int(epoch.get_value()) if isinstance(epoch, open_clip_data.SharedEpoch) else int(epoch)
+
+
+def _mixed_seed(seed: int, epoch: int, rank: int, worker: int) -> int:
+    # A hash of the tuple, so (seed, epoch + 1) never collides with (seed + 1, epoch) as a sum would.
+    digest = hashlib.sha256(f"{seed}/{epoch}/{rank}/{worker}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def seeded_get_wds_dataset(args: Any, preprocess_img: Any, is_train: bool, epoch: int = 0, **kwargs: Any) -> Any:
+    """open_clip_train's ``get_wds_dataset`` with its training shuffles seeded by ``args.seed``, epoch, rank, worker."""
+    info = _ORIGINAL_GET_WDS_DATASET(args, preprocess_img, is_train, epoch=epoch, **kwargs)
+    if not is_train:
+        return info
+    pipeline = info.dataloader.pipeline[0].dataset.pipeline
+    for index, stage in enumerate(pipeline):
+        if isinstance(stage, open_clip_data.ResampledShards2):
+            stage.worker_seed = SeededShardSampler(args.seed)
+        elif isinstance(stage, wds_filters.FilterFunction) and stage.f is wds_filters._shuffle:
+            bufsize = stage.kw.get("bufsize", stage.args[0] if stage.args else 1000)
+            initial = stage.kw.get("initial", stage.args[1] if len(stage.args) > 1 else 100)
+            pipeline[index] = SeededSampleShuffle(bufsize, initial, args.seed, info.shared_epoch)
+    return info
+
+
+_ORIGINAL_GET_WDS_DATASET = open_clip_data.get_wds_dataset
+
+
+def install_seeded_data_order() -> None:
+    """Make open_clip_train's WebDataset order a function of ``--seed``, epoch, rank and worker (idempotent)."""
+    open_clip_data.get_wds_dataset = seeded_get_wds_dataset

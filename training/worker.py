@@ -40,6 +40,7 @@ def run(argv: list[str]) -> None:
     register_model_configs()
     compat.install()
     compat.install_cpu_ddp()
+    compat.install_seeded_data_order()  # batches follow --seed, epoch, rank: reproducible and resumable
     loss.install(label_smoothing=options.label_smoothing, init_temperature=options.init_temperature)
     import open_clip_train.main as open_clip_main
 
