@@ -1,4 +1,4 @@
-"""The bundled sample (``pipeline/sample.py``): deterministic, readable by both WARC libraries, and its oracle right.
+"""The bundled sample (``pipeline/sample/``): deterministic, readable by both WARC libraries, and its oracle right.
 
 The oracle (expected.json) is what the end-to-end test holds the whole pipeline to, so it is checked here against
 the archive itself, with tools independent of the pipeline: warcio and fastwarc read the records, Pillow decodes
@@ -30,7 +30,19 @@ from PIL import Image
 from warcio.archiveiterator import ArchiveIterator
 
 from pipeline.core.config import PRESETS
-from pipeline.sample import builder as sample
+from pipeline.sample.alt_texts import clearly_within_length
+from pipeline.sample.builder import generate_sample
+from pipeline.sample.oracle import (
+    ALT_TEXT,
+    EXPECTED_NAME,
+    HTML_LANG,
+    IMAGE_URL,
+    PAGE_URL,
+    REASON,
+    STAGE,
+    URL_ATTRIBUTE,
+)
+from pipeline.sample.warc_writer import WARC_NAME
 
 PAGES = 60  # ordinary pages: enough for every language and photo, and fast (the planted cases are always all there)
 
@@ -38,20 +50,20 @@ PAGES = 60  # ordinary pages: enough for every language and photo, and fast (the
 @pytest.fixture(scope="module")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("sample")
-    sample.generate_sample(str(directory), pages=PAGES, seed=0)
+    generate_sample(str(directory), pages=PAGES, seed=0)
     return directory
 
 
 @pytest.fixture(scope="module")
 def oracle(sample_dir: Path) -> dict[str, Any]:
-    return json.loads((sample_dir / sample.EXPECTED_NAME).read_text(encoding="utf-8"))
+    return json.loads((sample_dir / EXPECTED_NAME).read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
 def responses(sample_dir: Path) -> dict[str, tuple[str, dict[str, str], bytes]]:
     """URL -> (HTTP status line, HTTP headers, body as archived: no Content-Encoding undone) of every response."""
     found = {}
-    with (sample_dir / sample.WARC_NAME).open("rb") as stream:
+    with (sample_dir / WARC_NAME).open("rb") as stream:
         for record in ArchiveIterator(stream):
             if record.rec_type == "response":
                 url = record.rec_headers.get_header("WARC-Target-URI")
@@ -69,23 +81,23 @@ def files_of(directory: Path) -> dict[str, bytes]:
 
 
 def test_same_seed_gives_byte_identical_files_and_another_seed_differs(sample_dir: Path, tmp_path: Path) -> None:
-    again = sample.generate_sample(str(tmp_path / "again"), pages=PAGES, seed=0)
+    again = generate_sample(str(tmp_path / "again"), pages=PAGES, seed=0)
     first, second = files_of(sample_dir), files_of(tmp_path / "again")
-    assert set(first) == {sample.WARC_NAME, sample.EXPECTED_NAME, "eval/coffee.jpg", "eval/rocket.jpg"}
+    assert set(first) == {WARC_NAME, EXPECTED_NAME, "eval/coffee.jpg", "eval/rocket.jpg"}
     assert first == second
-    assert again["candidates"] > 3000 and again["warc_bytes"] == len(first[sample.WARC_NAME])
+    assert again["candidates"] > 3000 and again["warc_bytes"] == len(first[WARC_NAME])
 
-    sample.generate_sample(str(tmp_path / "other"), pages=PAGES, seed=1)
+    generate_sample(str(tmp_path / "other"), pages=PAGES, seed=1)
     other = files_of(tmp_path / "other")
-    assert other[sample.WARC_NAME] != first[sample.WARC_NAME]
-    assert other[sample.EXPECTED_NAME] != first[sample.EXPECTED_NAME]
+    assert other[WARC_NAME] != first[WARC_NAME]
+    assert other[EXPECTED_NAME] != first[EXPECTED_NAME]
     # The evaluation set is the same photos whatever the seed: only the corpus around it changes.
     assert other["eval/coffee.jpg"] == first["eval/coffee.jpg"]
 
 
 def test_record_ids_dates_and_gzip_members_are_fixed(sample_dir: Path) -> None:
-    raw = (sample_dir / sample.WARC_NAME).read_bytes()
-    with (sample_dir / sample.WARC_NAME).open("rb") as stream:
+    raw = (sample_dir / WARC_NAME).read_bytes()
+    with (sample_dir / WARC_NAME).open("rb") as stream:
         iterator = ArchiveIterator(stream)
         headers, offsets = [], []
         for record in iterator:
@@ -104,7 +116,7 @@ def test_record_ids_dates_and_gzip_members_are_fixed(sample_dir: Path) -> None:
 
 
 def test_warc_reads_back_identically_with_fastwarc_and_warcio(sample_dir: Path, responses: dict) -> None:
-    path = sample_dir / sample.WARC_NAME
+    path = sample_dir / WARC_NAME
     with path.open("rb") as stream:
         by_warcio = [(r.rec_type, r.rec_headers.get_header("WARC-Target-URI")) for r in ArchiveIterator(stream)]
     by_fastwarc, fast_responses = [], 0
@@ -153,7 +165,7 @@ def test_every_archived_image_decodes_to_the_size_the_oracle_says(oracle: dict, 
 def test_eval_set_has_exactly_one_near_duplicate_in_the_corpus(sample_dir: Path, oracle: dict, responses: dict) -> None:
     eval_hashes = {p.name: imagehash.phash(Image.open(p)) for p in sorted((sample_dir / "eval").glob("*.jpg"))}
     assert set(eval_hashes) == {"coffee.jpg", "rocket.jpg"}
-    near = {e[sample.IMAGE_URL] for e in oracle["candidates"] if e["case"] == "eval_near_duplicate"}
+    near = {e[IMAGE_URL] for e in oracle["candidates"] if e["case"] == "eval_near_duplicate"}
     assert len(near) == 1
     distances = {}
     for url, image in oracle["images"].items():
@@ -222,7 +234,7 @@ def test_every_expected_candidate_is_an_img_of_its_page_and_nothing_else_is(orac
         if status == "200 OK" and headers["Content-Type"].startswith("text/html"):
             pages += 1
             from_html.update(images_in_page(url, page_text(headers, body)))
-    columns = (sample.PAGE_URL, sample.IMAGE_URL, sample.ALT_TEXT, sample.URL_ATTRIBUTE)
+    columns = (PAGE_URL, IMAGE_URL, ALT_TEXT, URL_ATTRIBUTE)
     from_oracle = collections.Counter(tuple(entry[c] for c in columns) for entry in oracle["candidates"])
     assert pages == oracle["counts"]["pages"] == len(oracle["pages"])
     assert from_html == from_oracle, (
@@ -249,7 +261,7 @@ def test_raw_markup_holds_the_encodings_the_oracle_normalises(responses: dict, o
     notes = responses["https://www.photo-blog.example.com/2023/02/notes-with-entities.html"][2].decode()
     for raw in ("&amp;eacute;", "&#x2014;", "&#233;", "&nbsp;", "&quot;", "\n\tstones", "photographie\u0301"):
         assert raw in notes, raw
-    alts = {e["case"]: e[sample.ALT_TEXT] for e in oracle["candidates"]}
+    alts = {e["case"]: e[ALT_TEXT] for e in oracle["candidates"]}
     assert alts["entity_escaped_twice"] == "Portrait détaillé d'une astronaute"
     assert alts["entity_nbsp"] == "Red motorcycle parked in a garage"
     assert alts["alt_nfd_normalised"] == unicodedata.normalize("NFC", alts["alt_nfd_normalised"])
@@ -283,7 +295,7 @@ def predicted_fates(oracle: dict, responses: dict, eval_dir: Path) -> list[list[
         fates[index] = [(stage, reason) for reason in reasons]
 
     for i, entry in enumerate(entries):
-        url, alt = entry[sample.IMAGE_URL], entry[sample.ALT_TEXT]
+        url, alt = entry[IMAGE_URL], entry[ALT_TEXT]
         reasons = []
         try:
             scheme = urlsplit(url).scheme
@@ -300,11 +312,11 @@ def predicted_fates(oracle: dict, responses: dict, eval_dir: Path) -> list[list[
     images_per_alt: dict[str, set] = collections.defaultdict(set)
     alts_per_url: dict[str, set] = collections.defaultdict(set)
     for i in survivors:
-        images_per_alt[entries[i][sample.ALT_TEXT]].add(entries[i][sample.IMAGE_URL])
-        alts_per_url[entries[i][sample.IMAGE_URL]].add(entries[i][sample.ALT_TEXT])
+        images_per_alt[entries[i][ALT_TEXT]].add(entries[i][IMAGE_URL])
+        alts_per_url[entries[i][IMAGE_URL]].add(entries[i][ALT_TEXT])
     seen_pairs = set()
     for i in survivors:
-        url, alt = entries[i][sample.IMAGE_URL], entries[i][sample.ALT_TEXT]
+        url, alt = entries[i][IMAGE_URL], entries[i][ALT_TEXT]
         reasons = []
         if (url, alt) in seen_pairs:
             reasons.append("duplicate_pair")
@@ -322,21 +334,21 @@ def predicted_fates(oracle: dict, responses: dict, eval_dir: Path) -> list[list[
 
     images = oracle["images"]
     for i in alive():
-        image = images[entries[i][sample.IMAGE_URL]]
+        image = images[entries[i][IMAGE_URL]]
         if not image["archived"]:
             drop(i, "fetch", [None])
         elif not image["decodable"]:
-            body = responses[entries[i][sample.IMAGE_URL]][2]
+            body = responses[entries[i][IMAGE_URL]][2]
             drop(i, "fetch", ["decode_error" if body.startswith(b"\xff\xd8") else "not_an_image"])
 
     eval_hashes = [imagehash.phash(Image.open(p)) for p in sorted(eval_dir.glob("*.jpg"))]
     hashes: dict[str, Any] = {}
     alts_per_content: dict[str, set] = collections.defaultdict(set)
     for i in alive():
-        alts_per_content[images[entries[i][sample.IMAGE_URL]]["sha256"]].add(entries[i][sample.ALT_TEXT])
+        alts_per_content[images[entries[i][IMAGE_URL]]["sha256"]].add(entries[i][ALT_TEXT])
     seen_contents = set()
     for i in alive():
-        url, alt = entries[i][sample.IMAGE_URL], entries[i][sample.ALT_TEXT]
+        url, alt = entries[i][IMAGE_URL], entries[i][ALT_TEXT]
         image = images[url]
         shorter, longer = sorted((image["width"], image["height"]))
         if url not in hashes:
@@ -371,15 +383,15 @@ def test_every_fate_follows_from_alignss_rules_and_each_case_trips_one_rule(
             groups[entry["duplicate_group"]].append((entry, fate))
         elif entry["fate"] == "kept" and fate:
             wrong.append((entry["case"], "expected kept", fate))
-        elif entry["fate"] == "rejected" and fate != [(entry[sample.STAGE], entry[sample.REASON])]:
-            wrong.append((entry["case"], (entry[sample.STAGE], entry[sample.REASON]), fate))
+        elif entry["fate"] == "rejected" and fate != [(entry[STAGE], entry[REASON])]:
+            wrong.append((entry["case"], (entry[STAGE], entry[REASON]), fate))
     assert not wrong, wrong[:5]
     assert len(groups) == 3
     for group, members in groups.items():
         assert len(members) >= 2
         assert [fate for _, fate in members].count([]) == 1, group
         for entry, fate in members:
-            assert fate in ([], [(entry[sample.STAGE], entry[sample.REASON])]), group
+            assert fate in ([], [(entry[STAGE], entry[REASON])]), group
 
 
 def test_every_planted_case_is_there_at_its_threshold(oracle: dict) -> None:
@@ -412,19 +424,17 @@ def test_every_planted_case_is_there_at_its_threshold(oracle: dict) -> None:
             groups[entry[key]].add(entry[of])
         return sorted(len(v) for v in groups.values())
 
-    assert distinct("alt_shared_by_12_images", sample.ALT_TEXT, sample.IMAGE_URL) == [12]
-    assert distinct("alt_shared_by_11_images", sample.ALT_TEXT, sample.IMAGE_URL) == [11]
-    assert distinct("alt_shared_by_10_images_kept", sample.ALT_TEXT, sample.IMAGE_URL) == [10]
-    assert distinct("image_url_with_1001_alts", sample.IMAGE_URL, sample.ALT_TEXT) == [1001]
-    assert distinct("image_url_with_1000_alts_kept", sample.IMAGE_URL, sample.ALT_TEXT) == [1000]
-    per_url = distinct("image_content_with_1001_alts_at_two_urls", sample.IMAGE_URL, sample.ALT_TEXT)
+    assert distinct("alt_shared_by_12_images", ALT_TEXT, IMAGE_URL) == [12]
+    assert distinct("alt_shared_by_11_images", ALT_TEXT, IMAGE_URL) == [11]
+    assert distinct("alt_shared_by_10_images_kept", ALT_TEXT, IMAGE_URL) == [10]
+    assert distinct("image_url_with_1001_alts", IMAGE_URL, ALT_TEXT) == [1001]
+    assert distinct("image_url_with_1000_alts_kept", IMAGE_URL, ALT_TEXT) == [1000]
+    per_url = distinct("image_content_with_1001_alts_at_two_urls", IMAGE_URL, ALT_TEXT)
     assert per_url == [500, 501]  # each URL is under the limit; the content is over it
-    digests = {
-        oracle["images"][e[sample.IMAGE_URL]]["sha256"] for e in by_case["image_content_with_1001_alts_at_two_urls"]
-    }
+    digests = {oracle["images"][e[IMAGE_URL]]["sha256"] for e in by_case["image_content_with_1001_alts_at_two_urls"]}
     assert len(digests) == 1
     words = {
-        case: len(by_case[case][0][sample.ALT_TEXT].split())
+        case: len(by_case[case][0][ALT_TEXT].split())
         for case in ("alt_1_word", "alt_2_words", "alt_3_words_kept", "alt_20_words_kept", "alt_21_words")
     }
     assert words == {
@@ -436,8 +446,8 @@ def test_every_planted_case_is_there_at_its_threshold(oracle: dict) -> None:
     }
     sizes = {
         case: (
-            oracle["images"][by_case[case][0][sample.IMAGE_URL]]["width"],
-            oracle["images"][by_case[case][0][sample.IMAGE_URL]]["height"],
+            oracle["images"][by_case[case][0][IMAGE_URL]]["width"],
+            oracle["images"][by_case[case][0][IMAGE_URL]]["height"],
         )
         for case in (
             "image_shorter_side_200",
@@ -452,9 +462,9 @@ def test_every_planted_case_is_there_at_its_threshold(oracle: dict) -> None:
         "aspect_ratio_exactly_3": (750, 250),
         "aspect_ratio_3_6": (900, 250),
     }
-    languages = collections.Counter(e[sample.HTML_LANG] for e in by_case["ordinary"])
+    languages = collections.Counter(e[HTML_LANG] for e in by_case["ordinary"])
     assert {"en", "de", "fr", "es", "ja", "zh"} <= set(languages)
-    assert len(by_case["alt_over_1000_characters"][0][sample.ALT_TEXT]) > 1000
+    assert len(by_case["alt_over_1000_characters"][0][ALT_TEXT]) > 1000
     # Not candidates, but there: alt-less, empty, blank alts; <img> in a comment, a script, a cut-off tag.
     assert {"img_without_alt", "empty_alt", "blank_alt", "img_in_comment", "img_in_script"} <= {
         n["case"] for n in oracle["non_candidates"]
@@ -463,14 +473,14 @@ def test_every_planted_case_is_there_at_its_threshold(oracle: dict) -> None:
 
 def test_ordinary_candidates_are_clearly_kept(oracle: dict) -> None:
     entries = oracle["candidates"]
-    alt_uses = collections.Counter(e[sample.ALT_TEXT] for e in entries)
+    alt_uses = collections.Counter(e[ALT_TEXT] for e in entries)
     ordinary = [e for e in entries if e["case"] == "ordinary"]
     assert len(ordinary) > 100
     for entry in ordinary:
-        alt = entry[sample.ALT_TEXT]
-        image = oracle["images"][entry[sample.IMAGE_URL]]
+        alt = entry[ALT_TEXT]
+        image = oracle["images"][entry[IMAGE_URL]]
         assert alt_uses[alt] == 1, alt
-        assert sample.clearly_within_length(alt), alt
+        assert clearly_within_length(alt), alt
         assert (
             min(image["width"], image["height"]) >= 210
             and max(image["width"], image["height"]) / min(image["width"], image["height"]) < 2.6
@@ -484,7 +494,7 @@ def test_make_sample_command_prints_a_summary(tmp_path: Path, capsys: pytest.Cap
     assert main(["make-sample", "--output", str(tmp_path), "--pages", "10", "--seed", "7"]) == 0
     printed = capsys.readouterr().out
     assert "pages" in printed and "candidates" in printed and str(tmp_path) in printed
-    oracle = json.loads((tmp_path / sample.EXPECTED_NAME).read_text(encoding="utf-8"))
+    oracle = json.loads((tmp_path / EXPECTED_NAME).read_text(encoding="utf-8"))
     assert oracle["seed"] == 7 and oracle["counts"]["candidates"] == len(oracle["candidates"])
     with pytest.raises(SystemExit):
         main(["make-sample", "--output", str(tmp_path), "--pages", "5"])
