@@ -7,6 +7,13 @@ A config is flat YAML. These keys belong to altcorpus:
 - ``nodes`` / ``gpus_per_node``: how to launch (one process, torchrun on one node, or SLURM over several).
 - ``slurm``: sbatch settings (``partition``, ``account``, ``time``, ``cpus_per_task``, ``qos``, ``constraint``,
   ``mem``, ``setup`` (shell lines run before srun), ``directives`` (extra ``#SBATCH`` lines)).
+- ``checkpoint_every_samples``: how often a long run checkpoints. open_clip_train checkpoints at the end of an
+  "epoch", whose size is ``--train-num-samples``; when the corpus is larger than this, the trainer uses open_clip's
+  documented way of checkpointing more often: ``--train-num-samples`` this many samples with ``--dataset-resampled``
+  (shards drawn with replacement), and ``epochs`` / ``epochs_cooldown`` (passes over the corpus in the config)
+  converted into that many chunks, so ``resume: latest`` loses at most one chunk after a crash. Unset: 20M samples
+  (an ALIGN-size corpus of 1.8B pairs then checkpoints 90 times a pass); a corpus no larger than that trains in
+  whole-corpus epochs as before; ``0``/``false`` turns it off.
 - ``extra_args``: raw open_clip_train arguments appended last.
 Every other key is an ``open_clip_train`` option, spelled as its flag without dashes (``batch_size`` or
 ``batch-size``): ``true`` gives a bare flag (``local_loss: true`` -> ``--local-loss``), ``false``/null leaves it out,
@@ -18,6 +25,7 @@ the last value), which is how ``--set`` and arguments after ``--`` override the 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +35,22 @@ import yaml
 from training.corpus import CorpusShards
 
 #: Keys of a config file that altcorpus handles itself; the rest go to open_clip_train.
-ALTCORPUS_KEYS = ("label_smoothing", "init_temperature", "cpu_threads", "nodes", "gpus_per_node", "slurm", "extra_args")
+ALTCORPUS_KEYS = (
+    "label_smoothing",
+    "init_temperature",
+    "cpu_threads",
+    "nodes",
+    "gpus_per_node",
+    "slurm",
+    "extra_args",
+    "checkpoint_every_samples",
+)
 #: Where runs are logged and checkpointed when the config does not say.
 DEFAULT_LOGS = "build/train"
+#: Samples between checkpoints when the config does not say (only corpora larger than this are split).
+DEFAULT_CHECKPOINT_EVERY_SAMPLES = 20_000_000
+#: open_clip_train's default ``--epochs``.
+OPEN_CLIP_DEFAULT_EPOCHS = 32
 
 
 @dataclass
@@ -45,6 +66,7 @@ class TrainConfig:
     slurm: dict[str, Any] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)
     source: str = ""
+    checkpoint_every_samples: int | None = None
 
     @property
     def model(self) -> str:
@@ -88,6 +110,7 @@ def config_from_mapping(values: dict[str, Any], source: str = "") -> TrainConfig
         slurm=dict(settings.get("slurm") or {}),
         extra_args=[str(arg) for arg in extra_args],
         source=source,
+        checkpoint_every_samples=_checkpoint_every(settings.get("checkpoint_every_samples")),
     )
 
 
@@ -111,6 +134,7 @@ def apply_overrides(config: TrainConfig, assignments: list[str]) -> TrainConfig:
         gpus_per_node=config.gpus_per_node,
         slurm=dict(config.slurm),
         extra_args=list(config.extra_args),
+        checkpoint_every_samples=config.checkpoint_every_samples,
     )
     for assignment in assignments:
         key, separator, raw_value = assignment.partition("=")
@@ -127,21 +151,41 @@ def apply_overrides(config: TrainConfig, assignments: list[str]) -> TrainConfig:
 
 def open_clip_argv(config: TrainConfig, corpus: CorpusShards) -> list[str]:
     """The ``open_clip_train.main`` arguments: the corpus's shards and size, then the config's options, then extras."""
+    options = dict(config.options)
+    samples_per_epoch = corpus.num_samples
+    chunk = chunk_samples(config, corpus.num_samples)
+    if chunk is not None:
+        # Epochs of `chunk` samples drawn with replacement: checkpoints every chunk, same number of samples seen.
+        samples_per_epoch = chunk
+        options["dataset_resampled"] = True
+        for key, default in (("epochs", OPEN_CLIP_DEFAULT_EPOCHS), ("epochs_cooldown", None)):
+            passes = options.get(key, default)
+            if passes is not None:
+                options[key] = math.ceil(float(passes) * corpus.num_samples / chunk)
     argv = [
         "--train-data",
         corpus.webdataset_urls(),
         "--train-num-samples",
-        str(corpus.num_samples),
+        str(samples_per_epoch),
         "--dataset-type",
         "webdataset",
     ]
-    options = dict(config.options)
     options.setdefault("name", config.name)
     options.setdefault("logs", config.logs)
     for key, value in options.items():
         argv.extend(_option_argv(key, value))
     argv.extend(config.extra_args)
     return argv
+
+
+def chunk_samples(config: TrainConfig, corpus_samples: int) -> int | None:
+    """Samples per open_clip "epoch" when the corpus is split into checkpoint chunks; None for whole-corpus epochs."""
+    every = config.checkpoint_every_samples
+    if every is None:
+        every = DEFAULT_CHECKPOINT_EVERY_SAMPLES
+    if every <= 0 or corpus_samples <= every:
+        return None
+    return every
 
 
 def validate_open_clip_argv(argv: list[str]) -> Any:
@@ -169,6 +213,17 @@ def _option_argv(key: str, value: Any) -> list[str]:
 
 def _option_key(key: str) -> str:
     return str(key).strip().lstrip("-").replace("-", "_")
+
+
+def _checkpoint_every(value: Any) -> int | None:
+    # null: the default; false/0: off (whole-corpus epochs); a number: samples between checkpoints.
+    if value is None:
+        return None
+    if value is False:
+        return 0
+    if value is True:
+        raise ValueError("`checkpoint_every_samples` takes a number of samples (or false/0 to turn it off)")
+    return int(value)
 
 
 def _optional_float(value: Any) -> float | None:
