@@ -1,7 +1,9 @@
 """``build-corpus``: every stage in order on one corpus directory, then the funnel with its balance check.
 
-A stage whose ``_SUCCESS`` exists is skipped (resume after a crash), unless ``--force`` is given; each stage is its
-own Beam job, so the same flags (runner included) apply to all of them.
+A stage is skipped (resume after a crash, or a re-run with nothing changed) only when its ``_SUCCESS`` exists and
+records the same fingerprint a new run would: the same input files (extract), the same upstream runs, the same
+config sections. Anything else reruns it, with one line saying what changed; ``--force`` redoes every stage. Each
+stage is its own Beam job, so the same flags (runner included) apply to all of them.
 """
 
 from __future__ import annotations
@@ -10,29 +12,35 @@ import importlib
 import logging
 from collections.abc import Sequence
 
-from pipeline.core.config import CorpusOptions
+from pipeline.core.config import CorpusOptions, resolve_config
 from pipeline.core.layout import CorpusLayout
 from pipeline.core.registry import STAGE_SPECS
-from pipeline.core.stage import pipeline_options
+from pipeline.core.stage import fingerprint_changes, input_files, pipeline_options, stage_fingerprint
 
 log = logging.getLogger("altcorpus")
 
 
 def run(argv: Sequence[str]) -> int:
-    """Run the stages not yet done, then print the funnel; non-zero exit when the books do not balance."""
-    options = pipeline_options(argv).view_as(CorpusOptions)
-    if not options.input:
+    """Run the stages not done with these inputs and settings, then print the funnel; non-zero when unbalanced."""
+    options = pipeline_options(argv)
+    corpus = options.view_as(CorpusOptions)
+    if not corpus.input:
         raise SystemExit("build-corpus needs --input (a WARC file or glob)")
-    layout = CorpusLayout(options.output)
-    force = bool(options.force)
+    # Every mistake in the flags is refused here, before any stage runs (and each stage checks again).
+    config = resolve_config(options)
+    input_files(corpus.input)
+    layout = CorpusLayout(corpus.output)
+    force = bool(corpus.force)
     for spec in STAGE_SPECS:
         stage = spec.name
         if layout.is_done(stage) and not force:
-            log.info("%s: already done (%s exists); skipping (use --force to redo)", stage, layout.success_path(stage))
-            continue
+            recorded = layout.read_success(stage).get("fingerprint")
+            changes = fingerprint_changes(recorded, stage_fingerprint(stage, layout, config, options))
+            if not changes:
+                log.info("%s: already done (%s); skipping (use --force to redo)", stage, layout.success_path(stage))
+                continue
+            log.info("%s: rerunning: %s", stage, "; ".join(changes))
         importlib.import_module(spec.module).run(list(argv))
-        # Every later stage depends on this one: redo them too.
-        force = True
     from pipeline.corpus import stats
 
     return stats.main([layout.root])

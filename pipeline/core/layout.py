@@ -3,25 +3,35 @@
 All paths go through Beam's ``FileSystems`` so the same code works on local disk, ``gs://`` and ``s3://``.
 Tables are written by ``beam.io.WriteToParquet``, which writes to a temporary location and renames on
 finalisation, so nothing is ever half-written under its final name.
+
+A stage writes its new tables beside the old ones, under ``_staging/<stage>-<run id>/`` (``StagedLayout``), and
+``promote`` swaps them in only after the Beam job succeeded: a mistake or a crash never costs the old outputs.
+Each ``_SUCCESS`` records a ``run_id`` and a ``fingerprint`` (what the stage read, the config it used), so a stage
+whose upstream was re-run since is known to be stale (``stale_stages``).
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.core.registry import STAGES, stage_spec
+from pipeline.core.registry import STAGE_SPECS, STAGES, stage_spec
 from schemas import SCHEMA_VERSION, Rejection, Table
 
-__all__ = ["STAGES", "CorpusLayout", "ReadTable", "WriteTable"]
+__all__ = ["STAGES", "STAGING", "CorpusLayout", "ReadTable", "StagedLayout", "WriteTable", "new_run_id"]
 
 SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"
+#: The folder (under the corpus root) where stages write their new outputs until they succeed.
+STAGING = "_staging"
+#: How Beam's file sinks name their temporary folders beside the final files (left behind by a killed job).
+BEAM_TEMP = "beam-temp-"
 
 
 class CorpusLayout:
@@ -79,14 +89,100 @@ class CorpusLayout:
         payload = dict(info, stage=stage, schema_version=SCHEMA_VERSION, finished_at=time.time())
         write_text_atomically(self.success_path(stage), json.dumps(payload, indent=2, sort_keys=True, default=str))
 
-    def clear_stage(self, stage: str) -> None:
-        """Remove a stage's previous outputs (marker first) so a re-run never mixes old and new files."""
+    def run_id(self, stage: str) -> str | None:
+        """The id of the stage's last successful run (``None`` when not done, or done before run ids existed)."""
+        return self.read_success(stage).get("run_id") if self.is_done(stage) else None
+
+    def stale_stages(self) -> list[str]:
+        """Done stages that read outputs replaced since (an upstream stage re-run, undone or itself stale).
+
+        A stage whose ``_SUCCESS`` predates fingerprints is trusted (nothing to compare).
+        """
+        stale: list[str] = []
+        for spec in STAGE_SPECS:
+            if not self.is_done(spec.name):
+                continue
+            recorded = (self.read_success(spec.name).get("fingerprint") or {}).get("upstream")
+            if recorded is None:
+                continue
+            if any(up in stale or recorded.get(up) != self.run_id(up) for up in spec.inputs):
+                stale.append(spec.name)
+        return stale
+
+    def owned_folders(self, stage: str) -> tuple[str, ...]:
+        """The folders a stage writes whole: its main output's (with ``_SUCCESS``) and its extra outputs'."""
         spec = stage_spec(stage)
+        return (spec.folder, *spec.extra_folders)
+
+    def staged(self, stage: str, run_id: str) -> StagedLayout:
+        """A layout whose writes for one run of ``stage`` go to its own staging folder beside the corpus's tables."""
+        return StagedLayout(self.root, stage, run_id)
+
+    def clean_temporaries(self, stage: str) -> None:
+        """Remove what an interrupted run of ``stage`` left: its staging folders and Beam's temporary folders."""
+        staging_root = self.path(STAGING)
+        for directory in top_folders(staging_root, f"{stage}-*"):
+            delete_tree(directory)
+        for folder in self.owned_folders(stage):
+            for directory in top_folders(self.folder(folder), f"{BEAM_TEMP}*"):
+                delete_tree(directory)
+        for directory in top_folders(self.folder(Rejection), f"{BEAM_TEMP}{stage}-*"):
+            delete_tree(directory)
+        remove_if_empty(staging_root)
+
+    def promote(self, staged: StagedLayout) -> None:
+        """Replace a stage's outputs by what its successful run staged: old files out, staged files renamed in.
+
+        The marker goes first, so from here until ``mark_done`` the stage reads as not done; a crash in between
+        leaves a stage that ``build-corpus`` simply reruns.
+        """
+        stage = staged.stage
         delete_matching(self.success_path(stage))
-        delete_matching(FileSystems.join(self.folder(spec.folder), "*"))
-        for folder in spec.extra_folders:
+        for folder in self.owned_folders(stage):
             delete_matching(FileSystems.join(self.folder(folder), "*"))
+            move_files(list_matching(FileSystems.join(staged.folder(folder), "*")), self.folder(folder))
         delete_matching(self.rejected_glob(stage))
+        move_files(list_matching(staged.rejected_glob(stage)), self.folder(Rejection))
+        delete_tree(staged.root)
+        remove_if_empty(self.path(STAGING))
+
+
+def new_run_id() -> str:
+    """A unique, sortable id for one run of a stage (UTC time and a random suffix)."""
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+
+
+class StagedLayout(CorpusLayout):
+    """The corpus as one run of a stage sees it: it reads the corpus's tables, but writes its own under staging.
+
+    ``root`` is the staging folder, so ``folder``/``prefix`` of the stage's tables point there; every other table
+    (what the stage reads) resolves under the corpus root.
+    """
+
+    def __init__(self, corpus_root: str, stage: str, run_id: str) -> None:
+        self.corpus = CorpusLayout(corpus_root)
+        super().__init__(self.corpus.path(STAGING, f"{stage}-{run_id}"))
+        self.stage = stage
+        self.writes = set(self.corpus.owned_folders(stage))
+
+    def folder(self, table: type[Table] | str) -> str:
+        name = table if isinstance(table, str) else table.FOLDER
+        return super().folder(table) if name in self.writes else self.corpus.folder(table)
+
+    def rejected_prefix(self, stage: str) -> str:
+        if stage != self.stage:
+            raise ValueError(f"a staged run of {self.stage} cannot write the rejections of {stage}")
+        return FileSystems.join(self.path(Rejection.FOLDER), stage)
+
+    def rejected_glob(self, stage: str | None = None) -> str:
+        """This run's staged rejections (only its own stage's exist here)."""
+        return FileSystems.join(self.path(Rejection.FOLDER), f"{stage or self.stage}-*.parquet")
+
+    def success_path(self, stage: str) -> str:
+        return self.corpus.success_path(stage)
+
+    def manifest_path(self) -> str:
+        return self.corpus.manifest_path()
 
 
 def delete_matching(pattern: str) -> None:
@@ -94,6 +190,37 @@ def delete_matching(pattern: str) -> None:
     matches = FileSystems.match([pattern])[0].metadata_list
     if matches:
         FileSystems.delete([m.path for m in matches])
+
+
+def delete_tree(directory: str) -> None:
+    """Delete a folder and everything under it (on object stores: every object under the prefix)."""
+    delete_matching(FileSystems.join(directory, "**"))
+    if FileSystems.exists(directory):  # a local folder (object stores have none once their objects are gone)
+        FileSystems.delete([directory])
+
+
+def remove_if_empty(directory: str) -> None:
+    """Remove a local folder that holds no file any more (object stores have no empty folders)."""
+    if FileSystems.exists(directory) and not list_matching(FileSystems.join(directory, "**")):
+        FileSystems.delete([directory])
+
+
+def top_folders(parent: str, pattern: str) -> list[str]:
+    """The sub-folders of ``parent`` matching ``pattern`` that hold files, found through the files they hold."""
+    base = parent.rstrip("/") + "/"
+    found = set()
+    for path in list_matching(FileSystems.join(parent, pattern, "**")):
+        found.add(base + path[len(base) :].split("/", 1)[0])
+    return sorted(found)
+
+
+def move_files(paths: list[str], folder: str) -> None:
+    """Rename files into ``folder`` under their own names (per file: object stores rename one object at a time)."""
+    if not paths:
+        return
+    if not FileSystems.exists(folder):
+        FileSystems.mkdirs(folder)
+    FileSystems.rename(paths, [FileSystems.join(folder, FileSystems.split(path)[1]) for path in paths])
 
 
 def list_matching(pattern: str) -> list[str]:

@@ -30,6 +30,10 @@ class StageSpec:
     extra_outputs: tuple[type[Table], ...] = ()
     #: The colour of the stage's drops in the HTML report.
     colour: str = "#64748b"
+    #: The stages whose outputs it reads, the main one first: a re-run of any makes this stage stale.
+    inputs: tuple[str, ...] = ()
+    #: The ``CorpusConfig`` sections it depends on (its ``_SUCCESS`` records them; a change reruns it).
+    config_sections: tuple[str, ...] = ()
 
     @property
     def folder(self) -> str:
@@ -59,6 +63,8 @@ EXTRACT = StageSpec(
     output=Candidate,
     extra_outputs=(ArchivedImage, RecordError),
     colour="#a855f7",
+    inputs=(),
+    config_sections=("extract",),
 )
 FILTER_TEXT = StageSpec(
     name="filter-text",
@@ -66,6 +72,8 @@ FILTER_TEXT = StageSpec(
     summary="candidates/ -> text_kept/ (ALIGN's text rules, language tags)",
     output=TextKept,
     colour="#f97316",
+    inputs=("extract",),
+    config_sections=("text",),
 )
 FETCH = StageSpec(
     name="fetch",
@@ -73,6 +81,8 @@ FETCH = StageSpec(
     summary="text_kept/ -> images/ (archive first, then polite HTTP)",
     output=FetchedImage,
     colour="#e11d48",
+    inputs=("filter-text", "extract"),
+    config_sections=("fetch",),
 )
 FILTER_IMAGE = StageSpec(
     name="filter-image",
@@ -80,6 +90,8 @@ FILTER_IMAGE = StageSpec(
     summary="text_kept/ + images/ -> samples/ (size, aspect, duplicates)",
     output=SampleImage,
     colour="#eab308",
+    inputs=("filter-text", "fetch"),
+    config_sections=("image",),
 )
 WRITE_SHARDS = StageSpec(
     name="write-shards",
@@ -87,6 +99,8 @@ WRITE_SHARDS = StageSpec(
     summary="samples/ -> shards/*.tar + *.parquet, sizes.json, manifest.json",
     output=Sample,
     colour="#0f766e",
+    inputs=("filter-image", "extract"),
+    config_sections=("preset", "extract", "text", "fetch", "image", "shards"),
 )
 
 #: Every Beam stage, in data-path order.

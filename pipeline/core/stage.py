@@ -1,18 +1,25 @@
-"""Running one stage as its own Beam job: options, clearing old outputs, counters, and the ``_SUCCESS`` marker."""
+"""Running one stage as its own Beam job: checks first, outputs staged then swapped in, counters, ``_SUCCESS``.
+
+Order matters: options, config, runner, inputs and the upstream stage are all checked before anything is written or
+deleted; the job writes beside the old outputs; only its success replaces them (``CorpusLayout.promote``).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.core.config import CorpusConfig, CorpusOptions, resolve_config
-from pipeline.core.layout import CorpusLayout
+from pipeline.core.layout import CorpusLayout, delete_tree, list_matching, new_run_id
+from pipeline.core.registry import stage_spec
 from pipeline.core.rules import COUNTER_NAMESPACE
 
 log = logging.getLogger("altcorpus")
@@ -52,6 +59,71 @@ def stage_counters(result: beam.runners.runner.PipelineResult, stage: str) -> di
     return dict(sorted(totals.items()))
 
 
+def input_files(text: str | None) -> list[dict[str, Any]]:
+    """The files the comma-separated ``--input`` patterns match, with sizes and mtimes; an error names a bad one."""
+    patterns = [part.strip() for part in (text or "").split(",") if part.strip()]
+    if not patterns:
+        raise ValueError("extract needs --input: a WARC/WAT file or glob (several separated by commas)")
+    files: dict[str, dict[str, Any]] = {}
+    for pattern in patterns:
+        try:
+            matched = FileSystems.match([pattern])[0].metadata_list
+        except Exception:  # Beam raises when a pattern's directory does not exist
+            matched = []
+        if not matched:
+            raise ValueError(f"--input {pattern!r} matches no file")
+        for item in matched:
+            files[item.path] = {"path": item.path, "size": item.size_in_bytes, "mtime": item.last_updated_in_seconds}
+    return [files[path] for path in sorted(files)]
+
+
+def stage_fingerprint(
+    stage: str, layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions
+) -> dict[str, Any]:
+    """What a run of ``stage`` would depend on: its input files or upstream runs, and its config sections."""
+    spec = stage_spec(stage)
+    values = config.to_dict()
+    fingerprint: dict[str, Any] = {
+        "config": {section: values[section] for section in spec.config_sections},
+        "upstream": {upstream: layout.run_id(upstream) for upstream in spec.inputs},
+    }
+    if not spec.inputs:  # the first stage reads --input
+        fingerprint["input_files"] = input_files(options.view_as(CorpusOptions).input)
+    # In the form _SUCCESS gives back (tuples become lists), so a recorded fingerprint compares equal.
+    return json.loads(json.dumps(fingerprint, default=str))
+
+
+def fingerprint_changes(recorded: dict[str, Any] | None, expected: dict[str, Any]) -> list[str]:
+    """Why a done stage must run again, one phrase per difference (empty: nothing changed)."""
+    if not recorded:
+        return ["its _SUCCESS records no fingerprint (written by an older version)"]
+    changes = []
+    if recorded.get("input_files") != expected.get("input_files"):
+        before, now = recorded.get("input_files") or [], expected.get("input_files") or []
+        changes.append(f"its input files changed ({len(before)} before, {len(now)} now, or other sizes/mtimes)")
+    for section, value in expected["config"].items():
+        if recorded.get("config", {}).get(section) != value:
+            changes.append(f"its config section {section!r} changed")
+    for upstream, run_id in expected["upstream"].items():
+        if recorded.get("upstream", {}).get(upstream) != run_id:
+            changes.append(f"upstream {upstream} was re-run since" if run_id else f"upstream {upstream} is not done")
+    return changes
+
+
+def check_upstream(stage: str, layout: CorpusLayout) -> None:
+    """Refuse to run a stage whose main upstream left nothing to read (a typo in --output, a skipped stage)."""
+    spec = stage_spec(stage)
+    if not spec.inputs:
+        return
+    upstream = stage_spec(spec.inputs[0])
+    if layout.is_done(upstream.name) or list_matching(layout.glob(upstream.output)):
+        return
+    raise ValueError(
+        f"{stage} reads {upstream.folder}/ of {layout.root}, which {upstream.name} has not written: "
+        f"run `python -m pipeline {upstream.name} --output {layout.root} ...` first"
+    )
+
+
 def run_stage(
     stage: str,
     argv: Sequence[str],
@@ -61,25 +133,43 @@ def run_stage(
 ) -> dict[str, int]:
     """Run one stage end to end and mark it done; returns its counters.
 
-    Old outputs of the stage are removed first, so a re-run (after a crash or with new settings) never mixes
-    files of two runs; ``_SUCCESS`` is written only after the Beam job finished. A stage that resumes from its
-    own complete outputs (write-shards) passes ``clear_outputs=False`` and removes only what it must.
+    Everything is checked before anything is touched: the config (every choice), the runner, the inputs
+    (``--input`` matches files; the upstream stage wrote its table). The job then writes under a staging folder,
+    and only its success replaces the old outputs, so a re-run never mixes files of two runs and a failed one
+    leaves the corpus as it was; ``_SUCCESS`` (with the run's id and fingerprint) is written last. A stage that
+    resumes from its own complete outputs (write-shards) passes ``clear_outputs=False``: it writes in place and
+    removes only what it must.
     """
     options = pipeline_options(argv)
     config = resolve_config(options)
     corpus = options.view_as(CorpusOptions)
     layout = CorpusLayout(corpus.output)
-    if clear_outputs:
-        layout.clear_stage(stage)
+    pipeline = beam.Pipeline(options=options)  # an unknown --runner fails here
+    check_upstream(stage, layout)
+    fingerprint = stage_fingerprint(stage, layout, config, options)  # --input must match files
+    run_id = new_run_id()
+    staged = layout.staged(stage, run_id) if clear_outputs else None
+    layout.clean_temporaries(stage)
     log.info("%s: starting (%s, runner %s)", stage, layout.root, options.view_as(StandardOptions).runner)
     started = time.monotonic()
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, layout, config, options)
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        build(pipeline, staged or layout, config, options)
+        result = pipeline.run()
+        result.wait_until_finish()
+        if staged is not None:
+            layout.promote(staged)
+    finally:
+        if staged is not None:  # a failed or interrupted run leaves nothing behind (promote already emptied it)
+            delete_tree(staged.root)
     seconds = time.monotonic() - started
     counters = stage_counters(result, stage)
-    info: dict[str, Any] = {"counters": counters, "config": config.to_dict(), "seconds": round(seconds, 3)}
+    info: dict[str, Any] = {
+        "counters": counters,
+        "config": config.to_dict(),
+        "seconds": round(seconds, 3),
+        "run_id": run_id,
+        "fingerprint": fingerprint,
+    }
     if extra_info is not None:
         info.update(extra_info(layout, config, options))
     layout.mark_done(stage, info)
