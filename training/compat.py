@@ -1,42 +1,40 @@
-"""Two compatibility shims for open_clip_train 3.3, installed by the worker process without forking it.
+"""Compatibility checks and shims for open_clip_train 3.3, installed by the worker process without forking it.
 
 1. WebDataset reader: webdataset 0.2.96 made ``tar_file_expander`` yield an empty dict at the end of every shard
-   (``eof_value={}``); open_clip_train's ``group_by_keys_nothrow`` then fails with ``KeyError: 'fname'`` at the
-   first shard boundary (mlfoundations/open_clip#935, webdataset/webdataset#384; still so with webdataset 1.0).
-   The fix the maintainers point to is ``eof_value=None``. :func:`install` rebinds the module-level name
-   ``open_clip_train.data.tarfile_to_samples_nothrow``, which ``get_wds_dataset`` looks up when it builds the
-   pipeline, to :func:`tarfile_to_samples_nothrow` below; it lives in this module so DataLoader workers started
-   with ``spawn`` unpickle it from here and get the fixed version too.
+   (``eof_value={}``); open_clip_train 3.3's ``group_by_keys_nothrow`` then fails with ``KeyError: 'fname'`` at the
+   first shard boundary (mlfoundations/open_clip#935, webdataset/webdataset#384; still so with webdataset 1.0). The
+   train extra pins webdataset 0.2.86, as open_clip's own training extra does, so plain ``python -m
+   open_clip_train.main`` reads the shards and nothing is patched; :func:`check_webdataset` turns a drifted install
+   into a clear error at start-up instead of that KeyError after the first shard.
 2. DDP on CPU: see :func:`install_cpu_ddp`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import random
 from collections.abc import Iterable, Iterator
+from importlib.metadata import version
 from typing import Any
 
 import torch
 from open_clip_train import data as open_clip_data
 from torch.nn.parallel import DistributedDataParallel
 from webdataset import filters as wds_filters
+from webdataset import tariterators
 from webdataset import utils as wds_utils
-from webdataset.tariterators import tar_file_expander, url_opener
 
 
-def tarfile_to_samples_nothrow(
-    src: Iterable[dict[str, Any]], handler: Any = open_clip_data.log_and_continue
-) -> Iterator[dict[str, Any]]:
-    """open_clip_train's tar -> samples stage, without webdataset's end-of-shard marker."""
-    streams = url_opener(src, handler=handler)
-    files = tar_file_expander(streams, handler=handler, eof_value=None)
-    return open_clip_data.group_by_keys_nothrow(files, handler=handler)
-
-
-def install() -> None:
-    """Point open_clip_train's WebDataset pipeline at the fixed tar reader (idempotent)."""
-    open_clip_data.tarfile_to_samples_nothrow = tarfile_to_samples_nothrow
+def check_webdataset() -> None:
+    """Refuse a webdataset whose tar reader ends shards with a marker open_clip_train 3.3 cannot read (open_clip#935)."""
+    eof_value = inspect.signature(tariterators.tar_file_expander).parameters.get("eof_value")
+    if eof_value is not None and eof_value.default is not None:
+        raise RuntimeError(
+            f"webdataset {version('webdataset')} ends every shard with an empty sample, which open_clip_train "
+            f"{version('open_clip_torch')} cannot read (KeyError: 'fname' at the first shard boundary, open_clip#935); "
+            "install the train extra's pin: pip install 'webdataset==0.2.86'"
+        )
 
 
 class CpuDistributedDataParallel(DistributedDataParallel):

@@ -38,7 +38,7 @@ def run(argv: list[str]) -> None:
     """Run one open_clip_train process; raise when open_clip_train refuses to start (it returns -1 then)."""
     options, open_clip_args = parse_worker_args(argv)
     register_model_configs()
-    compat.install()
+    compat.check_webdataset()
     compat.install_cpu_ddp()
     compat.install_seeded_data_order()  # batches follow --seed, epoch, rank: reproducible and resumable
     loss.install(label_smoothing=options.label_smoothing, init_temperature=options.init_temperature)
