@@ -12,14 +12,19 @@ How it is wired in (``install``), both by rebinding a name ``open_clip_train.mai
 - ``open_clip_train.main.create_model_and_transforms`` becomes a wrapper that adds ``init_logit_scale=log(1/T)`` when
   an initial temperature T is asked for. The ALIGN model configs already carry T = 1.0 (``init_logit_scale`` 0), so
   this option is for CLIP configs trained ALIGN-style, or ALIGN configs started at CLIP's 0.07.
+``install`` first checks that ``open_clip_train.main.main`` looks both names up in its module, and raises otherwise:
+an open_clip release that gets them some other way would silently train with plain ``ClipLoss``.
 open_clip_train clamps ``logit_scale`` to [0, ln 100] after every step, i.e. temperature in [0.01, 1]: ALIGN's initial
 1.0 is the upper end, and the learned temperature can only go down from there, as it does in the paper.
 """
 
 from __future__ import annotations
 
+import dis
+import inspect
 import logging
 import math
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -102,13 +107,55 @@ def make_create_model_and_transforms(init_temperature: float | None) -> Callable
     return create_model_and_transforms
 
 
-def install(label_smoothing: float | None = None, init_temperature: float | None = None) -> None:
+#: The names :func:`install` rebinds in ``open_clip_train.main``.
+HOOKED_NAMES = ("create_loss", "create_model_and_transforms")
+
+
+def global_lookups(function: Callable[..., Any]) -> set[str]:
+    """Names a function (and any function or comprehension nested in it) reads as module globals (``LOAD_GLOBAL``)."""
+    names: set[str] = set()
+    codes = [function.__code__]
+    while codes:
+        code = codes.pop()
+        names.update(str(op.argval) for op in dis.get_instructions(code) if op.opname == "LOAD_GLOBAL")
+        codes.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
+    return names
+
+
+def check_hook_points(open_clip_main: types.ModuleType) -> None:
+    """Refuse, naming the open_clip version, when ``main()`` would not see names rebound in its module.
+
+    Rebinding a module global only reaches code that looks the name up in that module when it runs; a release whose
+    ``main()`` gets the loss some other way (open_clip's main branch no longer imports ``create_loss`` there) would
+    silently train with plain ``ClipLoss``.
+    """
+    main = getattr(open_clip_main, "main", None)
+    looked_up = global_lookups(main) if inspect.isfunction(main) else set()
+    missing = [name for name in HOOKED_NAMES if name not in looked_up or not hasattr(open_clip_main, name)]
+    if missing:
+        raise RuntimeError(
+            f"open_clip_torch {open_clip.__version__}: {open_clip_main.__name__}.main() does not look up "
+            f"{', '.join(missing)} in its module, so ALIGN's label smoothing and initial temperature would silently "
+            "not apply; training.loss supports open_clip_torch 3.3 (the train extra's pin): adapt training/loss.py's "
+            "hook to this release or install open_clip_torch[training]>=3.3,<3.4"
+        )
+
+
+def install(
+    label_smoothing: float | None = None,
+    init_temperature: float | None = None,
+    open_clip_main: types.ModuleType | None = None,
+) -> None:
     """Rebind ``create_loss`` / ``create_model_and_transforms`` in ``open_clip_train.main`` (see module docstring).
 
     Always rebinds both, from open_clip's originals, so calling it twice in one process (tests) never stacks wrappers
-    and ``install()`` with no options restores open_clip's behaviour.
+    and ``install()`` with no options restores open_clip's behaviour. Raises ``RuntimeError`` (and rebinds nothing)
+    when the installed open_clip_train's ``main()`` would not see them (:func:`check_hook_points`).
+    ``open_clip_main`` defaults to the imported ``open_clip_train.main``.
     """
-    import open_clip_train.main as open_clip_main
+    if open_clip_main is None:
+        import open_clip_train.main as open_clip_main
 
+    check_hook_points(open_clip_main)
     open_clip_main.create_loss = make_create_loss(label_smoothing)
     open_clip_main.create_model_and_transforms = make_create_model_and_transforms(init_temperature)
