@@ -25,7 +25,7 @@ else
   RUNNER_ARGS := --runner=$(RUNNER)
 endif
 
-.PHONY: venv install install-test build-corpus sample stats test lint format bench train clean chromium check-c
+.PHONY: venv install install-test build-corpus sample stats test test-fast lint format bench train clean chromium check-c
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,13 @@ chromium:
 test: $(VENV)/.installed-test chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The quick loop (about a minute): ruff, then the tests that need neither torch, Airflow, a browser nor more than ~20 s
+# (markers from tests/conftest.py), with torch made unimportable so the pipeline's tests keep working without it.
+FAST_MARKERS := not slow and not needs_torch and not needs_airflow and not needs_browser
+test-fast: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -p tests.fixtures.without_torch -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 # The C tag scanner built with AddressSanitizer + UndefinedBehaviorSanitizer, then its tests (real pages, generated
 # hostile markup) run against that build: out-of-bounds reads or undefined behaviour fail loudly. PYTHONMALLOC=malloc

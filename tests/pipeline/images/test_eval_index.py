@@ -74,6 +74,7 @@ def test_a_stereo_pair_counts_as_the_same_picture() -> None:
     assert hamming(phash_uint64(Image.fromarray(left)), phash_uint64(Image.fromarray(right))) <= DEFAULT
 
 
+@pytest.mark.slow  # an end-to-end eval-index run over the shared images: make test, not make test-fast
 def test_ukbench_variants_and_a_corrupt_file(tmp_path: Path) -> None:
     folder = shared_path("images/near-duplicates")
     output = tmp_path / "index.parquet"

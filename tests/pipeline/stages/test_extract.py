@@ -205,6 +205,7 @@ def test_full_stage_run_writes_every_table(tmp_path: Path, inputs: str) -> None:
     assert (tmp_path / "candidates" / "_SUCCESS").exists()
 
 
+@pytest.mark.slow  # a full multi-process or end-to-end stage run: make test, not make test-fast
 def test_multi_processing_run_gives_the_same_candidates(tmp_path: Path, inputs: str) -> None:
     single, multi = tmp_path / "single", tmp_path / "multi"
     run(["--input", inputs, "--output", str(single)])

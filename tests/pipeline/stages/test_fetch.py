@@ -179,6 +179,7 @@ def stable(rows: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
     return {url: tuple(row[column] for column in columns) for url, row in rows.items()}
 
 
+@pytest.mark.slow  # a full multi-process or end-to-end stage run: make test, not make test-fast
 def test_fetch_stage_end_to_end(corpus: Path, server: MisbehavingServer) -> None:
     server.reset_counts()
     counters = fetch.run(["--output", str(corpus), *FAST_FLAGS])

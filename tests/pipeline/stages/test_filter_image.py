@@ -149,6 +149,7 @@ def read_folder(folder: Path) -> list[dict]:
     return [row for path in sorted(folder.glob("*.parquet")) for row in pq.read_table(path).to_pylist()]
 
 
+@pytest.mark.slow  # a full multi-process or end-to-end stage run: make test, not make test-fast
 def test_every_candidate_meets_its_fate_exactly_once(stage_run: tuple[Path, Inputs, dict[str, int]]) -> None:
     root, inputs, _ = stage_run
     samples = read_folder(root / "samples")
@@ -167,6 +168,7 @@ def test_every_candidate_meets_its_fate_exactly_once(stage_run: tuple[Path, Inpu
     assert set(found) <= set(inputs.expected)
 
 
+@pytest.mark.slow  # a full multi-process or end-to-end stage run: make test, not make test-fast
 def test_samples_carry_their_image_and_the_unsafe_score(stage_run: tuple[Path, Inputs, dict[str, int]]) -> None:
     root, inputs, _ = stage_run
     by_url = {row[FetchedImage.IMAGE_URL]: row for row in inputs.images}
@@ -181,6 +183,7 @@ def test_samples_carry_their_image_and_the_unsafe_score(stage_run: tuple[Path, I
         assert sample[SampleImage.SHARD] is None
 
 
+@pytest.mark.slow  # a full multi-process or end-to-end stage run: make test, not make test-fast
 def test_rejections_explain_themselves_and_counters_add_up(stage_run: tuple[Path, Inputs, dict[str, int]]) -> None:
     root, inputs, counters = stage_run
     rejected = {row[Rejection.REASON]: row for row in read_folder(root / "rejected")}

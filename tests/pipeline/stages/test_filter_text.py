@@ -302,6 +302,7 @@ def test_kept_rows_carry_language_length_and_duplicate_count(planted: dict[str, 
     assert table.schema.names == TextKept.names()
 
 
+@pytest.mark.slow  # a full multi-process or end-to-end stage run: make test, not make test-fast
 def test_two_worker_processes_give_identical_results(planted: dict[str, Any], tmp_path: Path) -> None:
     planted["corpus"].write(tmp_path)
     counters = filter_text.run(

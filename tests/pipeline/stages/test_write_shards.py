@@ -113,6 +113,7 @@ def test_parquet_twins_json_and_manifest(reference: tuple[Path, list[dict], dict
     assert success["counters"]["samples"] == SAMPLES
 
 
+@pytest.mark.slow  # a full multi-process or end-to-end stage run: make test, not make test-fast
 def test_two_worker_processes_and_the_plain_helper_give_identical_shards(
     reference: tuple[Path, list[dict], dict[str, int]], tmp_path: Path
 ) -> None:
@@ -128,6 +129,7 @@ def test_two_worker_processes_and_the_plain_helper_give_identical_shards(
     assert tar_bytes(helper) == tar_bytes(root)
 
 
+@pytest.mark.slow  # a full multi-process or end-to-end stage run: make test, not make test-fast
 def test_killed_mid_run_then_restarted_gives_identical_tars(
     reference: tuple[Path, list[dict], dict[str, int]], tmp_path: Path
 ) -> None:
