@@ -3,19 +3,26 @@
 - Zero-shot classification (CLIP's protocol): ``--zeroshot-imagefolder DIR`` (torchvision ImageFolder: one folder per
   class), class names from ``--classnames`` (comma list, a file with one per line, or ``imagenet``) or the folder
   names, prompts from CLIP's 80 ImageNet templates (``--templates openai``, open_clip's ``OPENAI_IMAGENET_TEMPLATES``)
-  or open_clip's 7-template subset (``simple``) or a file of ``{}`` templates; reports top-1 and top-5 accuracy.
+  or open_clip's 7-template subset (``simple``) or a file of ``{}`` templates; reports top-1 and top-5 accuracy (top-5
+  is None with 5 classes or fewer). A class list longer than the folders (an ImageNet subset) is matched by folder
+  name or index and the classifier covers the classes present.
+- Linear probe (CLIP's protocol): ``--linear-probe DIR`` with ``DIR/train`` and ``DIR/test`` ImageFolders; logistic
+  regression on frozen, normalised image features, C chosen on a validation fifth of train; reports test top-1.
 - Retrieval: image->text and text->image Recall@1/5/10 over (image, caption) pairs from WebDataset shards
-  (``--retrieval-shards GLOB``) or a Parquet file (``--retrieval-parquet FILE``, image bytes + caption columns).
+  (``--retrieval-shards GLOB``), a Parquet file (``--retrieval-parquet FILE``, image bytes + caption columns) or an
+  image folder with a ``NAME.txt`` caption beside each image (``--retrieval-imagefolder DIR``).
   Identical captions are one text (web corpora repeat alt texts): an image's positives are its caption, a caption's
   positives are all images that carry it, and a query scores a hit at K when any positive is among its top K. With
   unique captions this is the usual one-to-one protocol.
-Results print as a table; ``--output FILE`` also writes them as JSON. ``--model`` and ``--force-image-size`` default
-to the values in the run's ``params.txt`` (``RUN/checkpoints/epoch_N.pt`` -> ``RUN/params.txt``).
+Results print as a table; ``--output FILE`` also writes them as JSON. ``--model``, ``--force-image-size`` and the
+image transform (``image_mean``, ``image_std``, ``image_interpolation``, ``image_resize_mode``) follow the run's
+``params.txt`` (``RUN/checkpoints/epoch_N.pt`` -> ``RUN/params.txt``).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import glob
 import io
 import json
@@ -26,11 +33,18 @@ from typing import Any
 
 import open_clip
 import torch
+from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
 from PIL import Image
 
 from training.models import register_model_configs
 
 RECALL_KS = (1, 5, 10)
+#: params.txt keys that shape the image transform, passed to ``open_clip.create_model_and_transforms``.
+PREPROCESS_PARAMS = ("image_mean", "image_std", "image_interpolation", "image_resize_mode")
+#: Image file suffixes of a captioned image folder.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+#: Inverse regularisation strengths tried by the linear probe (CLIP's paper sweeps C on a validation split).
+PROBE_C_VALUES = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 def read_run_params(checkpoint: str | Path) -> dict[str, str]:
@@ -46,6 +60,17 @@ def read_run_params(checkpoint: str | Path) -> dict[str, str]:
     return params
 
 
+def _param_value(raw: str | None) -> Any:
+    # params.txt holds Python reprs: None, 'bicubic', (0.5, 0.5, 0.5), [0.1, 0.2, 0.3].
+    if raw is None or raw == "None":
+        return None
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+    return tuple(value) if isinstance(value, list) else value
+
+
 def load_model(
     checkpoint: str, model_name: str | None = None, device: str = "cpu", force_image_size: int | None = None
 ) -> tuple[torch.nn.Module, Callable[[Image.Image], torch.Tensor], Any, str]:
@@ -57,15 +82,27 @@ def load_model(
         raise ValueError(f"no --model given and no params.txt beside {checkpoint} to read it from")
     if force_image_size is None and params.get("force_image_size") not in (None, "None"):
         force_image_size = int(params["force_image_size"].strip("[]"))
+    # The run's own preprocessing (open_clip_train's --image-mean/--image-std/--image-interpolation/
+    # --image-resize-mode), else the model config's: evaluating with other statistics shifts every input.
+    preprocessing = {key: _param_value(params.get(key)) for key in PREPROCESS_PARAMS}
     model, _, preprocess = open_clip.create_model_and_transforms(
-        model_name, pretrained=checkpoint, device=device, force_image_size=force_image_size
+        model_name,
+        pretrained=checkpoint,
+        device=device,
+        force_image_size=force_image_size,
+        **{key: value for key, value in preprocessing.items() if value is not None},
     )
     model.eval()
     return model, preprocess, open_clip.get_tokenizer(model_name), model_name
 
 
 def resolve_classnames(spec: str | None, folder_classes: Sequence[str]) -> list[str]:
-    """Class names in ImageFolder order: from a comma list, a file, ``imagenet``, or the folder names."""
+    """Class names in ImageFolder order: from a comma list, a file, ``imagenet``, or the folder names.
+
+    A list with as many names as folders is taken in folder order. A longer list (all ImageNet classes, say, with the
+    folders holding a subset) is matched folder by folder: a folder named by a class of the list, or by its index in
+    the list; the classifier then covers the classes present, as the ImageNet-subset protocols (ImageNet-A/-R) do.
+    """
     if not spec:
         return [name.replace("_", " ") for name in folder_classes]
     if spec == "imagenet":
@@ -74,17 +111,29 @@ def resolve_classnames(spec: str | None, folder_classes: Sequence[str]) -> list[
         names = [line.strip() for line in Path(spec).read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
         names = [name.strip() for name in spec.split(",")]
-    if len(names) != len(folder_classes):
+    if len(names) == len(folder_classes):
+        return names
+    if len(names) < len(folder_classes):
         raise ValueError(f"{len(names)} class names for {len(folder_classes)} class folders")
-    return names
+    by_name = {name.lower(): name for name in names}
+    matched: list[str] = []
+    for folder in folder_classes:
+        key = folder.replace("_", " ").lower()
+        if key in by_name:
+            matched.append(by_name[key])
+        elif folder.isdigit() and int(folder) < len(names):
+            matched.append(names[int(folder)])
+        else:
+            raise ValueError(f"class folder {folder!r} is neither a name nor an index of the {len(names)} class names")
+    return matched
 
 
 def resolve_templates(spec: str) -> list[Callable[[str], str]]:
     """Prompt templates: ``openai`` (CLIP's 80), ``simple`` (7), or a file with one ``{}`` template per line."""
     if spec == "openai":
-        return list(open_clip.OPENAI_IMAGENET_TEMPLATES)
+        return list(OPENAI_IMAGENET_TEMPLATES)  # the CLIP paper's 80-prompt ImageNet ensemble, as data
     if spec == "simple":
-        return list(open_clip.SIMPLE_IMAGENET_TEMPLATES)
+        return list(SIMPLE_IMAGENET_TEMPLATES)
     lines = [line.strip() for line in Path(spec).read_text(encoding="utf-8").splitlines() if "{}" in line]
     if not lines:
         raise ValueError(f"{spec}: no template with a {{}} placeholder")
@@ -112,14 +161,13 @@ def zero_shot_accuracy(
     )
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     top_k = min(5, len(names))
-    correct = {1: 0, top_k: 0}
-    total = 0
+    correct_top1 = correct_top5 = total = 0  # two counters: with one class top-1 and top-k are the same k
     for images, targets in loader:
         features = model.encode_image(images.to(device), normalize=True)
         predictions = (features @ classifier).topk(top_k, dim=1).indices.cpu()
         hits = predictions == targets.unsqueeze(1)
-        correct[1] += int(hits[:, :1].any(dim=1).sum())
-        correct[top_k] += int(hits.any(dim=1).sum())
+        correct_top1 += int(hits[:, :1].any(dim=1).sum())
+        correct_top5 += int(hits.any(dim=1).sum())
         total += len(targets)
     return {
         "dataset": str(image_folder),
@@ -127,8 +175,9 @@ def zero_shot_accuracy(
         "num_classes": len(names),
         "templates": templates,
         "num_templates": len(resolve_templates(templates)),
-        "top1": correct[1] / total,
-        f"top{top_k}": correct[top_k] / total,
+        "top1": correct_top1 / total,
+        # Top-5 needs more than 5 classes to mean anything; with fewer it is None, never another k under this name.
+        "top5": correct_top5 / total if len(names) > 5 else None,
     }
 
 
@@ -150,6 +199,78 @@ def pairs_from_parquet(path: str, image_column: str, caption_column: str) -> Ite
         if image_bytes is None or caption is None:
             continue
         yield Image.open(io.BytesIO(image_bytes)).convert("RGB"), str(caption)
+
+
+def pairs_from_image_folder(folder: str) -> Iterator[tuple[Image.Image, str]]:
+    """(image, caption) pairs of a folder (searched recursively) holding ``NAME.jpg`` beside ``NAME.txt`` captions."""
+    root = Path(folder)
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        caption_path = path.with_suffix(".txt")
+        if not caption_path.is_file():
+            continue  # an image without a caption is no retrieval pair
+        with Image.open(path) as image:
+            yield image.convert("RGB"), caption_path.read_text(encoding="utf-8").strip()
+
+
+@torch.no_grad()
+def image_features(
+    model: torch.nn.Module,
+    preprocess: Callable[[Image.Image], torch.Tensor],
+    image_folder: str | Path,
+    batch_size: int = 128,
+    device: str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Normalised image embeddings, labels and class names of an ImageFolder."""
+    from torchvision.datasets import ImageFolder
+
+    dataset = ImageFolder(str(image_folder), transform=preprocess)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    features, labels = [], []
+    for images, targets in loader:
+        features.append(model.encode_image(images.to(device), normalize=True).cpu())
+        labels.append(targets)
+    return torch.cat(features), torch.cat(labels), list(dataset.classes)
+
+
+def linear_probe_accuracy(
+    model: torch.nn.Module,
+    preprocess: Callable[[Image.Image], torch.Tensor],
+    folder: str,
+    batch_size: int = 128,
+    device: str = "cpu",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """CLIP's linear probe: logistic regression on frozen image features of ``folder/train``, scored on ``folder/test``.
+
+    As in the CLIP paper (appendix A.3), the L2 strength is chosen on a validation split of the training images
+    (a stratified fifth here, over :data:`PROBE_C_VALUES`), then the classifier is refit on all training images.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    train_x, train_y, train_classes = image_features(model, preprocess, Path(folder) / "train", batch_size, device)
+    test_x, test_y, test_classes = image_features(model, preprocess, Path(folder) / "test", batch_size, device)
+    if train_classes != test_classes:
+        raise ValueError(f"{folder}: train/ and test/ hold different class folders")
+    fit_x, val_x, fit_y, val_y = train_test_split(
+        train_x.numpy(), train_y.numpy(), test_size=0.2, random_state=seed, stratify=train_y.numpy()
+    )
+    scores = {}
+    for c in PROBE_C_VALUES:
+        classifier = LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(fit_x, fit_y)
+        scores[c] = classifier.score(val_x, val_y)
+    best_c = max(scores, key=lambda c: (scores[c], -c))  # ties: the stronger regularisation
+    classifier = LogisticRegression(C=best_c, max_iter=1000, random_state=seed).fit(train_x.numpy(), train_y.numpy())
+    return {
+        "dataset": str(folder),
+        "num_train": len(train_y),
+        "num_test": len(test_y),
+        "num_classes": len(train_classes),
+        "C": best_c,
+        "top1": float(classifier.score(test_x.numpy(), test_y.numpy())),
+    }
 
 
 def recall_at_k(similarity: torch.Tensor, positives: torch.Tensor, ks: Sequence[int] = RECALL_KS) -> dict[int, float]:
@@ -208,7 +329,7 @@ def retrieval_recall(
 def format_table(results: dict[str, Any]) -> str:
     """The results as a two-column text table."""
     rows: list[tuple[str, str]] = [("checkpoint", str(results["checkpoint"])), ("model", str(results["model"]))]
-    for section in ("zeroshot", "retrieval"):
+    for section in ("zeroshot", "retrieval", "linear_probe"):
         for key, value in (results.get(section) or {}).items():
             rows.append((f"{section} {key}", f"{100 * value:.2f}%" if isinstance(value, float) else str(value)))
     width = max(len(name) for name, _ in rows)
@@ -231,9 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--retrieval-shards", help="glob of WebDataset tar shards with jpg + txt members")
     source.add_argument("--retrieval-parquet", help="Parquet file with image bytes and captions")
+    source.add_argument("--retrieval-imagefolder", help="folder of images with a NAME.txt caption beside each")
     parser.add_argument("--image-column", default="image", help="Parquet column of encoded image bytes")
     parser.add_argument("--caption-column", default="alt_text", help="Parquet column of captions")
     parser.add_argument("--max-retrieval-pairs", type=int, help="evaluate retrieval on at most this many pairs")
+    parser.add_argument("--linear-probe", help="folder with train/ and test/ ImageFolders: logistic regression probe")
     parser.add_argument("--output", help="also write the results as JSON here")
     return parser
 
@@ -241,9 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str]) -> dict[str, Any]:
     """Evaluate a checkpoint as the command line asks; print the table and return the results."""
     cli = build_parser().parse_args(argv)
-    if not (cli.zeroshot_imagefolder or cli.retrieval_shards or cli.retrieval_parquet):
+    retrieval_source = cli.retrieval_shards or cli.retrieval_parquet or cli.retrieval_imagefolder
+    if not (cli.zeroshot_imagefolder or retrieval_source or cli.linear_probe):
         raise SystemExit(
-            "nothing to evaluate: give --zeroshot-imagefolder and/or --retrieval-shards/--retrieval-parquet"
+            "nothing to evaluate: give --zeroshot-imagefolder, --linear-probe and/or "
+            "--retrieval-shards/--retrieval-parquet/--retrieval-imagefolder"
         )
     model, preprocess, tokenizer, model_name = load_model(
         cli.checkpoint, cli.model, device=cli.device, force_image_size=cli.force_image_size
@@ -260,9 +385,13 @@ def run(argv: list[str]) -> dict[str, Any]:
             cli.batch_size,
             cli.device,
         )
-    if cli.retrieval_shards or cli.retrieval_parquet:
+    if cli.linear_probe:
+        results["linear_probe"] = linear_probe_accuracy(model, preprocess, cli.linear_probe, cli.batch_size, cli.device)
+    if retrieval_source:
         if cli.retrieval_shards:
             pairs, source = pairs_from_shards(cli.retrieval_shards), cli.retrieval_shards
+        elif cli.retrieval_imagefolder:
+            pairs, source = pairs_from_image_folder(cli.retrieval_imagefolder), cli.retrieval_imagefolder
         else:
             pairs = pairs_from_parquet(cli.retrieval_parquet, cli.image_column, cli.caption_column)
             source = cli.retrieval_parquet

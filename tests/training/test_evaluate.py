@@ -117,3 +117,87 @@ def test_zero_shot_options(held_out: dict[str, Path], tmp_path: Path) -> None:
     assert 0.0 <= zeroshot["top1"] <= zeroshot["top5"] <= 1.0
     with pytest.raises(SystemExit, match="nothing to evaluate"):
         evaluate.run(["--checkpoint", str(held_out["checkpoint"])])
+
+
+def _subset_folder(held_out: dict[str, Path], destination: Path, classes: list[str]) -> Path:
+    for name in classes:
+        (destination / name).mkdir(parents=True)
+        for image in sorted((held_out["root"] / "images" / name).iterdir()):
+            (destination / name / image.name).write_bytes(image.read_bytes())
+    return destination
+
+
+def test_zero_shot_with_one_class_reports_at_most_100_percent(held_out: dict[str, Path], tmp_path: Path) -> None:
+    folder = _subset_folder(held_out, tmp_path / "one", ["seven"])
+    zeroshot = evaluate.run(["--checkpoint", str(held_out["checkpoint"]), "--zeroshot-imagefolder", str(folder),
+                             "--templates", "simple"])["zeroshot"]  # fmt: skip
+    assert zeroshot["num_classes"] == 1 and zeroshot["top1"] == 1.0  # one choice: always right, never 200%
+    assert zeroshot["top5"] is None and not any(
+        key.startswith("top") and key not in ("top1", "top5") for key in zeroshot
+    )
+
+
+def test_zero_shot_on_a_subset_of_a_larger_class_list(held_out: dict[str, Path], tmp_path: Path) -> None:
+    # An ImageNet-style subset: the class list names 10 classes, the folders hold 3 of them.
+    folder = _subset_folder(held_out, tmp_path / "subset", ["eight", "one", "three"])
+    all_names = tmp_path / "names.txt"
+    all_names.write_text("\n".join(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]))
+    assert evaluate.resolve_classnames(str(all_names), ["eight", "one", "three"]) == ["eight", "one", "three"]
+    assert evaluate.resolve_classnames(str(all_names), ["8", "1", "3"]) == ["eight", "one", "three"]  # by index
+    with pytest.raises(ValueError, match="eleven"):
+        evaluate.resolve_classnames(str(all_names), ["eleven", "one"])
+    zeroshot = evaluate.run(["--checkpoint", str(held_out["checkpoint"]), "--zeroshot-imagefolder", str(folder),
+                             "--classnames", str(all_names), "--templates", "simple"])["zeroshot"]  # fmt: skip
+    assert zeroshot["num_classes"] == 3 and zeroshot["top5"] is None  # fewer than 5 classes: no top-5, not "top3"
+    assert 0.0 <= zeroshot["top1"] <= 1.0
+
+
+def test_retrieval_from_an_image_folder_with_captions(held_out: dict[str, Path], tmp_path: Path) -> None:
+    folder = tmp_path / "captioned"
+    folder.mkdir()
+    for index, (image_bytes, caption) in enumerate(
+        zip(
+            *(pq.read_table(held_out["root"] / "pairs.parquet").column(c).to_pylist() for c in ("image", "alt_text")),
+            strict=True,
+        )
+    ):
+        (folder / f"{index:04d}.jpg").write_bytes(image_bytes)
+        (folder / f"{index:04d}.txt").write_text(caption)
+    common = ["--checkpoint", str(held_out["checkpoint"]), "--batch-size", "16"]
+    from_folder = evaluate.run([*common, "--retrieval-imagefolder", str(folder)])["retrieval"]
+    from_parquet = evaluate.run([*common, "--retrieval-parquet", str(held_out["root"] / "pairs.parquet")])["retrieval"]
+    assert from_folder["num_images"] == 60
+    for key, value in from_parquet.items():
+        if key.endswith(("R@1", "R@5", "R@10")):
+            assert from_folder[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_preprocessing_follows_the_runs_params(held_out: dict[str, Path], tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    checkpoint = run_dir / "checkpoints" / "epoch_1.pt"
+    checkpoint.write_bytes(held_out["checkpoint"].read_bytes())
+    (run_dir / "params.txt").write_text(
+        "force_image_size: 32\nimage_interpolation: bilinear\nimage_mean: (0.25, 0.5, 0.75)\n"
+        "image_resize_mode: squash\nimage_std: [0.1, 0.2, 0.3]\nmodel: ALIGN-tiny\n"
+    )
+    _, preprocess, _, _ = evaluate.load_model(str(checkpoint))
+    normalize = preprocess.transforms[-1]
+    assert tuple(normalize.mean) == (0.25, 0.5, 0.75) and tuple(normalize.std) == (0.1, 0.2, 0.3)
+    resize = preprocess.transforms[0]
+    assert resize.size == (32, 32)  # squash: both sides to the size, no centre crop
+    assert resize.interpolation.value == "bilinear"
+
+
+def test_linear_probe_on_frozen_image_features(held_out: dict[str, Path], tmp_path: Path) -> None:
+    _, test_split = digits_splits()
+    write_image_folder(DigitsSplit(test_split.images[:200], test_split.labels[:200]), tmp_path / "probe" / "train", 32)
+    write_image_folder(DigitsSplit(test_split.images[200:], test_split.labels[200:]), tmp_path / "probe" / "test", 32)
+    probe = evaluate.run(["--checkpoint", str(held_out["checkpoint"]), "--linear-probe", str(tmp_path / "probe")])[
+        "linear_probe"
+    ]
+    assert (
+        probe["num_train"] == 200 and probe["num_test"] == len(test_split.labels) - 200 and probe["num_classes"] == 10
+    )
+    # Even an untrained tower's random features separate digits well above chance (10%) with a linear classifier.
+    assert 0.3 <= probe["top1"] <= 1.0 and probe["C"] > 0
