@@ -16,6 +16,8 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.core.argv import flag_names
+
 
 def setting(default: Any, help: str) -> Any:
     """A config field with its default and the one-line ``--help`` text, kept in the field's own metadata.
@@ -279,7 +281,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
             convert.__name__ = getattr(parse, "__name__", "value")
             parser.add_argument(
-                _flag(item.name),
+                *flag_names(item.name),  # --eval-index, and --eval_index as Beam tools write it
                 dest=item.name,
                 type=convert,
                 default=None,
