@@ -13,14 +13,34 @@ What every fetch guarantees (statuses are fetch's closed list, see ``pipeline/st
 - retries with jittered exponential back-off for transient failures only (connect/read timeouts, connection errors,
   429, 500, 502, 503, 504), never for a body that is too slow, too large or not an image;
 - ``X-Robots-Tag`` opt-outs and ``Content-Length`` above the byte cap end the fetch before the body is read;
-- the body is streamed: the byte cap, the total-time cap and the magic bytes are checked on every chunk, so a
-  never-ending or slow-drip body ends at ``max_image_bytes`` or ``total_timeout_s``, whichever comes first.
+- the body is streamed and its magic bytes checked on the first chunk;
+- the total-time and byte caps are enforced at the socket (``_BudgetedSocket``), not between body reads: every
+  receive of a request (status line, headers, ``100 Continue`` responses, chunk-size lines, trailers, body) waits at
+  most the time left before ``total_timeout_s`` and counts its bytes, so a server that drips any part of a response
+  ends as ``timeout`` at the limit (not retried: it would drip again), and one that sends endless framing or trailers
+  ends as ``too_large`` once the bytes received pass ``max_image_bytes`` plus a small allowance for headers and
+  chunk framing (``raw_byte_cap``). robots.txt is fetched under the same limits (its body beyond ``ROBOTS_MAX_BYTES``
+  ignored, per RFC 9309).
+
+Content-Encoding: images are requested with ``Accept-Encoding: identity`` and read undecoded; a server that
+compresses an image anyway is refused (``not_an_image``) before its body is read. Image formats are compressed
+already, so nothing of value is lost, and no decoder runs on a stranger's stream (a gzip or deflate stream of empty
+blocks decodes to nothing however long it is, and urllib3's deflate decoder is quadratic on it). robots.txt bodies
+are still decoded: their raw bytes are capped at the socket, so the decoder's input is bounded.
+
+Bounds of one request: the connection (TCP, then TLS) takes at most ``connect_timeout_s`` each (capped by
+``total_timeout_s``), every byte of the response arrives before ``total_timeout_s`` from the request's start, and at
+most ``raw_byte_cap(max_image_bytes)`` bytes are received. A fetch is at most ``max_redirects + 1`` hops, each at
+most one robots.txt request (once per origin) and ``max_retries + 1`` attempts with their back-off; a deadline or
+byte-cap ending is never retried. DNS resolution (``safety.resolve``) is the system resolver's and is not bounded
+here.
 """
 
 from __future__ import annotations
 
-import contextlib
+import io
 import random
+import socket
 import sys
 import threading
 import time
@@ -111,8 +131,113 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
+#: Bytes a response may bring beyond the body cap: status line, headers and chunk framing.
+RAW_ALLOWANCE_BYTES = 64 * 1024
+
+
+def raw_byte_cap(max_body_bytes: int) -> int:
+    """Bytes one response may bring over the wire: the body cap, 64 KiB for headers and 1/8 more for chunk framing."""
+    return max_body_bytes + RAW_ALLOWANCE_BYTES + max_body_bytes // 8
+
+
+class _Budget:
+    """What the request in progress on this thread may still receive: a deadline and a byte cap."""
+
+    def __init__(self, deadline: float, max_bytes: int) -> None:
+        self.deadline = deadline
+        self.max_bytes = max_bytes
+        self.received = 0
+        self.expired = False  # set when the deadline ended a receive
+        self.exhausted = False  # set when the byte cap ended a receive
+
+
+class _OverByteCap(OSError):
+    """Raised inside a receive when the response brought more bytes than its cap (mapped to ``too_large``)."""
+
+
+#: The budget of the request this thread is making (a pooled connection serves one request at a time).
+_current = threading.local()
+
+
+class _BudgetedSocket:
+    """A connected (possibly TLS) socket whose every receive waits at most the time left and counts its bytes.
+
+    http.client and urllib3 read the status line, headers, chunk framing, trailers and body through ``makefile``'s
+    buffered reader, which calls ``recv_into``: bounding that one call bounds every read they make. Everything else
+    is the wrapped socket's.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._timeout = sock.gettimeout()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def settimeout(self, value: float | None) -> None:
+        self._timeout = value  # the read timeout asked for; each receive takes the smaller of it and the time left
+        self._sock.settimeout(value)
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def _arm(self, budget: _Budget | None, nbytes: int) -> int:
+        """Set the socket timeout for one receive and return how many bytes it may take."""
+        if budget is None:
+            return nbytes
+        remaining = budget.deadline - time.monotonic()
+        if remaining <= 0:
+            budget.expired = True
+            raise TimeoutError("total time limit reached")
+        self._sock.settimeout(remaining if self._timeout is None else min(self._timeout, remaining))
+        # One byte past the cap is enough to know it was passed.
+        return max(1, min(nbytes, budget.max_bytes - budget.received + 1))
+
+    def _count(self, budget: _Budget | None, received: int) -> None:
+        if budget is not None:
+            budget.received += received
+            if budget.received > budget.max_bytes:
+                budget.exhausted = True
+                raise _OverByteCap(f"response passed {budget.max_bytes} bytes")
+
+    def _timed_out(self, budget: _Budget | None) -> None:
+        if budget is not None and time.monotonic() >= budget.deadline - 0.01:
+            budget.expired = True
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        budget: _Budget | None = getattr(_current, "budget", None)
+        allowed = self._arm(budget, nbytes or len(buffer))
+        try:
+            received = self._sock.recv_into(buffer, allowed, flags)
+        except TimeoutError:
+            self._timed_out(budget)
+            raise
+        self._count(budget, received)
+        return received
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        budget: _Budget | None = getattr(_current, "budget", None)
+        allowed = self._arm(budget, bufsize)
+        try:
+            data = self._sock.recv(allowed, flags)
+        except TimeoutError:
+            self._timed_out(budget)
+            raise
+        self._count(budget, len(data))
+        return data
+
+    def makefile(self, mode: str = "r", buffering: int | None = None, **kwargs: Any) -> Any:
+        """A buffered reader whose raw reads come through ``recv_into`` above (http.client asks for ``"rb"``)."""
+        if mode != "rb":
+            return self._sock.makefile(mode, buffering, **kwargs)
+        raw = socket.SocketIO(self, "rb")  # type: ignore[arg-type]
+        self._sock._io_refs += 1  # as socket.makefile does: the socket closes once its files are closed too
+        return io.BufferedReader(raw, buffering if buffering and buffering > 0 else io.DEFAULT_BUFFER_SIZE)
+
+
 def _guarded_connection_classes(policy: AddressPolicy) -> dict[str, type]:
-    """Pool classes whose connections refuse a peer ``policy`` does not allow (checked after connect, before TLS)."""
+    """Pool classes whose connections refuse a peer ``policy`` does not allow (checked after connect, before TLS)
+    and read through ``_BudgetedSocket``."""
 
     class GuardedHTTPConnection(HTTPConnection):
         def _new_conn(self) -> Any:
@@ -120,11 +245,19 @@ def _guarded_connection_classes(policy: AddressPolicy) -> dict[str, type]:
             check_connected_peer(sock, policy)
             return sock
 
+        def connect(self) -> None:
+            super().connect()
+            self.sock = _BudgetedSocket(self.sock)
+
     class GuardedHTTPSConnection(HTTPSConnection):
         def _new_conn(self) -> Any:
             sock = super()._new_conn()
             check_connected_peer(sock, policy)
             return sock
+
+        def connect(self) -> None:
+            super().connect()  # the TLS handshake runs under the connect timeout
+            self.sock = _BudgetedSocket(self.sock)
 
     class GuardedHTTPConnectionPool(HTTPConnectionPool):
         ConnectionCls = GuardedHTTPConnection
@@ -254,76 +387,96 @@ class PoliteClient:
 
     # -- one request ---------------------------------------------------------------------------------------------
     def _request(self, url: str, image: bool, max_bytes: int | None = None) -> _Response:
-        """One GET, body streamed under the byte and time caps; raises ``FetchError`` (``transient`` set when it is)."""
+        """One GET under the time and byte caps (enforced on every receive); raises ``FetchError`` (``transient``
+        set when it is)."""
         config = self.config
         max_bytes = config.max_image_bytes if max_bytes is None else max_bytes
-        deadline = time.monotonic() + config.total_timeout_s
+        budget = _Budget(time.monotonic() + config.total_timeout_s, raw_byte_cap(max_bytes))
         timeout = urllib3.Timeout(
             connect=min(config.connect_timeout_s, config.total_timeout_s),
             read=min(config.read_timeout_s, config.total_timeout_s),
         )
+        _current.budget = budget
         try:
-            response = self.pool.urlopen(
-                "GET",
-                url,
-                redirect=False,
-                retries=False,
-                preload_content=False,
-                timeout=timeout,
-                assert_same_host=False,
-            )
-        except FetchError:
-            raise
-        except Exception as error:
-            raise _network_error(error) from None
-        try:
-            http_status = response.status
-            content_type = response.headers.get("Content-Type")
-            if http_status in REDIRECT_HTTP and response.headers.get("Location"):
-                return _Response(http_status, content_type, location=response.headers["Location"])
-            if http_status in TRANSIENT_HTTP:
-                return _Response(
-                    http_status, content_type, retry_after_s=parse_retry_after(response.headers.get("Retry-After"))
+            try:
+                response = self.pool.urlopen(
+                    "GET",
+                    url,
+                    redirect=False,
+                    retries=False,
+                    preload_content=False,
+                    decode_content=not image,  # images are read as sent (see the module docstring)
+                    timeout=timeout,
+                    assert_same_host=False,
                 )
-            if not 200 <= http_status < 300:
-                raise FetchError(
-                    f"http_{http_status}", f"HTTP {http_status} {response.reason or ''}".strip(), http_status
-                )
-            if image and config.respect_opt_out:
-                directive = opted_out(response.headers.getlist("X-Robots-Tag"), config.robots_agent)
-                if directive is not None:
-                    raise FetchError("opted_out", f"X-Robots-Tag: {directive}", http_status)
-            declared = response.headers.get("Content-Length", "")
-            if image and declared.strip().isdigit() and int(declared) > max_bytes:
-                raise FetchError("too_large", f"Content-Length {declared} > cap {max_bytes}", http_status)
-            body = self._read_body(response, deadline, max_bytes, image, http_status)
-            return _Response(http_status, content_type, body=body)
+            except FetchError:
+                raise
+            except Exception as error:
+                raise self._ended(budget, error, "before the response headers") from None
+            try:
+                return self._respond(response, budget, max_bytes, image)
+            finally:
+                # An unread or partly read body cannot be reused on the connection: close it first; either way the
+                # connection goes back to the pool (a closed one is reopened on next use).
+                if not response.isclosed():
+                    response.close()
+                response.release_conn()
         finally:
-            # An unread or partly read body cannot be reused on the connection: close it first; either way the
-            # connection goes back to the pool (a closed one is reopened on next use).
-            if not response.isclosed():
-                response.close()
-            response.release_conn()
+            _current.budget = None
 
-    def _read_body(self, response: Any, deadline: float, max_bytes: int, image: bool, http_status: int) -> bytes:
-        """Stream the body, checking bytes, time and (for images) magic bytes on every chunk."""
+    def _ended(self, budget: _Budget, error: Exception, where: str) -> FetchError:
+        """The FetchError for an exception raised while receiving: the caps first (never retried), then the rest."""
+        if budget.expired:
+            # The total-time cap, not a hiccup: a server that drips will drip again, so no retry.
+            return FetchError(
+                "timeout",
+                f"response not complete after {self.config.total_timeout_s} s ({where}, "
+                f"{budget.received} bytes received)",
+            )
+        if budget.exhausted:
+            return FetchError("too_large", f"response passed {budget.max_bytes} bytes received ({where})")
+        return _network_error(error)
+
+    def _respond(self, response: Any, budget: _Budget, max_bytes: int, image: bool) -> _Response:
+        """Judge the status and headers, then read the body."""
+        config = self.config
+        http_status = response.status
+        content_type = response.headers.get("Content-Type")
+        if http_status in REDIRECT_HTTP and response.headers.get("Location"):
+            return _Response(http_status, content_type, location=response.headers["Location"])
+        if http_status in TRANSIENT_HTTP:
+            return _Response(
+                http_status, content_type, retry_after_s=parse_retry_after(response.headers.get("Retry-After"))
+            )
+        if not 200 <= http_status < 300:
+            raise FetchError(f"http_{http_status}", f"HTTP {http_status} {response.reason or ''}".strip(), http_status)
+        if image and config.respect_opt_out:
+            directive = opted_out(response.headers.getlist("X-Robots-Tag"), config.robots_agent)
+            if directive is not None:
+                raise FetchError("opted_out", f"X-Robots-Tag: {directive}", http_status)
+        declared = response.headers.get("Content-Length", "")
+        if image and declared.strip().isdigit() and int(declared) > max_bytes:
+            raise FetchError("too_large", f"Content-Length {declared} > cap {max_bytes}", http_status)
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        if image and encoding not in ("", "identity"):
+            raise FetchError(
+                "not_an_image", f"Content-Encoding {encoding} although identity was asked for: refused", http_status
+            )
+        body = self._read_body(response, budget, max_bytes, image, http_status)
+        return _Response(http_status, content_type, body=body)
+
+    def _read_body(self, response: Any, budget: _Budget, max_bytes: int, image: bool, http_status: int) -> bytes:
+        """Stream the body (time and bytes are bounded at the socket), checking the magic bytes of an image."""
         chunks: list[bytes] = []
         received = 0
         sniffed = not image
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise FetchError(
-                    "timeout", f"body not complete after {self.config.total_timeout_s} s ({received} bytes)"
-                )
-            _shorten_socket_timeout(response, min(remaining, self.config.read_timeout_s))
             try:
                 chunk = response.read1(CHUNK_BYTES)
             except Exception as error:
-                if time.monotonic() >= deadline - 0.05:
-                    # The total-time cap, not a hiccup: a server that drips will drip again, so no retry.
-                    raise FetchError("timeout", f"body not complete after {self.config.total_timeout_s} s") from None
-                raise _network_error(error) from None
+                if budget.exhausted and not image:
+                    break  # robots.txt beyond the parse limit is ignored, per RFC 9309
+                raise self._ended(budget, error, f"body, {received} bytes in") from None
             if not chunk:
                 break
             chunks.append(chunk)
@@ -362,15 +515,6 @@ class PoliteClient:
             if error.http_status is not None:
                 return RobotsResponse(error.http_status)
             return RobotsResponse(None, error_status=error.status, error=f"robots.txt: {error.message}")
-
-
-def _shorten_socket_timeout(response: Any, seconds: float) -> None:
-    """Make the next ``recv`` give up by the deadline (a read timeout alone restarts with every dripped byte)."""
-    connection = getattr(response, "connection", None)
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.settimeout(max(0.01, seconds))
 
 
 def _network_error(error: Exception) -> FetchError:

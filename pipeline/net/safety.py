@@ -35,8 +35,10 @@ class Target:
 
     @property
     def origin(self) -> str:
-        """``scheme://host:port``: the unit robots.txt and per-host limits apply to."""
-        return f"{self.scheme}://{self.host}:{self.port}"
+        """``scheme://host:port``: the unit robots.txt and per-host limits apply to (an IPv6 literal in brackets, as a
+        URL needs it: ``http://[::1]:8080``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
 
 
 def is_public_address(address: IpAddress) -> bool:
