@@ -10,15 +10,26 @@ say how text is split. altcorpus splits it like this, for every language, with n
     dictionary per language; one character per unigram is language-neutral and deterministic, and it is how
     multilingual n-gram statistics commonly treat them. Consequence: for these scripts the 3..20 length rule reads
     as "3 to 20 characters" (``日本最大規模`` is 6 unigrams, ``微信`` is 2);
-  - or a maximal run of other letters, combining marks and digits (Unicode categories L*, M*, N*), i.e. a word of a
-    script written with spaces (Latin, Cyrillic, Greek, Hangul, Arabic, Devanagari, ...). Inside such a run, an
+  - or a maximal run of other letters, combining marks and digits (Unicode categories L*, M*, N*) that starts with a
+    letter or digit, i.e. a word of a script written with spaces (Latin, Cyrillic, Greek, Hangul, Arabic, Devanagari, ...). Inside such a run, an
     apostrophe (' or ’) between two word characters is kept (``don't``, ``l'eau`` are one unigram), as is a ``.`` or
     ``,`` between two digits (``3.5``, ``1,000``).
 * Everything else separates unigrams and is dropped: spaces, punctuation (``-`` splits ``state-of-the-art`` into
-  four), symbols and emoji, the underscore. An alt text of only punctuation or emoji has no unigram.
+  four), symbols, the underscore, and every emoji. An emoji is never a unigram, in any of the forms Unicode's
+  UTS #51 defines: a single pictograph, an emoji presentation sequence (``❤️`` = U+2764 U+FE0F, and ``7️``: a digit
+  followed by VS16 is an emoji, a digit alone or with VS15 is a digit), a keycap (``1️⃣``), a skin-tone modifier
+  sequence, a flag, a tag sequence or a ZWJ sequence. An alt text of only punctuation or emoji has no unigram.
+* A character that attaches to the one before it never forms a unigram alone: combining marks, variation selectors,
+  the keycap enclosure U+20E3, skin-tone modifiers, the zero-width joiner (ZWJ) and non-joiner (ZWNJ). After an emoji it is part
+  of the emoji, alone (say after a space) it is dropped, and in a word it stays: a combining mark or a variation
+  selector after a letter, a ZWJ/ZWNJ before a letter or after a virama (Persian, Malayalam and Sinhala spell words
+  with them). A skin-tone modifier, a symbol, never joins a word. Variation
+  selectors only pick a glyph, so they are left out of the unigram (``葛󠄀`` with its ideographic variation selector
+  and ``葛`` are one unigram).
 * Unigrams are case-folded (``str.casefold``: ``Dog``/``DOG``/``dog`` are one unigram; ``Straße`` = ``strasse``), so
   case variants of a frequent word do not count as rare. The alt text itself is never changed: only the counts and
-  the n-gram keys use the folded form. No other normalisation is applied (the extract stage already wrote NFC).
+  the n-gram keys use the folded form. Besides dropping variation selectors, no normalisation is applied (the
+  extract stage already wrote NFC).
 * A bigram is two consecutive unigrams joined by one space (``"hot dog"``); bigrams run across removed punctuation
   (``"Paris, France"`` has the bigram ``"paris france"``). Unigrams never contain a space, so one string key space
   holds both without ambiguity.
@@ -67,12 +78,29 @@ def _ranges_class(codepoints: list[int]) -> str:
     return "".join(parts)
 
 
+#: Unicode's Variation_Selector characters (PropList.txt): Mongolian free variation selectors, VS1..VS16 and the
+#: ideographic VS17..VS256. Each picks a glyph of the character before it, so it is left out of the unigram's key.
+VARIATION_SELECTORS: tuple[tuple[int, int], ...] = (
+    (0x180B, 0x180D),
+    (0x180F, 0x180F),
+    (0xFE00, 0xFE0F),
+    (0xE0100, 0xE01EF),
+)
+_SELECTOR = re.compile("[" + "".join(f"{chr(low)}-{chr(high)}" for low, high in VARIATION_SELECTORS) + "]")
+#: The zero-width non-joiner and joiner: inside a word they are spelling (Persian, Malayalam, Sinhala).
+_ZERO_WIDTH_JOINERS = "\u200c\u200d"
+#: The emoji of UTS #51 made of word characters: a keycap sequence (ED-14c; also written without VS16 or with VS15)
+#: and an emoji presentation sequence (ED-9a) of a digit or of INFORMATION SOURCE (U+2139, a letter by category),
+#: the only letters and digits with the Emoji property. Every other emoji is made of symbols, which separate anyway.
+_WORD_CHARACTER_EMOJI = re.compile("[0-9#*][\ufe0e\ufe0f]?\u20e3|[0-9\u2139]\ufe0f")
+
+
 @functools.cache
 def _unigram_pattern() -> re.Pattern[str]:
     """The unigram regex, built once per process from the Unicode database of this Python."""
     no_space: list[int] = []
     marks: list[int] = []
-    word: list[int] = []
+    letters: list[int] = []
     in_no_space = bytearray(sys.maxunicode + 1)
     for low, high in NO_SPACE_RANGES:
         in_no_space[low : high + 1] = b"\x01" * (high - low + 1)
@@ -83,19 +111,29 @@ def _unigram_pattern() -> re.Pattern[str]:
             continue
         if kind == "M":
             marks.append(point)
-            word.append(point)
         elif in_no_space[point]:
             no_space.append(point)
         else:
-            word.append(point)
-    single = f"[{_ranges_class(no_space)}][{_ranges_class(marks)}]*"
-    word_run = f"[{_ranges_class(word)}]+"
+            letters.append(point)
+    mark = f"[{_ranges_class(marks)}]"
+    letter = f"[{_ranges_class(letters)}]"
+    continuing = f"[{_ranges_class(sorted(letters + marks))}]"
+    # A word starts with a letter or digit; a mark (variation selectors and keycap enclosures included) only continues
+    # one, so it never forms a unigram alone. A zero-width (non-)joiner stays in a word before a letter, or after a
+    # mark (a virama: Malayalam chillu forms); elsewhere (between emoji) it separates.
+    zero_width = f"(?:[{_ZERO_WIDTH_JOINERS}](?={letter})|(?<={mark})[{_ZERO_WIDTH_JOINERS}])"
+    single = f"[{_ranges_class(no_space)}]{mark}*"
+    word_run = f"{letter}{continuing}*(?:{zero_width}{continuing}*)*"
     joiner = r"(?:['\u2019]|(?<=\d)[.,](?=\d))"
     return re.compile(f"{single}|{word_run}(?:{joiner}{word_run})*")
 
 
 def unigrams(alt_text: str) -> list[str]:
     """The case-folded unigrams of an alt text, in order (see the module docstring for the rules)."""
+    if not alt_text.isascii():
+        # The emoji made of word characters become separators (every other emoji is made of symbols), then the
+        # variation selectors left, all attached to a character before them, are taken out of the words they are in.
+        alt_text = _SELECTOR.sub("", _WORD_CHARACTER_EMOJI.sub(" ", alt_text))
     return [token.casefold() for token in _unigram_pattern().findall(alt_text)]
 
 

@@ -49,6 +49,10 @@ def reasons(pair: PairFacts, config: TextFilterConfig = ALIGN) -> list[str]:
         (" ".join(["word"] * 21), ["alt_too_long"]),
         ("微信", ["alt_too_short"]),
         ("微信码", []),
+        # An emoji and its variation selector are no unigrams (pipeline.text.tokenize).
+        ("red \u2764\ufe0f balloon", ["alt_too_short"]),
+        ("\u2764\ufe0f\u2764\ufe0f\u2764\ufe0f", ["alt_too_short"]),
+        ("call 1\ufe0f\u20e3 now", ["alt_too_short"]),
     ],
 )
 def test_length_in_unigrams(alt: str, expected: list[str]) -> None:

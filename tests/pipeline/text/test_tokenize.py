@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 from selectolax.lexbor import LexborHTMLParser
 
@@ -96,3 +97,70 @@ def test_every_cjk_character_of_the_real_pages_is_its_own_unigram() -> None:
                 assert len(token) == 1, (alt, token)
                 checked += 1
     assert checked > 100
+
+
+# -- emoji and the characters that attach to others (Unicode Technical Standard #51, "Unicode Emoji") -------------------
+# Each sequence below is one of UTS #51's definitions; an emoji is never a unigram, in whatever form it comes, and
+# none of its parts (variation selector, keycap enclosure, zero-width joiner, skin-tone modifier, tag) is one alone.
+EMOJI_SEQUENCES = {
+    "emoji presentation sequence (ED-9a): heart + VS16": "\u2764\ufe0f",
+    "text presentation sequence (ED-8a): heart + VS15": "\u2764\ufe0e",
+    "emoji presentation sequence of a digit": "7\ufe0f",
+    "emoji presentation sequence of a letter-category emoji (INFORMATION SOURCE, Ll)": "\u2139\ufe0f",
+    "emoji keycap sequence (ED-14c)": "1\ufe0f\u20e3",
+    "keycap sequence of # and *": "#\ufe0f\u20e3*\ufe0f\u20e3",
+    "keycap without VS16 (unqualified in emoji-test.txt)": "0\u20e3",
+    "emoji modifier sequence (ED-13): thumbs up + skin tone 4": "\U0001f44d\U0001f3fd",
+    "emoji flag sequence (ED-14): regional indicators J P": "\U0001f1ef\U0001f1f5",
+    "emoji tag sequence (ED-14a): flag of Scotland": "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+    "emoji ZWJ sequence (ED-16): family": "\U0001f468\u200d\U0001f469\u200d\U0001f467",
+    "emoji ZWJ sequence with a presentation sequence inside: couple with heart": (
+        "\U0001f469\u200d\u2764\ufe0f\u200d\U0001f468"
+    ),
+    "emoji ZWJ sequence with a modifier: woman technologist, skin tone 2": "\U0001f469\U0001f3fc\u200d\U0001f4bb",
+}
+
+
+@pytest.mark.parametrize("sequence", EMOJI_SEQUENCES.values(), ids=EMOJI_SEQUENCES.keys())
+def test_an_emoji_sequence_is_no_unigram_and_leaves_its_neighbours_alone(sequence: str) -> None:
+    assert unigrams(sequence) == []
+    assert unigrams(sequence * 3) == []
+    assert unigrams(f"red {sequence} balloon") == ["red", "balloon"]
+    assert unigrams(f"red{sequence}balloon") == ["red", "balloon"]
+    assert unigrams(f"2024 {sequence} 5") == ["2024", "5"]
+
+
+def test_a_character_that_attaches_never_forms_a_unigram_alone() -> None:
+    # Stray (defective) combining sequences: a mark, selector or enclosure with no base character to attach to.
+    for stray in ("\ufe0f", "\ufe0e", "\u20e3", "\u0301", "\u200d", "\u200c", "\U0001f3fd", "\U000e0100", "\u180b"):
+        assert unigrams(stray) == [], repr(stray)
+        assert unigrams(f"red {stray} balloon") == ["red", "balloon"], repr(stray)
+    assert not any("\ufe0f" in gram or "\u20e3" in gram for gram in ngrams(unigrams("red ❤️ balloon 1️⃣ 2️⃣")))
+
+
+def test_variation_selectors_pick_a_glyph_and_are_not_part_of_the_unigram() -> None:
+    # A variation selector after a letter or an ideograph only chooses its glyph (ideographic variation sequences),
+    # so, as with case, both spellings are one unigram.
+    assert unigrams("\u845b\U000e0100\u98fe\u5317\u658e") == ["\u845b", "\u98fe", "\u5317", "\u658e"]
+    assert unigrams("dog\ufe0e house") == ["dog", "house"]
+    assert unigrams("\u1820\u180b\u1821") == ["\u1820\u1821"]  # Mongolian free variation selector inside a word
+    # Text presentation of a digit is the digit.
+    assert unigrams("7\ufe0e days") == ["7", "days"]
+
+
+def test_joiners_between_letters_stay_inside_the_word() -> None:
+    # Persian writes a zero-width non-joiner inside words; Malayalam and Sinhala use the zero-width joiner.
+    assert unigrams("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 \u0628\u0631\u0648\u0645") == [
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+        "\u0628\u0631\u0648\u0645",
+    ]
+    # After a virama the joiner asks for the chillu form (Malayalam "n" of the old encoding): it stays in the word.
+    assert unigrams("\u0d28\u0d4d\u200d \u0d15\u0d3e\u0d7b") == ["\u0d28\u0d4d\u200d", "\u0d15\u0d3e\u0d7b"]
+    # Between a letter and an emoji it belongs to the emoji: the word ends before it.
+    assert unigrams("guide\u200d\U0001f415 dog") == ["guide", "dog"]
+    assert unigrams("\u0dc1\u0dca\u200d\u0dbb\u0dd3 \u0dbd\u0d82\u0d9a\u0dcf") == [
+        "\u0dc1\u0dca\u200d\u0dbb\u0dd3",
+        "\u0dbd\u0d82\u0d9a\u0dcf",
+    ]
+    # A combining mark after a letter stays with it (decomposed é).
+    assert unigrams("cafe\u0301 noir") == ["cafe\u0301", "noir"]
