@@ -8,11 +8,20 @@ books do not balance; ``train`` is off unless the ``train`` param is true.
 
 Trigger with a config, e.g.::
 
-    airflow dags trigger altcorpus --conf '{"input": "crawl/*.warc.gz", "output": "build/corpus"}'
+    airflow dags trigger altcorpus --conf '{"input": "crawl/*.warc.gz", "output": "build/my-corpus",
+        "beam_options": {"eval_index": "build/sample/eval_index.parquet", "languages": ["en", "de"]}}'
     airflow dags trigger altcorpus --conf '{"input": "gs://b/crawl/*.warc.gz", "output": "gs://b/corpus",
         "runner": "DataflowRunner", "project": "p", "region": "europe-west4", "temp_location": "gs://b/tmp"}'
 
-Every stage clears its own old outputs before it writes, so a retry re-runs it from scratch without mixing files.
+Local paths (``input``, ``output``, ``eval_index``, ``language_model``, ``train_config``) are made absolute once,
+against ``ALTCORPUS_BASE_DIR`` (default: the checkout holding this file), so the Beam tasks (run in the Airflow
+worker's working directory) and ``stats`` (run in the checkout) read the same corpus; URLs (``gs://...``) pass as
+they are. ``beam_options`` keys are altcorpus or Beam flags in either spelling (``eval_index`` or ``eval-index``);
+lists become one comma-separated value and booleans ``true``/``false`` (the provider would repeat a list's flag and
+drop a false one). Deployment: ``dags/README.md``.
+
+A stage stages its new outputs and swaps them in only on success, so a retry re-runs it from scratch without mixing
+files.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +49,15 @@ if importlib.util.find_spec("pipeline") is None:
     sys.path.append(str(REPO_ROOT))
 from pipeline.core.registry import STAGE_SPECS, stage_spec  # noqa: E402
 
+#: Relative local paths in the params resolve against this folder, once, for every task.
+BASE_DIR = Path(os.environ.get("ALTCORPUS_BASE_DIR") or REPO_ROOT).resolve()
+
+#: The DAG's own default corpus: ``make build-corpus`` owns build/corpus, and a DAG run must not replace it.
+DEFAULT_OUTPUT = "build/dag-corpus"
+
+#: Option names (either spelling) whose values are local paths to resolve against BASE_DIR.
+PATH_OPTIONS = frozenset({"input", "output", "eval_index", "language_model", "setup_file"})
+
 #: The Python that runs the stages: one with altcorpus installed (the Airflow worker's own by default).
 PYTHON = os.environ.get("ALTCORPUS_PYTHON", sys.executable)
 
@@ -56,6 +75,25 @@ LIMITS: dict[str, tuple[int, dt.timedelta]] = {
 
 #: Options only a Dataflow job needs; left out of local runs so the DirectRunner sees no empty flags.
 DATAFLOW_ONLY_OPTIONS = ("temp_location", "staging_location", "setup_file", "sdk_container_image")
+
+
+def absolute(value: str) -> str:
+    """``value`` as an absolute local path against BASE_DIR; URLs and empty values unchanged; each comma-separated
+    pattern of an ``--input`` list on its own."""
+    parts = [part.strip() for part in str(value).split(",")]
+    return ",".join(part if not part or "://" in part else str(BASE_DIR / os.path.expanduser(part)) for part in parts)
+
+
+def flag_value(name: str, value: Any) -> Any:
+    """A param as the one ``--name=value`` the stage's parser reads: lists comma-joined, booleans spelled out (the
+    provider repeats a list's flag, of which argparse keeps the last, and drops a false boolean), paths absolute."""
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    elif isinstance(value, (list, tuple)):
+        value = ",".join(str(item) for item in value)
+    if name.replace("-", "_") in PATH_OPTIONS and isinstance(value, str):
+        value = absolute(value)
+    return value
 
 
 class CorpusStageOperator(BeamRunPythonPipelineOperator):
@@ -89,16 +127,23 @@ class CorpusStageOperator(BeamRunPythonPipelineOperator):
         )
         self.stage = stage
 
-    def execute(self, context: Any) -> Any:
-        """Merge the run's params into the pipeline options (dropping empty ones), then run the Beam job."""
-        params = context["params"]
-        options = dict(self.pipeline_options)
-        dataflow = str(self.runner).lower() == "dataflowrunner"
-        if dataflow:
+    def stage_options(self, params: dict[str, Any], runner: str) -> dict[str, Any]:
+        """The pipeline options of this stage for a run's params: its own, the Dataflow ones (for Dataflow only),
+        then ``beam_options``; empty ones dropped, each value as the stage's parser reads it (``flag_value``)."""
+        options: dict[str, Any] = {"output": params["output"], "preset": params["preset"]}
+        if self.stage == STAGE_SPECS[0].name:
+            options["input"] = params["input"]
+        if runner.lower() == "dataflowrunner":
             options.update({name: params.get(name) for name in DATAFLOW_ONLY_OPTIONS})
-            self.dataflow_config.project_id = params.get("project") or None
         options.update(params.get("beam_options") or {})
-        self.pipeline_options = {name: value for name, value in options.items() if value not in ("", None)}
+        return {name: flag_value(name, value) for name, value in options.items() if value not in ("", None)}
+
+    def execute(self, context: Any) -> Any:
+        """Set the run's pipeline options (and the Dataflow project), then run the Beam job."""
+        params = context["params"]
+        self.pipeline_options = self.stage_options(params, str(self.runner))
+        if str(self.runner).lower() == "dataflowrunner":
+            self.dataflow_config.project_id = params.get("project") or None
         return super().execute(context)
 
 
@@ -112,7 +157,7 @@ with DAG(
     tags=["altcorpus", "beam"],
     params={
         "input": Param(str(REPO_ROOT / "build/sample/sample.warc.gz"), type="string", description="WARC glob(s)"),
-        "output": Param(str(REPO_ROOT / "build/corpus"), type="string", description="Corpus directory"),
+        "output": Param(DEFAULT_OUTPUT, type="string", description="Corpus directory (relative: to BASE_DIR)"),
         "preset": Param("align", enum=["align", "datacomp-basic", "none"], description="Filter preset"),
         "runner": Param("DirectRunner", type="string", description="Beam runner: DirectRunner, DataflowRunner, ..."),
         "project": Param("", type="string", description="GCP project (DataflowRunner)"),
@@ -120,11 +165,17 @@ with DAG(
         "temp_location": Param("", type="string", description="gs:// temp folder (DataflowRunner)"),
         "setup_file": Param(str(REPO_ROOT / "setup.py"), type="string", description="Worker packaging (Dataflow)"),
         "sdk_container_image": Param("", type="string", description="Custom worker image, see Dockerfile"),
-        "beam_options": Param({}, type="object", description="Extra Beam/altcorpus flags, e.g. {'eval_index': ...}"),
+        "beam_options": Param(
+            {}, type="object", description="Extra Beam/altcorpus flags, e.g. {'eval_index': ..., 'languages': ['en']}"
+        ),
         "train": Param(False, type="boolean", description="Train open_clip on the shards after stats"),
-        "train_config": Param("training/configs/tiny-cpu.yaml", type="string", description="Trainer config"),
+        "train_config": Param(
+            str(REPO_ROOT / "training/configs/tiny-cpu.yaml"), type="string", description="Trainer config"
+        ),
     },
     doc_md=__doc__,
+    user_defined_macros={"absolute": absolute},
+    user_defined_filters={"shell_quote": shlex.quote},
 ) as dag:
     stage_tasks = [CorpusStageOperator(stage=spec.name) for spec in STAGE_SPECS]
 
@@ -132,7 +183,10 @@ with DAG(
     stats = BashOperator(
         task_id="stats",
         # Exit 1 (books do not balance) fails the run; the report lands beside the corpus.
-        bash_command=f"{PYTHON} -m pipeline stats {{{{ params.output }}}} --html {{{{ params.output }}}}/report.html",
+        bash_command=(
+            f"{PYTHON} -m pipeline stats {{{{ absolute(params.output) | shell_quote }}}}"
+            f" --html {{{{ (absolute(params.output) ~ '/report.html') | shell_quote }}}}"
+        ),
         cwd=str(REPO_ROOT),
         retries=retries,
         execution_timeout=timeout,
@@ -144,7 +198,8 @@ with DAG(
         # Exit code 99 marks the task skipped (BashOperator's skip_on_exit_code): training is opt-in.
         bash_command=(
             "{% if params.train %}"
-            f"{PYTHON} -m training.train --corpus {{{{ params.output }}}} --config {{{{ params.train_config }}}}"
+            f"{PYTHON} -m training.train --corpus {{{{ absolute(params.output) | shell_quote }}}}"
+            f" --config {{{{ absolute(params.train_config) | shell_quote }}}}"
             "{% else %}echo 'train param is false: skipping'; exit 99{% endif %}"
         ),
         cwd=str(REPO_ROOT),

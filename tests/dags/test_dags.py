@@ -10,17 +10,22 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
+from pipeline.core.config import PRESETS, resolve_config
 from pipeline.core.registry import STAGE_SPECS, STAGES, stage_spec
+from pipeline.core.stage import pipeline_options
 from pipeline.corpus import stats
 from pipeline.images.eval_index import build_eval_index
 from pipeline.sample.builder import generate_sample
+from schemas.tables import EvalImageHash
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAGS = PROJECT_ROOT / "dags"
@@ -60,6 +65,27 @@ loaded = sorted(name for name in sys.modules if name.split(".")[0] in ("apache_b
 print("RESULT " + json.dumps({{"limits": limits, "loaded": loaded}}))
 """
 
+OPTIONS_SCRIPT = """
+import json
+from airflow.dag_processing.dagbag import DagBag
+from airflow.providers.apache.beam.hooks.beam import beam_options_to_args
+
+dag = DagBag(dag_folder={dags!r}).dags["altcorpus"]
+params = {{name: param.value for name, param in dag.params.items()}}
+defaults = dict(params)
+params.update({conf!r})
+args = {{}}
+for task in dag.tasks:
+    if hasattr(task, "stage_options"):
+        # The provider's own translation of the options into the stage's command line.
+        args[task.task_id] = beam_options_to_args(task.stage_options(params, params["runner"]))
+commands = {{
+    name: dag.get_task(name).render_template(dag.get_task(name).bash_command, {{"params": params}})
+    for name in ("stats", "train")
+}}
+print("RESULT " + json.dumps({{"defaults": defaults, "args": args, "commands": commands}}))
+"""
+
 RUN_SCRIPT = """
 import json
 from airflow.dag_processing.dagbag import DagBag
@@ -71,7 +97,7 @@ print("RESULT " + json.dumps({{"run_state": str(run.state), "states": states}}))
 """
 
 
-def run_airflow(script: str, home: Path, timeout: int) -> dict:
+def run_airflow(script: str, home: Path, timeout: int, **env_extra: str) -> dict:
     """Run a Python script under an isolated Airflow home; its ``RESULT {json}`` line, parsed."""
     env = dict(
         os.environ,
@@ -80,6 +106,7 @@ def run_airflow(script: str, home: Path, timeout: int) -> dict:
         AIRFLOW__CORE__DAGS_FOLDER=str(DAGS),
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
         ALTCORPUS_PYTHON=sys.executable,
+        **env_extra,
     )
     process = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)],
@@ -155,6 +182,45 @@ def test_dag_parses_without_beam_and_limits_every_registered_stage(tmp_path: Pat
         assert retries >= 0 and timeout_s > 0, name
 
 
+def test_dag_options_reach_the_stage_as_its_parser_reads_them(tmp_path: Path) -> None:
+    """The documented ``beam_options`` (underscore keys as the provider writes them, a list, a false boolean), through
+    the provider's own ``beam_options_to_args``, set altcorpus's config; relative paths are resolved once against
+    ALTCORPUS_BASE_DIR for the Beam tasks and for stats alike; the default output is not make's build/corpus."""
+    base = tmp_path / "base"
+    (base / "idx").mkdir(parents=True)
+    pq.write_table(EvalImageHash.schema().empty_table(), base / "idx" / "eval.parquet")
+    conf = {
+        "input": "crawl/a.warc.gz, gs://bucket/b/*.warc.gz",
+        "output": "corpora/one",
+        "beam_options": {
+            "eval_index": "idx/eval.parquet",
+            "languages": ["en", "de"],
+            "full_parse": False,
+            "respect_robots": False,
+            "max_images_per_alt": None,
+            "samples_per_shard": 50,
+        },
+    }
+    result = run_airflow(
+        OPTIONS_SCRIPT.format(dags=str(DAGS), conf=conf), tmp_path / "home", timeout=300, ALTCORPUS_BASE_DIR=str(base)
+    )
+    assert result["defaults"]["output"] not in ("build/corpus", str(PROJECT_ROOT / "build/corpus"))
+    corpus = str(base / "corpora" / "one")
+    for stage in STAGES:
+        args = result["args"][stage_spec(stage).task_id]
+        assert f"--output={corpus}" in args, args
+        assert not [arg for arg in args if arg.startswith("--languages=")][1:], "a list must be one flag"
+        config = resolve_config(pipeline_options(["--runner=DirectRunner", *args]))
+        assert config.image.eval_index == str(base / "idx" / "eval.parquet")
+        assert config.text.languages == ("en", "de") and config.shards.samples_per_shard == 50
+        assert config.extract.full_parse is False and config.fetch.respect_robots is False
+        # None is not forwarded (the provider skips it): the preset's value stays.
+        assert config.text.max_images_per_alt == PRESETS["align"].text.max_images_per_alt
+    (extract_input,) = [arg for arg in result["args"][STAGE_SPECS[0].task_id] if arg.startswith("--input=")]
+    assert extract_input == f"--input={base / 'crawl/a.warc.gz'},gs://bucket/b/*.warc.gz"
+    assert shlex.split(result["commands"]["stats"])[-3:] == [corpus, "--html", f"{corpus}/report.html"]
+
+
 @pytest.mark.slow
 def test_dag_builds_the_sample_corpus_end_to_end(airflow_home: Path, tmp_path: Path) -> None:
     """``dag.test()`` with the DirectRunner: every stage succeeds, stats balances, train is skipped (off by default)."""
@@ -162,14 +228,17 @@ def test_dag_builds_the_sample_corpus_end_to_end(airflow_home: Path, tmp_path: P
     generate_sample(str(sample), seed=0)
     build_eval_index([str(sample / "eval")], str(sample / "eval_index.parquet"))
     output = tmp_path / "corpus"
+    # The output relative to ALTCORPUS_BASE_DIR, the beam_options as documented (underscore keys).
     conf = {
         "input": str(sample / "sample.warc.gz"),
-        "output": str(output),
+        "output": "corpus",
         "preset": "align",
         "runner": "DirectRunner",
-        "beam_options": {"eval-index": str(sample / "eval_index.parquet"), "samples-per-shard": 50},
+        "beam_options": {"eval_index": "sample/eval_index.parquet", "samples_per_shard": 50},
     }
-    result = run_airflow(RUN_SCRIPT.format(dags=str(DAGS), conf=conf), airflow_home, timeout=900)
+    result = run_airflow(
+        RUN_SCRIPT.format(dags=str(DAGS), conf=conf), airflow_home, timeout=900, ALTCORPUS_BASE_DIR=str(tmp_path)
+    )
     states = result["states"]
     assert {task: states[task] for task in states if task != "train"} == {
         task: "success" for task in [spec.task_id for spec in STAGE_SPECS] + ["stats"]
@@ -179,5 +248,9 @@ def test_dag_builds_the_sample_corpus_end_to_end(airflow_home: Path, tmp_path: P
     collected = stats.collect(str(output))
     assert collected["stages"]["pending"] == [] and collected["balance"]["balanced"]
     assert collected["funnel"]["kept"] > 0
+    # The eval index was applied (the sample's stand-in evaluation images are dropped) and shards hold 50 samples.
+    assert json.loads((output / "manifest.json").read_text())["config"]["image"]["eval_index"] == str(
+        sample / "eval_index.parquet"
+    )
     assert sorted(p.name for p in (output / "shards").glob("*.tar"))
     assert (output / "report.html").read_text(encoding="utf-8").count('class="chart"') >= 5
