@@ -35,6 +35,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.core.config import CorpusConfig, CorpusOptions
 from pipeline.core.keys import candidate_id_in, candidate_id_prefix, sample_key
 from pipeline.core.layout import CorpusLayout, WriteTable, list_matching
+from pipeline.core.progress import StageProgress, file_progress, with_progress
 from pipeline.core.reasons import ExtractReason
 from pipeline.core.rules import counter, rejection
 from pipeline.core.stage import run_stage
@@ -203,6 +204,8 @@ def open_input(path: str) -> BinaryIO:
 class ExtractFromWarcFile(beam.DoFn):
     """One WARC/WAT file path -> tagged rows (see ``iter_extracted``), with the stage's counters."""
 
+    progress = StageProgress(STAGE, "bytes")
+
     def __init__(self, config: CorpusConfig) -> None:
         self.config = config
         self._counters: dict[str, Any] = {}
@@ -217,6 +220,8 @@ class ExtractFromWarcFile(beam.DoFn):
                 for tag, row in iter_extracted(stream, path, self.config, counts):
                     # The main output takes plain elements: a TaggedOutput named like it would go nowhere.
                     yield row if tag == CANDIDATES else beam.pvalue.TaggedOutput(tag, row)
+                    self.progress.at_position(path, stream.tell())
+                self.progress.at_position(path, stream.tell())  # the records that gave no row
         except OSError as error:
             # The file could not be opened or read at all: one recorded error, the rest of the job goes on.
             counts["error_unreadable_file"] += 1
@@ -270,9 +275,9 @@ class ExtractCandidates(beam.PTransform):
             | "DistinctFiles" >> beam.Distinct()
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadWarcFiles"
-            >> beam.ParDo(ExtractFromWarcFile(self.config)).with_outputs(
-                ARCHIVED_IMAGES, RECORD_ERRORS, REJECTED, main=CANDIDATES
-            )
+            >> beam.ParDo(
+                with_progress(ExtractFromWarcFile(self.config), file_progress(STAGE, self.patterns, pbegin.pipeline))
+            ).with_outputs(ARCHIVED_IMAGES, RECORD_ERRORS, REJECTED, main=CANDIDATES)
         )
 
 

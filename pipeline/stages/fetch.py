@@ -23,7 +23,8 @@ Statuses (the closed list; every one but ``ok`` is also the rejection reason of 
 
 Counters (``altcorpus/fetch:<name>``): one per status, ``urls``, ``source_archive``, ``source_http``,
 ``bytes_original`` (image bytes obtained), ``bytes_http`` (of those, downloaded), ``bytes_stored`` (JPEGs written),
-``candidates_rejected``; each worker also logs images/s and MB/s every ``LOG_EVERY_S`` seconds.
+``candidates_rejected``; each worker also logs its candidates done of the total, rate, ETA and URLs per status
+(``pipeline.core.progress``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from pipeline.core.config import CorpusConfig, FetchConfig
 from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable
+from pipeline.core.progress import StageProgress, table_progress
 from pipeline.core.reasons import FetchReason, http_status_reason
 from pipeline.core.rules import REJECTED, counter, rejection
 from pipeline.core.stage import run_stage
@@ -55,7 +57,6 @@ log = logging.getLogger("altcorpus")
 
 STAGE = "fetch"
 FETCH_MODES = ("archive-then-http", "archive-only", "http-only")
-LOG_EVERY_S = 5.0
 
 #: The columns of text_kept/ a rejection row needs; the rest stays on disk.
 CANDIDATE_COLUMNS = [TextKept.CANDIDATE_ID, TextKept.KEY, TextKept.IMAGE_URL, TextKept.ALT_TEXT, TextKept.PAGE_URL]
@@ -170,36 +171,6 @@ def fetch_one(
     return row
 
 
-class Progress:
-    """Counts one worker's results and logs images/s and MB/s every ``LOG_EVERY_S`` seconds."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.last_log = self.started
-        self.urls = 0
-        self.ok = 0
-        self.bytes = 0
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.urls += 1
-        self.ok += row[FetchedImage.STATUS] == "ok"
-        self.bytes += row.get(FetchedImage.ORIGINAL_BYTES) or 0
-        now = time.monotonic()
-        if now - self.last_log >= LOG_EVERY_S:
-            self.last_log = now
-            self.log(now)
-
-    def log(self, now: float | None = None) -> None:
-        seconds = max(1e-6, (now or time.monotonic()) - self.started)
-        log.info(
-            "fetch: %d URLs, %d ok, %.1f images/s, %.2f MB/s",
-            self.urls,
-            self.ok,
-            self.ok / seconds,
-            self.bytes / seconds / 1e6,
-        )
-
-
 def host_of(url: str) -> str:
     """The lower-cased ``host[:port]`` of a URL ('' when none): the unit the DoFn schedules politely."""
     try:
@@ -219,8 +190,9 @@ class FetchImages(beam.DoFn):
     (``finish_bundle``). Counters are incremented on the DoFn's own thread, where Beam's metrics context lives.
     """
 
-    def __init__(self, config: FetchConfig) -> None:
+    def __init__(self, config: FetchConfig, progress: StageProgress | None = None) -> None:
         self.config = config
+        self.progress = progress or StageProgress(STAGE, "candidates")
         self.client: PoliteClient | None = None
         self.executor: ThreadPoolExecutor | None = None
         self._counters: dict[str, Any] = {}
@@ -238,7 +210,6 @@ class FetchImages(beam.DoFn):
         if self.config.fetch_mode != "archive-only":
             self.client = PoliteClient(self.config)
         self.executor = ThreadPoolExecutor(max(1, self.config.concurrency), thread_name_prefix="fetch")
-        self.progress = Progress()
 
     def teardown(self) -> None:
         if self.executor is not None:
@@ -278,7 +249,7 @@ class FetchImages(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(output.tag, GlobalWindows.windowed_value(output.value))
                 else:
                     yield GlobalWindows.windowed_value(output)
-        self.progress.log()
+        self.progress.add(0)  # a last line if the interval has passed
 
     def _launch(self) -> None:
         """Submit waiting URLs whose host is under its limit, up to ``2 x concurrency`` in flight."""
@@ -323,7 +294,7 @@ class FetchImages(beam.DoFn):
         if row[FetchedImage.SOURCE] == "http":
             self._count("bytes_http", original)
         self._count("bytes_stored", len(row.get(FetchedImage.IMAGE) or b""))
-        self.progress.add(row)
+        self.progress.add(len(candidates), status=status)
         yield row
         if status != "ok":
             self._count("candidates_rejected", len(candidates))
@@ -359,7 +330,10 @@ class FetchStage(beam.PTransform):
         return (
             {"candidates": candidates, "archived": archived}
             | "GroupByImageUrl" >> beam.CoGroupByKey()
-            | "FetchImages" >> beam.ParDo(FetchImages(config)).with_outputs(REJECTED, main="images")
+            | "FetchImages"
+            >> beam.ParDo(
+                FetchImages(config, table_progress(STAGE, "candidates", layout.glob(TextKept), pbegin.pipeline))
+            ).with_outputs(REJECTED, main="images")
         )
 
 

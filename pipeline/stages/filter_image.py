@@ -35,6 +35,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.config import CorpusConfig, ImageFilterConfig
 from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable
+from pipeline.core.progress import StageProgress, table_progress, with_progress
 from pipeline.core.reasons import FilterImageReason
 from pipeline.core.rules import REJECTED, Decisions, Rule, RuleResult, apply_rules, counter, rejection
 from pipeline.core.stage import run_stage
@@ -144,6 +145,8 @@ class ScoreUnsafe(beam.DoFn):
 class JoinCandidatesWithImage(beam.DoFn):
     """One light sample row (no bytes) per candidate whose image is ok; count the others (fetch rejected them)."""
 
+    progress = StageProgress(STAGE, "candidates")
+
     def setup(self) -> None:
         self.candidates = counter(STAGE, "candidates")
         self.not_ok = counter(STAGE, "image_not_ok")
@@ -159,6 +162,7 @@ class JoinCandidatesWithImage(beam.DoFn):
             self.unused_images.inc()
             return
         self.candidates.inc(len(candidates))
+        self.progress.add(len(candidates))
         if not images:
             self.not_fetched.inc(len(candidates))
             for candidate in candidates:
@@ -275,7 +279,12 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
     joined = (
         join_inputs
         | "JoinByImageUrl" >> beam.CoGroupByKey()
-        | "CandidatesWithImage" >> beam.ParDo(JoinCandidatesWithImage()).with_outputs(REJECTED, main="rows")
+        | "CandidatesWithImage"
+        >> beam.ParDo(
+            with_progress(
+                JoinCandidatesWithImage(), table_progress(STAGE, "candidates", layout.glob(TextKept), pipeline)
+            )
+        ).with_outputs(REJECTED, main="rows")
     )
     rows = joined.rows
     if image_config.eval_index:

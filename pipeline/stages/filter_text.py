@@ -54,6 +54,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline.core.config import CorpusConfig, TextFilterConfig
 from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable
+from pipeline.core.progress import StageProgress, table_progress, with_progress
 from pipeline.core.reasons import FilterTextReason
 from pipeline.core.rules import REJECTED, Decisions, Rule, RuleResult, counter, evaluate
 from pipeline.core.stage import run_stage
@@ -332,27 +333,31 @@ class DecideAltText(beam.DoFn):
 class CountInput(beam.DoFn):
     """Count candidates entering the stage (the funnel's top: input = kept + dropped)."""
 
+    progress = StageProgress(STAGE, "candidates")
+
     def setup(self) -> None:
         self.input = counter(STAGE, "input")
 
     def process(self, row: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         self.input.inc()
+        self.progress.add()
         yield row[Candidate.KEY], row
 
 
 class FilterText(beam.PTransform):
     """Candidate rows -> ``(kept TextKept rows, Rejection rows)`` under ALIGN's text rules (module docstring)."""
 
-    def __init__(self, config: TextFilterConfig) -> None:
+    def __init__(self, config: TextFilterConfig, progress: StageProgress | None = None) -> None:
         super().__init__()
         self.config = config
+        self.progress = progress or CountInput.progress
 
     def expand(self, candidates: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
         config = self.config
         count_ngrams = config.ngram_vocab_size is not None
         pairs = (
             candidates
-            | "CountAndKeyByPair" >> beam.ParDo(CountInput())
+            | "CountAndKeyByPair" >> beam.ParDo(with_progress(CountInput(), self.progress))
             | "GroupIdenticalPairs" >> beam.GroupByKey()
             | "KeepOnePerPair" >> beam.ParDo(KeepOnePerPair()).with_outputs(REJECTED, main="pairs")
         )
@@ -380,7 +385,8 @@ class FilterText(beam.PTransform):
 def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, options: Any) -> None:
     """The ``filter-text`` graph: read candidates, filter, write ``text_kept/`` and ``rejected/filter-text-*``."""
     candidates = pipeline | "ReadCandidates" >> ReadTable(layout.glob(Candidate))
-    kept, rejected = candidates | "FilterText" >> FilterText(config.text)
+    progress = table_progress(STAGE, "candidates", layout.glob(Candidate), pipeline)
+    kept, rejected = candidates | "FilterText" >> FilterText(config.text, progress)
     kept | "WriteTextKept" >> WriteTable(layout.prefix(TextKept), TextKept)
     rejected | "WriteRejected" >> WriteTable(layout.rejected_prefix(STAGE), Rejection)
 

@@ -35,6 +35,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.config import CorpusConfig
 from pipeline.core.layout import STAGES, CorpusLayout, ReadTable, delete_matching, write_text_atomically
+from pipeline.core.progress import StageProgress, table_progress, with_progress
 from pipeline.core.rules import counter
 from pipeline.core.stage import run_stage
 from pipeline.corpus.shard_files import (
@@ -87,6 +88,8 @@ def _assign_shard(sample: dict[str, Any], openers: list[tuple[str, str]]) -> tup
 class WriteShardDoFn(beam.DoFn):
     """Write one shard from its samples (reusing a complete earlier copy); emits ``("00042.tar", n)``."""
 
+    progress = StageProgress(STAGE, "samples")
+
     def __init__(self, shard_dir: str) -> None:
         self.shard_dir = shard_dir
         self.delay_s = 0.0
@@ -102,6 +105,7 @@ class WriteShardDoFn(beam.DoFn):
         count = write_shard(self.shard_dir, name, list(samples), reuse_existing=True)
         self.written.inc()
         self.samples.inc(count)
+        self.progress.add(count)
         if self.delay_s:
             time.sleep(self.delay_s)
         yield f"{name}.tar", count
@@ -194,7 +198,12 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
         samples
         | "AssignShard" >> beam.Map(_assign_shard, openers=beam.pvalue.AsSingleton(openers))
         | "GroupByShard" >> beam.GroupByKey()
-        | "WriteShard" >> beam.ParDo(WriteShardDoFn(shard_dir))
+        | "WriteShard"
+        >> beam.ParDo(
+            with_progress(
+                WriteShardDoFn(shard_dir), table_progress(STAGE, "samples", layout.glob(SampleImage), pipeline)
+            )
+        )
     )
     warc_files = (
         pipeline
