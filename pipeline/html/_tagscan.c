@@ -1,11 +1,12 @@
 /*
- * pipeline.html._tagscan: the compiled twin of pipeline.html.images.scan_page_reference.
+ * pipeline.html._tagscan: the compiled twin of pipeline.html.scan.scan_page_reference.
  *
  * It finds where every <img ...> tag of an HTML page starts and ends, skipping what a browser would not parse as
  * elements (comments; script, style, textarea, title, template, iframe, xmp, noembed, noframes, plaintext text),
- * which of those tags mention "alt", and the first <html ...> and <base ...> tags. The rules are exactly those of
- * the Python reference (a regex scan over the lower-cased page); tests/pipeline/html/test_tagscan.py checks the two agree on real
- * pages and on generated hostile markup. It exists because that scan was the largest single cost of the extract
+ * which of those tags mention "alt", and the first <html ...> tag and first <base ...> tag mentioning "href" that
+ * are elements (outside comments, raw text, <img> tags and other tags' attribute values). The rules are exactly
+ * those of the Python reference (a regex scan over the lower-cased page); tests/pipeline/html/test_tagscan.py checks
+ * the two agree on real pages and on generated hostile markup. It exists because that scan was the largest single cost of the extract
  * stage: this one reads the page once, case-insensitively, with memchr between tags, and without the GIL.
  *
  * Everything is bounded by the buffer length; no input can make it read outside the page.
@@ -27,6 +28,7 @@ typedef struct {
     Py_ssize_t img_count;
     Triples with_alt;
     Py_ssize_t html_start, html_end, base_start, base_end;
+    int html_seen; /* the first <html> element was met (html_start stays -1 if it never closes) */
     int out_of_memory;
 } ScanResult;
 
@@ -107,6 +109,23 @@ static int mentions_alt(const unsigned char *s, Py_ssize_t start, Py_ssize_t end
     return 0;
 }
 
+/* Case-insensitive search for "href" in s[start:end]. */
+static int mentions_href(const unsigned char *s, Py_ssize_t start, Py_ssize_t end) {
+    for (Py_ssize_t i = start; i + 4 <= end; i++) {
+        if (lower(s[i]) == 'h' && starts_with(s, end, i, "href", 4)) return 1;
+    }
+    return 0;
+}
+
+/* Whether the '<' at i sits inside another tag opened since position (an attribute value such as
+ * title="<img ...>"): the last '<' before it opens a tag and no '>' closed that tag yet. */
+static int inside_a_tag(const unsigned char *s, Py_ssize_t n, Py_ssize_t position, Py_ssize_t i) {
+    for (Py_ssize_t k = i - 1; k >= position; k--) {
+        if (s[k] == '<') return k + 1 < n && is_alpha(s[k + 1]) && memchr(s + k, '>', (size_t)(i - k)) == NULL;
+    }
+    return 0;
+}
+
 /* Whether s[i] == '<' starts "<name" followed by \s, '/' or '>'. */
 static inline int opens(const unsigned char *s, Py_ssize_t n, Py_ssize_t i, const char *name, Py_ssize_t len) {
     if (i + 1 + len >= n || !starts_with(s, n, i + 1, name, len)) return 0;
@@ -114,30 +133,26 @@ static inline int opens(const unsigned char *s, Py_ssize_t n, Py_ssize_t i, cons
     return re_space(c) || c == '/' || c == '>';
 }
 
-/* Records the '<' at i if it is the first "<html" or "<base" of the page (the reference looks for them anywhere,
- * comments and attribute values included): called for every '<' in document order. */
-static inline void note_head(const unsigned char *s, Py_ssize_t n, Py_ssize_t i, ScanResult *r) {
-    if (r->html_start < 0 && opens(s, n, i, "html", 4)) r->html_start = i;
-    if (r->base_start < 0 && opens(s, n, i, "base", 4)) r->base_start = i;
-}
-
-/* note_head for every '<' of s[from:to], a span the tag scan steps over. */
-static void note_head_in(const unsigned char *s, Py_ssize_t n, Py_ssize_t from, Py_ssize_t to, ScanResult *r) {
-    while (from < to && (r->html_start < 0 || r->base_start < 0)) {
-        const unsigned char *lt = memchr(s + from, '<', (size_t)(to - from));
-        if (lt == NULL) return;
-        note_head(s, n, lt - s, r);
-        from = (lt - s) + 1;
+/* Records the '<' at i, which the scan meets outside comments, raw text and <img> tags (position: where the last
+ * of those ended), if it opens the page's first <html> element or first <base> element mentioning "href": the
+ * tags whose attributes the parser uses. A tag must close within MAX_HEAD_TAG_BYTES; a first <html> that does
+ * not leaves the page without one. */
+static void note_head(const unsigned char *s, Py_ssize_t n, Py_ssize_t i, Py_ssize_t position, ScanResult *r) {
+    int html = !r->html_seen && opens(s, n, i, "html", 4);
+    if (!html && (r->base_start >= 0 || !opens(s, n, i, "base", 4))) return;
+    if (inside_a_tag(s, n, position, i)) return;
+    Py_ssize_t limit = i + MAX_HEAD_TAG_BYTES < n ? i + MAX_HEAD_TAG_BYTES : n;
+    Py_ssize_t end = attributes_end(s, i + 5, limit); /* after "<html" / "<base" */
+    if (html) {
+        r->html_seen = 1;
+        if (end >= 0) {
+            r->html_start = i;
+            r->html_end = end;
+        }
+    } else if (end >= 0 && mentions_href(s, i, end)) {
+        r->base_start = i;
+        r->base_end = end;
     }
-}
-
-/* Where the head tag found at *start ends (the tag must close within MAX_HEAD_TAG_BYTES); -1, -1 if it does not. */
-static void head_tag_end(const unsigned char *s, Py_ssize_t n, Py_ssize_t *start, Py_ssize_t *end) {
-    *end = -1;
-    if (*start < 0) return;
-    Py_ssize_t limit = *start + MAX_HEAD_TAG_BYTES < n ? *start + MAX_HEAD_TAG_BYTES : n;
-    *end = attributes_end(s, *start + 5, limit); /* after "<html" / "<base" */
-    if (*end < 0) *start = -1;
 }
 
 static int push(Triples *t, Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) {
@@ -175,7 +190,7 @@ static void scan(const unsigned char *s, Py_ssize_t n, ScanResult *result) {
         if (lt == NULL) break;
         Py_ssize_t start = lt - s;
         from = start + 1; /* where to look next if nothing is recognised here */
-        note_head(s, n, start, result);
+        if (!result->html_seen || result->base_start < 0) note_head(s, n, start, position, result);
         if (start + 1 >= n) break;
         switch (s[start + 1]) { /* most '<' open other tags ("</", "<a", "<div"...): skip them at once */
         case 'i': case 'I': case '!': case 's': case 'S': case 't': case 'T': case 'x': case 'X':
@@ -189,16 +204,7 @@ static void scan(const unsigned char *s, Py_ssize_t n, ScanResult *result) {
             Py_ssize_t after = attributes_end(s, start + 4, n);
             if (after < 0) continue;
             /* "<img" inside another tag (an attribute value such as title="<img ...>"): not an element. */
-            Py_ssize_t opener = -1;
-            for (Py_ssize_t k = start - 1; k >= position; k--) {
-                if (s[k] == '<') {
-                    opener = k;
-                    break;
-                }
-            }
-            if (opener >= 0 && opener + 1 < n && is_alpha(s[opener + 1]) &&
-                memchr(s + opener, '>', (size_t)(start - opener)) == NULL) {
-                note_head_in(s, n, start + 1, start + 4, result);
+            if (inside_a_tag(s, n, position, start)) {
                 position = from = start + 4;
                 continue;
             }
@@ -209,39 +215,37 @@ static void scan(const unsigned char *s, Py_ssize_t n, ScanResult *result) {
                 }
             }
             ordinal++;
-            note_head_in(s, n, start + 1, after, result);
             position = from = after;
             continue;
         }
         if (starts_with(s, n, start + 1, "!--", 3)) {
             Py_ssize_t after = start + 4;
             if (after < n && s[after] == '>') {
-                note_head_in(s, n, start + 1, after + 1, result);
                 position = from = after + 1;
                 continue;
             }
             if (after + 1 < n && s[after] == '-' && s[after + 1] == '>') {
-                note_head_in(s, n, start + 1, after + 2, result);
                 position = from = after + 2;
                 continue;
             }
+            /* The comment ends at the first "-->" or "--!>" (the tokenizer's comment end bang state). */
             Py_ssize_t end = -1;
             for (Py_ssize_t k = after; k + 3 <= n;) {
                 const unsigned char *dash = memchr(s + k, '-', (size_t)(n - k));
                 if (dash == NULL) break;
                 k = dash - s;
                 if (k + 3 <= n && s[k + 1] == '-' && s[k + 2] == '>') {
-                    end = k;
+                    end = k + 3;
+                    break;
+                }
+                if (k + 4 <= n && s[k + 1] == '-' && s[k + 2] == '!' && s[k + 3] == '>') {
+                    end = k + 4;
                     break;
                 }
                 k++;
             }
-            if (end < 0) {
-                note_head_in(s, n, start + 1, n, result);
-                break;
-            }
-            note_head_in(s, n, start + 1, end + 3, result);
-            position = from = end + 3;
+            if (end < 0) break;
+            position = from = end;
             continue;
         }
         const RawName *raw = NULL;
@@ -255,21 +259,14 @@ static void scan(const unsigned char *s, Py_ssize_t n, ScanResult *result) {
         Py_ssize_t after = start + 1 + raw->len;
         unsigned char c = after < n ? s[after] : 0;
         if (after >= n || !(c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '/' || c == '>')) {
-            note_head_in(s, n, start + 1, after, result);
             position = from = after; /* a longer tag name such as <titles> */
             continue;
         }
         Py_ssize_t closing = raw_text_end(s, n, after, raw->name, raw->len);
-        if (closing < 0) { /* the rest of the page is raw text */
-            note_head_in(s, n, start + 1, n, result);
-            break;
-        }
-        note_head_in(s, n, start + 1, closing, result);
+        if (closing < 0) break; /* the rest of the page is raw text */
         position = from = closing;
     }
     result->img_count = ordinal;
-    head_tag_end(s, n, &result->html_start, &result->html_end);
-    head_tag_end(s, n, &result->base_start, &result->base_end);
 }
 
 /* ---- tag_attributes: the attribute values of simple tags, as the HTML tokenizer reads them ---- */
@@ -471,8 +468,8 @@ static PyObject *span_or_none(Py_ssize_t start, Py_ssize_t end) {
 PyDoc_STRVAR(scan_page_doc,
              "scan_page(body: bytes) -> (img_count, [(ordinal, start, end), ...], html_span, base_span)\n\n"
              "Every <img> tag a parser would see (counted), the byte spans of those that mention 'alt' with their\n"
-             "ordinals, and the spans of the first <html> and <base> tags (or None). Same rules as\n"
-             "pipeline.html.images.scan_page_reference.");
+             "ordinals, and the spans of the first <html> tag and the first <base> tag mentioning href that are\n"
+             "elements (or None). Same rules as pipeline.html.scan.scan_page_reference.");
 
 static PyObject *scan_page(PyObject *module, PyObject *arg) {
     (void)module;
@@ -526,7 +523,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     "pipeline.html._tagscan",
-    "Compiled <img> tag scanner; the reference is pipeline.html.images.scan_page_reference.",
+    "Compiled <img> tag scanner; the reference is pipeline.html.scan.scan_page_reference.",
     -1,
     methods,
     NULL,

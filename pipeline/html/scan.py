@@ -2,7 +2,7 @@
 
 The scan tokenises like the HTML standard only as far as it must to find where each ``<img ...>`` tag starts and ends,
 and where raw-text regions (comments, scripts, styles, textareas, templates, ...) hide markup; ``find_images`` then
-has just those tags (plus ``<html>`` and ``<base>``) read, so attribute values come out exactly as in a full parse and
+has just those tags (plus the ``<html>`` and ``<base>`` tags the parser uses, ``_HeadTags``) read, so attribute values come out exactly as in a full parse and
 only their bytes are decoded from the page's charset.
 
 ``scan_page_reference`` is the specification, in Python: it scans a lower-cased copy (``bytes.lower()`` only touches
@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 #: What a scan gives: the ``<img>`` count, ``(ordinal, start, end)`` of the tags mentioning "alt", and the spans of
-#: the first ``<html>`` and ``<base>`` tags (None where absent).
+#: the first ``<html>`` and the first ``<base>`` mentioning "href" that are elements (None where absent).
 ScannedPage = tuple[int, list[tuple[int, int, int]], "tuple[int, int] | None", "tuple[int, int] | None"]
 
 _RAW_NAMES = (b"script", b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes", b"template")
@@ -34,11 +34,12 @@ _SCAN = re.compile(
 _ATTRIBUTES_AFTER_NAME = re.compile(_ATTRIBUTES)
 _RAW_END = {name: re.compile(rb"</" + name + rb"[\s/>]") for name in _RAW_NAMES}
 _NAME_ENDS = frozenset((b" ", b"\t", b"\n", b"\r", b"\f", b"/", b">"))
-_HTML_TAG = re.compile(rb"<html[\s/>]")
-_BASE_TAG = re.compile(rb"<base[\s/>]")
+# A comment ends at the first "-->" or "--!>" (the tokenizer's comment end and comment end bang states).
+_COMMENT_END = re.compile(rb"--!?>")
+_HEAD_TAG = re.compile(rb"<(?:html|base)[\s/>]")
 #: Longest <html>/<base> tag read.
 _MAX_TAG_BYTES = 100_000
-_I, _M, _BANG = ord("i"), ord("m"), ord("!")
+_I, _M, _BANG, _H = ord("i"), ord("m"), ord("!"), ord("h")
 
 
 def _tag_end(lower: bytes, start: int, name_length: int) -> int:
@@ -47,20 +48,62 @@ def _tag_end(lower: bytes, start: int, name_length: int) -> int:
     return match.end() if match else -1
 
 
-def _img_tags(lower: bytes) -> list[tuple[int, int]]:
-    """``(start, end)`` of every ``<img ...>`` tag that a parser would see as an element, in document order."""
+def _inside_a_tag(lower: bytes, position: int, start: int) -> bool:
+    """Whether the "<" at ``start`` sits inside another tag opened since ``position`` (an attribute value such as
+    title="<img ...>"): the last "<" before it opens a tag and no ">" closed that tag yet."""
+    opener = lower.rfind(b"<", position, start)
+    return opener >= 0 and lower[opener + 1 : opener + 2].isalpha() and lower.find(b">", opener, start) < 0
+
+
+class _HeadTags:
+    """The first ``<html>`` tag and the first ``<base>`` tag mentioning "href" that a parser sees as elements.
+
+    The parser takes the page's language from the first ``<html>`` start tag and its base URL from the first
+    ``<base href>``; those inside comments (IE's conditional comments hold whole ``<html class="ie7">`` tags), raw
+    text (a script writing "<base href=...>"), ``<img>`` tags or other tags' attribute values are not elements."""
+
+    def __init__(self, lower: bytes) -> None:
+        self.lower = lower
+        self.starts = [found.start() for found in _HEAD_TAG.finditer(lower)]  # every candidate, usually one or two
+        self.next = 0
+        self.html: tuple[int, int] | None = None
+        self.html_seen = False
+        self.base: tuple[int, int] | None = None
+
+    def visible(self, position: int, stop: int) -> None:
+        """Considers the candidates in ``lower[position:stop]``, markup the scan stepped over as tags and text (the
+        scan's ``position`` is where its last comment, raw text or ``<img>`` tag ended); those before are hidden."""
+        starts, lower = self.starts, self.lower
+        while self.next < len(starts) and starts[self.next] < stop:
+            start = starts[self.next]
+            self.next += 1
+            if start < position or _inside_a_tag(lower, position, start):
+                continue
+            end = _tag_end(lower, start, 4)
+            if lower[start + 1] == _H:
+                if not self.html_seen:
+                    self.html_seen = True
+                    self.html = (start, end) if end > 0 else None  # a first <html> that never closes: none
+            elif self.base is None and end > 0 and lower.find(b"href", start, end) >= 0:
+                self.base = (start, end)
+
+
+def _img_tags(lower: bytes, heads: _HeadTags) -> list[tuple[int, int]]:
+    """``(start, end)`` of every ``<img ...>`` tag that a parser would see as an element, in document order;
+    ``heads`` is shown the stretches of the page outside comments, raw text and those tags."""
     tags = []
     position = 0
     search = _SCAN.search
     while True:
         found = search(lower, position)
+        if heads.next < len(heads.starts):
+            heads.visible(position, len(lower) if found is None else found.start())
         if found is None:
             break
         start, after = found.span()
         first = lower[start + 1]
         if first == _I and lower[start + 2] == _M:
-            opener = lower.rfind(b"<", position, start)
-            if opener >= 0 and lower[opener + 1 : opener + 2].isalpha() and lower.find(b">", opener, start) < 0:
+            if _inside_a_tag(lower, position, start):
                 # "<img" inside another tag (an attribute value such as title="<img ...>"): not an element.
                 position = start + 4
                 continue
@@ -70,10 +113,10 @@ def _img_tags(lower: bytes) -> list[tuple[int, int]]:
             if lower.startswith(b">", after) or lower.startswith(b"->", after):
                 position = after + (1 if lower.startswith(b">", after) else 2)  # "<!-->" and "<!--->" are complete
                 continue
-            end = lower.find(b"-->", after)
-            if end < 0:
+            end = _COMMENT_END.search(lower, after)
+            if end is None:
                 break
-            position = end + 3
+            position = end.end()
         elif lower[after : after + 1] not in _NAME_ENDS:
             position = after  # a longer tag name such as <titles>
         else:
@@ -87,18 +130,15 @@ def _img_tags(lower: bytes) -> list[tuple[int, int]]:
 def scan_page_reference(body: bytes) -> ScannedPage:
     """What ``find_images`` needs from a page's bytes, in pure Python (``pipeline.html._tagscan`` matches it exactly):
     the number of ``<img>`` elements, ``(ordinal, start, end)`` of those whose tag mentions "alt" (only they can
-    carry one; the others are counted but never parsed), and the spans of the first ``<html>`` and ``<base>``."""
+    carry one; the others are counted but never parsed), and the spans of the first ``<html>`` and the first
+    ``<base>`` mentioning "href" that are elements (``_HeadTags``)."""
     lower = body.lower()
-    tags = _img_tags(lower)
+    heads = _HeadTags(lower)
+    tags = _img_tags(lower, heads)
     with_alt = [
         (ordinal, start, end) for ordinal, (start, end) in enumerate(tags) if lower.find(b"alt", start, end) >= 0
     ]
-    head: list[tuple[int, int] | None] = []
-    for pattern in (_HTML_TAG, _BASE_TAG):
-        found = pattern.search(lower)
-        end = _tag_end(lower, found.start(), 4) if found is not None else -1
-        head.append((found.start(), end) if found is not None and end > 0 else None)
-    return len(tags), with_alt, head[0], head[1]
+    return len(tags), with_alt, heads.html, heads.base
 
 
 try:

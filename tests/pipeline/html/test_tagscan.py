@@ -11,6 +11,7 @@ import importlib.machinery
 import importlib.util
 import os
 import random
+from collections import Counter
 from types import ModuleType
 
 import pytest
@@ -157,6 +158,21 @@ def test_equal_to_the_reference_on_generated_hostile_markup(seed: int, tagscan: 
         (b"<titles><img alt=a>", (1, [(0, 8, 19)], None, None)),
         (b'<a title="<img alt=a>">', (0, [], None, None)),
         (b'<html lang="de"><base href="/b/"><img>', (1, [], (0, 16), (16, 33))),
+        # A comment ends at the first "-->" or "--!>" (the tokenizer's comment end bang state).
+        (b"<!-- a --!><img alt=b>", (1, [(0, 11, 22)], None, None)),
+        (b"<!-- a -!><img alt=b>", (0, [], None, None)),
+        # <html> and <base> count only where a parser sees them: not in comments (conditional ones included),
+        # raw text, <img> tags or other tags' attribute values; the first <base> with an href.
+        (b'<!--[if IE 7]><html class="ie7"><![endif]--><html lang="en">', (0, [], (44, 60), None)),
+        (b"<!--[if gt IE 8]><!--><html lang=en><!--<![endif]-->", (0, [], (22, 36), None)),
+        (b"<!--><html lang=a><!---><html lang=b>", (0, [], (5, 18), None)),
+        (b'<!-- <base href="/old/"> --><base href="/new/">', (0, [], None, (28, 47))),
+        (b'<script>"<base href=/s/>"</script><base href=/b/>', (0, [], None, (34, 49))),
+        (b"<textarea><html lang=t></textarea><html lang=h>", (0, [], (34, 47), None)),
+        (b'<img alt="<base href=/i/>"><base href=/b/>', (1, [(0, 0, 27)], None, (27, 42))),
+        (b'<a title="<html lang=x>"><html lang=y>', (0, [], (25, 38), None)),
+        (b"<base target=_top><base href=/h/>", (0, [], None, (18, 33))),
+        (b"<html", (0, [], None, None)),
     ],
 )
 def test_known_cases(document: bytes, expected: tuple, tagscan: ModuleType) -> None:
@@ -296,3 +312,105 @@ def test_find_images_is_the_same_with_the_pure_python_fallback(monkeypatch: pyte
     monkeypatch.setattr(html_images, "scan_page", scan_page_reference)
     monkeypatch.setattr(html_images, "tag_attributes", None)
     assert [find_images(item.body, item.charset) for item in bodies] == compiled
+
+
+# Pieces around <html> and <base>: conditional comments (hiding and revealing), comments, scripts and other raw
+# text holding the tags, the tags inside attribute values, and tags that do not close.
+_HEAD_PIECES = [
+    b"<!--[if IE 7]>",
+    b"<![endif]-->",
+    b"<!--[if gt IE 8]><!-->",
+    b"<!--<![endif]-->",
+    b"<![if !IE]>",
+    b"<![endif]>",
+    b"<!--",
+    b"-->",
+    b"--!>",
+    b"<!-->",
+    b"<!--->",
+    b'<html class="no-js ie7">',
+    b"<html lang=en>",
+    b"<HTML LANG='de'>",
+    b"<html",
+    b"<htmlx>",
+    b"<base href=/a/>",
+    b'<BASE HREF="/b/">',
+    b"<base target=_top>",
+    b"<base",
+    b"<script>",
+    b'document.write("',
+    b"</script>",
+    b"<style>",
+    b"</style>",
+    b"<textarea>",
+    b"</textarea>",
+    b"<template>",
+    b"</template>",
+    b"<noscript>",
+    b'<a title="',
+    b'<img alt="',
+    b'">',
+    b"<img src=x alt=y>",
+    b"<head>",
+    b" ",
+    b">",
+    b'"',
+]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_equal_to_the_reference_on_generated_html_and_base_tags(seed: int, tagscan: ModuleType) -> None:
+    rng = random.Random(seed)
+    found = Counter()
+    for _ in range(5_000):
+        document = b"".join(rng.choice(_HEAD_PIECES) for _ in range(rng.randint(0, 30)))
+        expected = scan_page_reference(document)
+        assert tagscan.scan_page(document) == expected, document
+        found["html"] += expected[2] is not None
+        found["base"] += expected[3] is not None
+    assert min(found.values()) > 1_000  # the generated pages do exercise both tags
+
+
+# Markup that hides an <html> or <base> tag from the parser (the tag is the "{}"), as real pages do.
+_HIDING = [
+    b"<!--[if IE 7]>{}<![endif]-->",
+    b"<!--[if lt IE 9]><script src=h.js></script>{}<![endif]-->",
+    b"<!-- {} -->",
+    b"<!-- {} --!>",
+    b'<script>document.write("{}");</script>',
+    b"<script type=text/template>{}</script>",
+    b"<style>/* {} */</style>",
+    b"<noscript>x</noscript><textarea>{}</textarea>",
+    b"<template>{}</template>",
+    b'<img src=x.png alt="{}">',
+    b'<a title="{}">link</a>',
+]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_fast_path_finds_the_lang_and_base_a_full_parse_finds(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Conditional comments, scripts and the like around the real <html>/<base>: the fast path (the compiled scanner
+    and its reference) gives the page's lang and base exactly as --full-parse (Lexbor on the whole page) does."""
+    rng = random.Random(seed)
+
+    def hidden() -> bytes:
+        tag = rng.choice((b"<html lang=hidden>", b'<html class="ie" lang="xx">', b"<base href=/hidden/>"))
+        return b"".join(rng.choice(_HIDING).replace(b"{}", tag) for _ in range(rng.randint(0, 3)))
+
+    # (markup, what it gives): the page's real <html> and <base> tags.
+    htmls = [(b"<html lang=en-GB>", "en-GB"), (b"<html>", None), (b"", None)]
+    bases = [(b'<base href="/real/">', "/real/"), (b"<base target=_top><base href=/later/>", "/later/"), (b"", None)]
+    checked = Counter()
+    for _ in range(400):
+        (html, lang), (base, base_href) = rng.choice(htmls), rng.choice(bases)
+        document = (
+            b"<!DOCTYPE html>" + hidden() + html + hidden() + b"<head>" + hidden() + base + hidden() + b"</head>"
+            b"<body>" + hidden() + b'<img src="a.png" alt="an image"></body></html>'
+        )
+        full = find_images(document, full_parse=True)
+        assert (full.lang, full.base_href) == (lang, base_href), document
+        for scanner in (scan.scan_page, scan_page_reference):
+            monkeypatch.setattr(html_images, "scan_page", scanner)
+            assert find_images(document) == full, (scanner, document)
+        checked[(lang, base_href)] += 1
+    assert len(checked) == 6  # every pairing of a lang or none with a base or none
