@@ -19,7 +19,8 @@
 Offsets are fastwarc's ``stream_pos``: the byte offset of the record in a plain WARC, the offset of its gzip member
 in a per-record-gzipped one (what Common Crawl's indexes call the offset). Records that are not used are consumed
 without copying, but still checked for truncation, so a file cut inside a request record is not missed.
-fastwarc detects gzip, lz4, zstd or plain input itself.
+fastwarc detects gzip, lz4, zstd or plain input itself. A WARC/1.0 ``WARC-Target-URI: <uri>`` (wget 1.19-1.21) is
+read as ``uri`` (``target_uri``), and counted.
 """
 
 from __future__ import annotations
@@ -156,6 +157,17 @@ def _short(value: str | None, limit: int = 2000) -> str | None:
     return value if value is None or len(value) <= limit else value[:limit]
 
 
+def target_uri(value: str | None, counts: Counter | None = None) -> str:
+    """A WARC-Target-URI as a plain URL. WARC/1.0 (ISO 28500:2009) wrote it ``<uri>``, like WARC-Record-ID, and wget
+    1.19-1.21 does; WARC/1.1 dropped the brackets. Unwrapped, each counted in ``counts["target_uri_unwrapped"]``."""
+    uri = value or ""
+    if uri[:1] == "<" and uri[-1:] == ">":
+        uri = uri[1:-1]
+        if counts is not None:
+            counts["target_uri_unwrapped"] += 1
+    return uri
+
+
 def iter_warc_items(
     stream: BinaryIO | str,
     warc_file: str,
@@ -174,7 +186,7 @@ def iter_warc_items(
             info = RecordInfo(
                 warc_file,
                 record.stream_pos,
-                _short(headers.get("WARC-Target-URI") or "") or "",
+                _short(target_uri(headers.get("WARC-Target-URI"), counts)) or "",
                 record.record_id,
                 headers.get("WARC-Date"),
             )
@@ -295,7 +307,7 @@ def _read_wat(record, info: RecordInfo, expected: int, counts: Counter) -> WarcI
         envelope = json.loads(body)["Envelope"]
         response = envelope["Payload-Metadata"]["HTTP-Response-Metadata"]
         html_metadata = response.get("HTML-Metadata") or {}
-        page_url = envelope["WARC-Header-Metadata"].get("WARC-Target-URI") or info.url
+        page_url = target_uri(envelope["WARC-Header-Metadata"].get("WARC-Target-URI")) or info.url
     except (ValueError, KeyError, TypeError) as error:
         return RecordProblem(info, "malformed_wat", f"{type(error).__name__}: {error}")
     counts["wat_records"] += 1

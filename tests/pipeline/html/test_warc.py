@@ -19,6 +19,7 @@ from pipeline.html.warc import (
     WatLinks,
     decode_content,
     iter_warc_items,
+    target_uri,
 )
 from pipeline.images.sniff import sniff_image_type
 from tests.conftest import shared_path
@@ -167,3 +168,11 @@ def test_untyped_records_are_sniffed_svg_included(tmp_path: Path) -> None:
         "http://example.org/page": "HtmlResponse",
     }
     assert counts["skipped_other_types"] == 1
+
+
+def test_target_uri_unwraps_the_warc_1_0_brackets_and_counts_them() -> None:
+    counts: Counter = Counter()
+    assert target_uri("<https://example.org/a b?c=<d>>", counts) == "https://example.org/a b?c=<d>"
+    assert target_uri("https://example.org/<x>", counts) == "https://example.org/<x>"
+    assert target_uri("<", counts) == "<" and target_uri(None, counts) == ""
+    assert counts == {"target_uri_unwrapped": 1}

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import gzip
+import io
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
 
-from pipeline.core.config import CorpusConfig, ExtractConfig
+from pipeline.core.config import CorpusConfig, ExtractConfig, FetchConfig
 from pipeline.core.keys import candidate_id, sample_key
+from pipeline.core.layout import CorpusLayout
 from pipeline.stages.extract import ARCHIVED_IMAGES, CANDIDATES, RECORD_ERRORS, REJECTED, iter_extracted, run
-from schemas import ArchivedImage, Candidate, RecordError, Rejection
+from pipeline.stages.fetch import fetch_one
+from schemas import ArchivedImage, Candidate, FetchedImage, RecordError, Rejection
 from tests.conftest import shared_path
 
 
@@ -229,3 +234,56 @@ def test_multi_processing_run_gives_the_same_candidates(tmp_path: Path, inputs: 
 def test_unmatched_input_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="matches no file"):
         run(["--input", str(tmp_path / "nothing-*.warc.gz"), "--output", str(tmp_path / "out")])
+
+
+def _png(size: tuple[int, int] = (64, 48)) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 40, 90)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_wget_warc(path: Path, image: bytes) -> None:
+    """A WARC as wget 1.19-1.21 writes it: every WARC-Target-URI inside angle brackets (a page, its image)."""
+    page = (
+        b'<!DOCTYPE html><html lang="en"><head><title>Cats</title></head><body>'
+        b'<img src="pics/cat.png" alt="A sleeping cat"><img src="/logo.png" alt="The site logo"></body></html>'
+    )
+    with open(path, "wb") as stream:
+        writer = WARCWriter(stream, gzip=True)
+        for uri, content_type, body in (
+            ("<https://example.org/dir/page.html>", "text/html; charset=utf-8", page),
+            ("<https://example.org/dir/pics/cat.png>", "image/png", image),
+        ):
+            http = StatusAndHeaders("200 OK", [("Content-Type", content_type)], protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record(uri, "response", payload=io.BytesIO(body), http_headers=http))
+
+
+def test_angle_bracketed_target_uris_of_wget_are_unwrapped(tmp_path: Path) -> None:
+    """wget 1.19-1.21 writes ``WARC-Target-URI: <https://...>``: pages and archived images get their plain URL, so
+    relative images resolve, page_host is set, and fetch finds the archived image of a candidate."""
+    warc = tmp_path / "wget.warc.gz"
+    write_wget_warc(warc, _png())
+    with open(warc, "rb") as stream:  # the file really holds the brackets
+        assert b"WARC-Target-URI: <https://example.org/dir/page.html>" in gzip.decompress(stream.read())
+    counters = run(["--input", str(warc), "--output", str(tmp_path / "corpus")])
+    candidates = {row[Candidate.ALT_TEXT]: row for row in read_table(tmp_path / "corpus" / "candidates")}
+    assert read_table(tmp_path / "corpus" / "rejected", "extract-*") == []  # before: both relative URLs invalid_url
+    assert {alt: row[Candidate.IMAGE_URL] for alt, row in candidates.items()} == {
+        "A sleeping cat": "https://example.org/dir/pics/cat.png",
+        "The site logo": "https://example.org/logo.png",
+    }
+    for row in candidates.values():
+        assert row[Candidate.PAGE_URL] == "https://example.org/dir/page.html"
+        assert row[Candidate.PAGE_HOST] == "example.org" and row[Candidate.IMAGE_HOST] == "example.org"
+    (archived,) = read_table(tmp_path / "corpus" / "archived_images")
+    assert archived[ArchivedImage.IMAGE_URL] == candidates["A sleeping cat"][Candidate.IMAGE_URL]
+    # Every unwrapped URI is counted: a corpus built from such files says so in extract's _SUCCESS.
+    assert counters["target_uri_unwrapped"] == 2
+    success = CorpusLayout(str(tmp_path / "corpus")).read_success("extract")
+    assert success["counters"]["target_uri_unwrapped"] == 2
+    # fetch, archive only (no network), serves the cat from the archived record it now matches.
+    config = FetchConfig(fetch_mode="archive-only")
+    image = fetch_one(archived[ArchivedImage.IMAGE_URL], archived, None, config)
+    assert image[FetchedImage.STATUS] == "ok" and image[FetchedImage.SOURCE] == "archive"
