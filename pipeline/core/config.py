@@ -64,6 +64,11 @@ class TextFilterConfig:
     min_chars: int | None = setting(
         None, "Keep alt texts with at least this many characters (DataComp basic: 6, i.e. more than 5)."
     )
+    min_words: int | None = setting(
+        None,
+        "Keep alt texts with at least this many whitespace-separated words, ``len(text.split())`` "
+        "(DataComp basic: 3, i.e. more than 2; off in ALIGN, which counts unigrams).",
+    )
     max_images_per_alt: int | None = setting(
         10, "Drop an alt text shared by more than this many distinct image URLs (ALIGN: 10)."
     )
@@ -203,13 +208,16 @@ SECTIONS: dict[str, type] = {
 PRESETS: dict[str, CorpusConfig] = {
     # ALIGN (Jia et al., 2021): frequency, length, size and duplicate rules only.
     "align": CorpusConfig(preset="align"),
-    # DataComp "basic filtering": English by fastText top-1, > 2 words, > 5 chars, shorter side >= 200, aspect <= 3.
+    # DataComp "basic filtering" as its code does it (baselines/apply_filter.py, load_uids_with_basic_filter_helper):
+    # fastText top-1 == "en" with no score threshold, len(text.split()) > 2, len(text) > 5, shorter side >= 200,
+    # aspect <= 3. Words, not unigrams: "state-of-the-art photo" is 2 words.
     "datacomp-basic": CorpusConfig(
         preset="datacomp-basic",
         text=TextFilterConfig(
-            min_unigrams=3,
+            min_unigrams=None,
             max_unigrams=None,
             min_chars=6,
+            min_words=3,
             max_images_per_alt=None,
             max_alts_per_image_url=None,
             ngram_vocab_size=None,

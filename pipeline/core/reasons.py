@@ -37,6 +37,7 @@ class FilterTextReason(Reason):
     ALT_TOO_SHORT = "alt_too_short"
     ALT_TOO_LONG = "alt_too_long"
     ALT_TOO_FEW_CHARS = "alt_too_few_chars"
+    ALT_TOO_FEW_WORDS = "alt_too_few_words"
     ALT_SHARED_BY_TOO_MANY_IMAGES = "alt_shared_by_too_many_images"
     IMAGE_URL_HAS_TOO_MANY_ALTS = "image_url_has_too_many_alts"
     RARE_NGRAM = "rare_ngram"

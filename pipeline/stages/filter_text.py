@@ -13,18 +13,22 @@ switches a rule off; defaults are ALIGN's (Jia et al., 2021):
 2. ``alt_too_short`` / 3. ``alt_too_long``: fewer than ``min_unigrams`` (3) or more than ``max_unigrams`` (20)
    unigrams, as ``pipeline.text.tokenize`` defines them (each Han/Kana/Thai character is one unigram).
 4. ``alt_too_few_chars``: fewer than ``min_chars`` characters (Unicode code points; off in ALIGN, 6 in DataComp).
-5. ``alt_shared_by_too_many_images``: the alt text appears with more than ``max_images_per_alt`` (10) DISTINCT
+5. ``alt_too_few_words``: fewer than ``min_words`` whitespace-separated words, ``len(alt_text.split())`` exactly as
+   DataComp's basic filter counts them (off in ALIGN; 3 in DataComp: "more than 2 words"). Unlike unigrams, a
+   hyphenated ``state-of-the-art`` is one word and an emoji or ``&`` standing alone is one.
+6. ``alt_shared_by_too_many_images``: the alt text appears with more than ``max_images_per_alt`` (10) DISTINCT
    image URLs.
-6. ``image_url_has_too_many_alts``: the image URL carries more than ``max_alts_per_image_url`` (1000) DISTINCT alt
-   texts. (5 and 6 count distinct pairs, so duplicates never inflate them.)
-7. ``rare_ngram``: the alt text holds a unigram or bigram outside the ``ngram_vocab_size`` (ALIGN: 100M) most frequent
+7. ``image_url_has_too_many_alts``: the image URL carries more than ``max_alts_per_image_url`` (1000) DISTINCT alt
+   texts, counted over the raw candidates (every row, before any rule). filter-image's ``image_has_too_many_alts``
+   counts the same way per image content. (6 and 7 count distinct pairs, so duplicates never inflate them.)
+8. ``rare_ngram``: the alt text holds a unigram or bigram outside the ``ngram_vocab_size`` (ALIGN: 100M) most frequent
    n-grams. Counts are taken over the whole RAW candidate set (every candidate row, duplicates and candidates that
    fail other rules included, every occurrence in an alt text), as ALIGN counts its raw corpus. N-grams are ranked by
    count, descending; among equal counts by a hash order (``pipeline.text.ngram_vocab``, which says why).
-8. ``language_not_allowed``: only when ``languages`` is set: fastText lid.176's top-1 label is not in it, or its
+9. ``language_not_allowed``: only when ``languages`` is set: fastText lid.176's top-1 label is not in it, or its
    probability is below ``min_language_score``. Without ``languages`` nothing is dropped; the tag is always written.
 
-The reasons are ``pipeline.core.reasons.FilterTextReason``; rules 2..8 are ``text_rules(config)``, evaluated and
+The reasons are ``pipeline.core.reasons.FilterTextReason``; rules 2..9 are ``text_rules(config)``, evaluated and
 counted by ``pipeline.core.rules`` (the protocol every filter stage shares).
 
 Deliberately absent (ALIGN's bet is scale over cleaning, unlike Conceptual Captions' pipeline): hypernymisation,
@@ -128,6 +132,20 @@ def alt_too_few_chars_rule(config: TextFilterConfig) -> Rule:
     return rule
 
 
+def alt_too_few_words_rule(config: TextFilterConfig) -> Rule:
+    """Fewer than ``min_words`` whitespace-separated words (DataComp's ``len(text.split())``)."""
+
+    def rule(facts: PairFacts) -> RuleResult:
+        if config.min_words is None:
+            return None
+        words = len(_alt_text(facts.row).split())
+        if words < config.min_words:
+            return FilterTextReason.ALT_TOO_FEW_WORDS, f"{words} words < {config.min_words}"
+        return None
+
+    return rule
+
+
 def alt_shared_by_too_many_images_rule(config: TextFilterConfig) -> Rule:
     """The alt text appears with more than ``max_images_per_alt`` distinct image URLs."""
 
@@ -180,11 +198,12 @@ def language_not_allowed_rule(config: TextFilterConfig) -> Rule:
 
 
 def text_rules(config: TextFilterConfig) -> list[Rule]:
-    """Rules 2..8 in recording order (``duplicate_pair`` is decided before, when pairs are formed)."""
+    """Rules 2..9 in recording order (``duplicate_pair`` is decided before, when pairs are formed)."""
     return [
         alt_too_short_rule(config),
         alt_too_long_rule(config),
         alt_too_few_chars_rule(config),
+        alt_too_few_words_rule(config),
         alt_shared_by_too_many_images_rule(config),
         image_url_has_too_many_alts_rule(config),
         rare_ngram_rule(config),

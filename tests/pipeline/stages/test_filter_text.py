@@ -80,11 +80,27 @@ def test_min_chars_and_language_only_when_configured() -> None:
     assert reasons(facts("a dog here", language="en", language_score=0.4), strict) == ["language_not_allowed"]
 
 
+@pytest.mark.parametrize(
+    ("alt", "expected"),
+    [
+        ("state-of-the-art", ["alt_too_few_words"]),  # 4 unigrams, 1 word
+        ("blue  sky", ["alt_too_few_words"]),
+        ("a\tb\u3000c", []),  # str.split() splits on every Unicode whitespace, as DataComp's len(text.split()) does
+        ("blue sky today", []),
+        ("red \u2764\ufe0f balloon", []),  # 3 words to DataComp, though 2 unigrams
+    ],
+)
+def test_min_words_counts_whitespace_separated_words_as_datacomp_does(alt: str, expected: list[str]) -> None:
+    config = TextFilterConfig(min_unigrams=None, max_unigrams=None, min_words=3, ngram_vocab_size=None)
+    assert reasons(facts(alt), config) == expected
+
+
 def test_every_failing_rule_is_reported_in_the_documented_order() -> None:
     pair = facts("x", images_per_alt=11, alts_per_image_url=1001, rare_ngram="x", language="fr")
-    assert reasons(pair, TextFilterConfig(languages=("en",), min_chars=6)) == [
+    assert reasons(pair, TextFilterConfig(languages=("en",), min_chars=6, min_words=3)) == [
         "alt_too_short",
         "alt_too_few_chars",
+        "alt_too_few_words",
         "alt_shared_by_too_many_images",
         "image_url_has_too_many_alts",
         "rare_ngram",
@@ -159,7 +175,14 @@ def test_presets_resolve() -> None:
     assert (align.max_alts_per_image_url, align.ngram_vocab_size, align.languages) == (1000, 100_000_000, ())
     datacomp = resolve_config(pipeline_options(["--preset", "datacomp-basic"])).text
     assert datacomp.languages == ("en",)
-    assert (datacomp.min_unigrams, datacomp.min_chars) == (3, 6)  # more than 2 words, more than 5 characters
+    # DataComp's own code: len(text.split()) > 2 and len(text) > 5; unigrams are not what it counts.
+    assert (datacomp.min_words, datacomp.min_chars, datacomp.min_unigrams, datacomp.min_language_score) == (
+        3,
+        6,
+        None,
+        0,
+    )
+    assert align.min_words is None and align.min_chars is None
     assert datacomp.max_images_per_alt is None and datacomp.ngram_vocab_size is None
     none = resolve_config(pipeline_options(["--preset", "none"])).text
     assert none.min_unigrams is None and none.max_images_per_alt is None and none.languages == ()
@@ -326,7 +349,11 @@ def test_datacomp_basic_keeps_english_of_three_words_and_six_characters(tmp_path
     corpus.add("http://img.example/1.jpg", "A brown dog running on the beach", "kept")
     corpus.add("http://img.example/2.jpg", "Un chien brun qui court sur la plage", "language_not_allowed")
     corpus.add("http://img.example/3.jpg", "a b c", "alt_too_few_chars")
-    corpus.add("http://img.example/4.jpg", "brown dog", "alt_too_short")
+    corpus.add("http://img.example/4.jpg", "brown dog", "alt_too_few_words")
+    # DataComp counts whitespace-separated words (len(text.split()) > 2), not unigrams: 2 words but 5 unigrams ...
+    corpus.add("http://img.example/5.jpg", "state-of-the-art photography", "alt_too_few_words")
+    # ... and 3 words but 2 unigrams.
+    corpus.add("http://img.example/6.jpg", "Dog & cat", "kept")
     # Frequency rules are off in DataComp basic: a popular alt text stays.
     for i in range(12):
         corpus.add(f"http://img.example/p{i}.jpg", "click here to see the photo", "kept")
@@ -334,5 +361,5 @@ def test_datacomp_basic_keeps_english_of_three_words_and_six_characters(tmp_path
     counters = filter_text.run(["--output", str(tmp_path), "--preset", "datacomp-basic"])
     fates, kept, _ = outcome(tmp_path)
     assert fates == corpus.fate
-    assert counters["language_not_allowed"] == 1 and counters["kept"] == 13
+    assert counters["language_not_allowed"] == 1 and counters["kept"] == 14 and counters["alt_too_few_words"] == 2
     assert {row[TextKept.LANGUAGE] for row in kept} == {"en"}
