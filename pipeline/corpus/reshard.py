@@ -7,6 +7,11 @@ row's ``shard`` column says which). Output shards follow the same rule as ``writ
 N per shard but the last, written through ``pipeline.corpus.shard_files.write_shard``), so resharding a corpus to
 its own size reproduces its tars byte for byte. Because both corpora are in key order, each source tar is read
 once and only the images still needed are held in memory. ``manifest.json`` records the source corpus and the filter.
+
+A resharded corpus holds ``shards/`` and ``manifest.json`` only: its funnel (candidates, rejections, stage markers)
+is the source's, which a ``--where`` subset no longer balances against. ``stats`` on it prints what it holds
+(``describe``) and names the source. An existing output is replaced only with ``--overwrite``, and a corpus built
+by the stages never is (its books would then describe other shards).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from typing import Any
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.core.layout import CorpusLayout, read_text, write_text_atomically
+from pipeline.core.errors import UsageError
+from pipeline.core.layout import CorpusLayout, list_matching, read_text, write_text_atomically
+from pipeline.core.registry import STAGES
 from pipeline.corpus.shard_files import delete_stale_shards, shard_name, write_shard, write_sizes
 from schemas import SCHEMA_VERSION, Sample, SampleImage
 
@@ -38,6 +45,11 @@ class Selection:
         self.source = f"read_parquet('{pattern.replace(chr(39), chr(39) * 2)}')"
         self.condition = f"({where})" if where and where.strip() else "true"
         self.connection = duckdb.connect()
+        if where and where.strip():
+            try:  # bind the condition (no rows read) so a typo is one line before anything is written
+                self.connection.sql(f"select * from {self.source} where {self.condition} limit 0").fetchall()
+            except (duckdb.ParserException, duckdb.BinderException) as error:
+                raise UsageError(f"--where {where!r}: {str(error).splitlines()[0]}") from error
 
     def rows(self, batch_rows: int = 10_000) -> Iterator[dict[str, Any]]:
         """Every selected row, ordered by (key, candidate_id) like the shards themselves."""
@@ -103,18 +115,88 @@ class SourceImages:
         return data
 
 
-def reshard(corpus: str, output: str, samples_per_shard: int | None = None, where: str | None = None) -> dict[str, int]:
-    """Write the selected samples of ``corpus`` as a new corpus under ``output``; returns its ``sizes.json``."""
+def check_target(target: CorpusLayout, overwrite: bool) -> None:
+    """Refuse an output that holds a corpus: any stage-built one, and an earlier reshard unless ``overwrite``."""
+    built = [stage for stage in STAGES if target.is_done(stage)]
+    if built:
+        raise UsageError(
+            f"--output {target.root} holds a corpus built by the stages ({', '.join(built)} done): resharding into it "
+            "would leave its candidates, rejections and markers describing other shards; choose a new folder"
+        )
+    existing = list_matching(target.glob(Sample, "*")) + list_matching(target.manifest_path())
+    if existing and not overwrite:
+        raise UsageError(
+            f"--output {target.root} already holds a corpus ({len(existing)} files, e.g. {existing[0]}); "
+            "pass --overwrite to replace its shards and manifest"
+        )
+
+
+def describe(root: str) -> dict[str, Any] | None:
+    """What a resharded corpus holds (its source, filter, counts and languages); ``None`` for any other folder.
+
+    ``stats`` shows this instead of a funnel: the candidates and rejections stayed with the source corpus.
+    """
+    layout = CorpusLayout(root)
+    if any(layout.is_done(stage) for stage in STAGES) or not FileSystems.exists(layout.manifest_path()):
+        return None
+    manifest = json.loads(read_text(layout.manifest_path()))
+    if "resharded_from" not in manifest:
+        return None
+    import duckdb
+
+    source = f"read_parquet('{layout.glob(Sample).replace(chr(39), chr(39) * 2)}')"
+    with duckdb.connect() as connection:
+        languages = connection.execute(
+            f"select {Sample.LANGUAGE} as language, count(*) as samples from {source} group by 1 order by 2 desc, 1"
+        ).fetchall()
+    return {
+        "corpus": layout.root,
+        "resharded_from": manifest["resharded_from"],
+        "where": manifest.get("where"),
+        "sample_count": manifest.get("sample_count"),
+        "shard_count": manifest.get("shard_count"),
+        "samples_per_shard": manifest.get("config", {}).get("shards", {}).get("samples_per_shard"),
+        "languages": [{"language": language, "samples": count} for language, count in languages],
+    }
+
+
+def format_description(summary: dict[str, Any]) -> str:
+    """``describe``'s dict as the few lines ``stats`` prints."""
+    where = f" where {summary['where']}" if summary["where"] else ""
+    languages = ", ".join(f"{row['language']}: {row['samples']}" for row in summary["languages"]) or "-"
+    return "\n".join(
+        [
+            f"{summary['corpus']}: a resharded corpus: {summary['sample_count']} samples in {summary['shard_count']} "
+            f"shards of {summary['samples_per_shard']}",
+            f"  from {summary['resharded_from']}{where}",
+            f"  languages: {languages}",
+            f"  its funnel (candidates, rejections) is the source's: python -m pipeline stats {summary['resharded_from']}",
+        ]
+    )
+
+
+def reshard(
+    corpus: str,
+    output: str,
+    samples_per_shard: int | None = None,
+    where: str | None = None,
+    overwrite: bool = False,
+) -> dict[str, int]:
+    """Write the selected samples of ``corpus`` as a new corpus under ``output``; returns its ``sizes.json``.
+
+    ``output`` must not hold a corpus, unless it is an earlier reshard's and ``overwrite`` is true.
+    """
     source = CorpusLayout(corpus)
     target = CorpusLayout(output)
     if source.root == target.root:
-        raise ValueError("reshard writes a new corpus: --output must differ from --corpus")
+        raise UsageError("reshard writes a new corpus: --output must differ from --corpus")
+    check_target(target, overwrite)
     manifest: dict[str, Any] = {}
     if FileSystems.exists(source.manifest_path()):
         manifest = json.loads(read_text(source.manifest_path()))
     size = samples_per_shard or manifest.get("config", {}).get("shards", {}).get("samples_per_shard") or 10_000
     if size < 1:
-        raise ValueError("--samples-per-shard must be at least 1")
+        raise UsageError("--samples-per-shard must be at least 1")
     selection = Selection(corpus, where)
     images = SourceImages(source.folder(Sample), selection)
     shard_dir = target.folder(Sample)
@@ -158,7 +240,10 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--output", required=True, help="new corpus directory to write")
     parser.add_argument("--samples-per-shard", type=int, default=None, help="default: the source corpus's size")
     parser.add_argument("--where", default=None, help="DuckDB condition on Sample columns, e.g. \"language = 'en'\"")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the shards and manifest of an earlier reshard at --output"
+    )
     args = parser.parse_args(list(argv))
-    sizes = reshard(args.corpus, args.output, args.samples_per_shard, args.where)
+    sizes = reshard(args.corpus, args.output, args.samples_per_shard, args.where, overwrite=args.overwrite)
     print(f"{sum(sizes.values())} samples in {len(sizes)} shards under {CorpusLayout(args.output).folder(Sample)}")
     return 0

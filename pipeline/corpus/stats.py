@@ -25,8 +25,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from pipeline.core.errors import UsageError
 from pipeline.core.layout import CorpusLayout, list_matching
 from pipeline.core.registry import EXTRACT, FETCH, FILTER_IMAGE, FILTER_TEXT, STAGES, WRITE_SHARDS
+from pipeline.corpus.reshard import describe, format_description
 from schemas import (
     SCHEMA_VERSION,
     Candidate,
@@ -332,7 +334,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str]) -> int:
     """Print the statistics of a corpus; exit 1 when the funnel does not balance, 2 when DIR holds no corpus."""
     args = parse_args(argv)
+    if args.html and not Path(args.html).resolve().parent.is_dir():
+        raise UsageError(f"--html {args.html}: the folder {Path(args.html).resolve().parent} does not exist")
     layout = CorpusLayout(args.corpus)
+    resharded = describe(args.corpus)  # shards only: the funnel stayed with the source corpus
+    if resharded is not None:
+        print(json.dumps(resharded, indent=2) if args.json else format_description(resharded))
+        return 0
     if not layout.is_done(STAGES[0]):
         print(
             f"{args.corpus}: not a corpus yet: {layout.success_path(STAGES[0])} is missing "

@@ -9,6 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import cli
+from pipeline.core.errors import UsageError
+from pipeline.core.layout import CorpusLayout
+from pipeline.core.registry import STAGES
+from pipeline.corpus import stats
 from pipeline.corpus.reshard import reshard
 from pipeline.corpus.shard_files import write_corpus
 from schemas import Sample
@@ -85,3 +89,50 @@ def test_resharding_onto_itself_is_refused(source: tuple[Path, list[dict]]) -> N
     root, _ = source
     with pytest.raises(ValueError, match="must differ"):
         reshard(str(root), str(root))
+
+
+def test_resharding_over_an_existing_corpus_needs_overwrite(source: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    root, _ = source
+    target = tmp_path / "target"
+    assert cli.main(["reshard", "--corpus", str(root), "--output", str(target), "--samples-per-shard", "3"]) == 0
+    before = tars(target)
+    manifest = (target / "manifest.json").read_text()
+    with pytest.raises(UsageError, match="--overwrite"):
+        reshard(str(root), str(target), samples_per_shard=7)
+    assert tars(target) == before and (target / "manifest.json").read_text() == manifest
+    # Told to, it replaces the shards (no stale shard of the old size is left) and the manifest.
+    sizes = reshard(str(root), str(target), samples_per_shard=7, overwrite=True)
+    assert list(sizes.values()) == [7, 7, 3] and sorted(tars(target)) == ["00000.tar", "00001.tar", "00002.tar"]
+    assert json.loads((target / "manifest.json").read_text())["config"]["shards"]["samples_per_shard"] == 7
+
+
+def test_a_corpus_built_by_the_stages_is_never_a_reshard_target(
+    source: tuple[Path, list[dict]], tmp_path: Path
+) -> None:
+    """Replacing the shards of a stage-built corpus would leave its books (candidates, rejected, _SUCCESS) describing
+    other shards: refused even with --overwrite."""
+    root, rows = source
+    built = tmp_path / "built"
+    write_corpus(rows, str(built), samples_per_shard=4)
+    CorpusLayout(str(built)).mark_done(STAGES[0], {})
+    before = tars(built)
+    with pytest.raises(UsageError, match="built by the stages"):
+        reshard(str(root), str(built), samples_per_shard=7, overwrite=True)
+    assert tars(built) == before
+
+
+def test_stats_reads_a_resharded_corpus(
+    source: tuple[Path, list[dict]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A resharded corpus holds shards only (its funnel is the source's): stats says so, with its own counts."""
+    root, rows = source
+    output = tmp_path / "english"
+    reshard(str(root), str(output), samples_per_shard=5, where="language = 'en'")
+    english = [row for row in rows if row[Sample.LANGUAGE] == "en"]
+    assert stats.main([str(output)]) == 0
+    text = capsys.readouterr().out
+    assert f"{len(english)} samples in 3 shards" in text and str(root) in text and "language = 'en'" in text
+    assert stats.main([str(output), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["resharded_from"] == CorpusLayout(str(root)).root and summary["sample_count"] == len(english)
+    assert summary["languages"] == [{"language": "en", "samples": len(english)}]
