@@ -18,10 +18,16 @@ Rejection reasons (closed list): ``unsupported_url_scheme`` (data:, javascript:,
 (unparseable, no host), ``alt_too_long_chars`` (longer than ``ExtractConfig.max_alt_chars``). An ``<img>``
 with no or empty alt is not a candidate (counted ``img_without_alt``); neither is one with an alt but no URL
 attribute at all (counted ``img_without_url``).
+
+Worth a look in the counters: ``target_uri_unwrapped`` (records whose WARC-Target-URI was written ``<uri>``, as by
+wget 1.19-1.21: read as ``uri``) and ``python_tag_scanner_pages`` (pages scanned by the pure-Python tag scanner,
+where ``pipeline.html._tagscan`` was not compiled: same rows, 1.8x the CPU time; each such worker also logs a
+warning once). ``_SUCCESS`` says which scanner ran (``tag_scanner``: compiled, python or none with --full-parse).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
@@ -33,6 +39,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.config import CorpusConfig, CorpusOptions
+from pipeline.core.errors import InputError
 from pipeline.core.keys import candidate_id_in, candidate_id_prefix, sample_key
 from pipeline.core.layout import CorpusLayout, WriteTable, list_matching
 from pipeline.core.progress import StageProgress, file_progress, with_progress
@@ -40,7 +47,7 @@ from pipeline.core.reasons import ExtractReason
 from pipeline.core.rules import counter, rejection
 from pipeline.core.stage import run_stage
 from pipeline.html.alt_text import normalise_alt
-from pipeline.html.images import ImgTag, find_images
+from pipeline.html.images import ImgTag, find_images, tag_scanner
 from pipeline.html.urls import UrlResolver, page_base, url_host
 from pipeline.html.warc import HtmlResponse, ImageResponse, RecordProblem, WatLinks, iter_warc_items
 from schemas import ArchivedImage, Candidate, RecordError, Rejection
@@ -50,9 +57,32 @@ CANDIDATES = "candidates"
 ARCHIVED_IMAGES = "archived_images"
 RECORD_ERRORS = "record_errors"
 REJECTED = "rejected"
+#: Not a table: one ``(path, problem)`` per input file (problem None when it held a WARC/WAT record), so a run in
+#: which no file was readable fails instead of writing an empty corpus.
+FILES = "files"
 
 #: A rejected data: URL can be megabytes; the rejection keeps its start, which says enough.
 _MAX_REJECTED_URL_CHARS = 512
+
+log = logging.getLogger("altcorpus")
+#: Whether this process has warned that it scans pages with the pure-Python tag scanner (once per worker).
+_warned_about_python_scanner = False
+
+
+def _scanner_in_use(full_parse: bool) -> str:
+    """The tag scanner pages go through: compiled, python (warned about once per process, since it is a silent
+    1.8x slowdown otherwise) or none (``--full-parse``: Lexbor parses every page)."""
+    global _warned_about_python_scanner
+    if full_parse:
+        return "none"
+    scanner = tag_scanner()
+    if scanner == "python" and not _warned_about_python_scanner:
+        _warned_about_python_scanner = True
+        log.warning(
+            "extract: pipeline.html._tagscan is not compiled here, so pages go through the pure-Python tag scanner: "
+            "same candidates, about 1.8x the CPU time. Reinstall with a C compiler (make install) to build it."
+        )
+    return scanner
 
 
 def _record_error(problem: RecordProblem) -> dict[str, Any]:
@@ -169,6 +199,7 @@ def iter_extracted(
     counts = counts if counts is not None else Counter()
     max_alt_chars = config.extract.max_alt_chars
     full_parse = config.extract.full_parse
+    python_scanner = _scanner_in_use(full_parse) == "python"
     items = iter_warc_items(
         stream, warc_file, config.extract.max_page_bytes, config.fetch.max_image_bytes, counts=counts
     )
@@ -176,6 +207,8 @@ def iter_extracted(
         kind = type(item)
         if kind is HtmlResponse:
             counts["html_pages"] += 1
+            if python_scanner:
+                counts["python_tag_scanner_pages"] += 1
             page = find_images(item.body, item.charset, full_parse)
             if not page.img_count:
                 counts["pages_without_img"] += 1
@@ -237,6 +270,8 @@ class ExtractFromWarcFile(beam.DoFn):
                 },
             )
         counts["files"] += 1
+        problem = None if counts["records"] else next((name[6:] for name in counts if name.startswith("error_")), "")
+        yield beam.pvalue.TaggedOutput(FILES, (path, problem))
         for name, value in counts.items():
             if name not in self._counters:
                 self._counters[name] = counter(STAGE, name)
@@ -277,7 +312,39 @@ class ExtractCandidates(beam.PTransform):
             | "ReadWarcFiles"
             >> beam.ParDo(
                 with_progress(ExtractFromWarcFile(self.config), file_progress(STAGE, self.patterns, pbegin.pipeline))
-            ).with_outputs(ARCHIVED_IMAGES, RECORD_ERRORS, REJECTED, main=CANDIDATES)
+            ).with_outputs(ARCHIVED_IMAGES, RECORD_ERRORS, REJECTED, FILES, main=CANDIDATES)
+        )
+
+
+class TallyFiles(beam.CombineFn):
+    """``(path, problem)`` per input file -> ``(readable files, a few unreadable ones as "path (problem)")``."""
+
+    EXAMPLES = 3
+
+    def create_accumulator(self) -> tuple[int, list[str]]:
+        return 0, []
+
+    def add_input(self, tally: tuple[int, list[str]], item: tuple[str, str | None]) -> tuple[int, list[str]]:
+        path, problem = item
+        if problem is None:
+            return tally[0] + 1, tally[1]
+        return tally[0], (tally[1] + [f"{path} ({problem})"])[: self.EXAMPLES]
+
+    def merge_accumulators(self, tallies: Any) -> tuple[int, list[str]]:
+        tallies = list(tallies)
+        examples = [example for tally in tallies for example in tally[1]]
+        return sum(tally[0] for tally in tallies), examples[: self.EXAMPLES]
+
+    def extract_output(self, tally: tuple[int, list[str]]) -> tuple[int, list[str]]:
+        return tally
+
+
+def require_a_readable_file(tally: tuple[int, list[str]]) -> None:
+    """Fail the run (so nothing replaces the previous outputs) when not one input file held a WARC/WAT record."""
+    readable, examples = tally
+    if not readable:
+        raise InputError(
+            f"no input file is a readable WARC/WAT: {', '.join(examples)}{', ...' if len(examples) >= 3 else ''}"
         )
 
 
@@ -293,8 +360,19 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
     outputs[ARCHIVED_IMAGES] | "WriteArchivedImages" >> WriteTable(layout.prefix(ArchivedImage), ArchivedImage)
     outputs[RECORD_ERRORS] | "WriteRecordErrors" >> WriteTable(layout.prefix(RecordError), RecordError)
     outputs[REJECTED] | "WriteRejected" >> WriteTable(layout.rejected_prefix(STAGE), Rejection)
+    (
+        outputs[FILES]
+        | "TallyFiles" >> beam.CombineGlobally(TallyFiles())
+        | "RequireReadableFile" >> beam.Map(require_a_readable_file)
+    )
 
 
 def run(argv: Sequence[str]) -> dict[str, int]:
     """Run the extract stage (``python -m pipeline extract --input GLOB --output DIR``); returns its counters."""
-    return run_stage(STAGE, argv, build)
+    return run_stage(STAGE, argv, build, extra_info=_run_info)
+
+
+def _run_info(layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions) -> dict[str, Any]:
+    """What extract adds to its ``_SUCCESS``: the tag scanner pages went through, as the launching process has it
+    (workers elsewhere can differ: they count their pages in ``python_tag_scanner_pages``)."""
+    return {"tag_scanner": _scanner_in_use(config.extract.full_parse)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,12 @@ import pytest
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
+import pipeline.html.images as html_images
+import pipeline.stages.extract as extract_stage
 from pipeline.core.config import CorpusConfig, ExtractConfig, FetchConfig
 from pipeline.core.keys import candidate_id, sample_key
 from pipeline.core.layout import CorpusLayout
+from pipeline.html.scan import scan_page_reference
 from pipeline.stages.extract import ARCHIVED_IMAGES, CANDIDATES, RECORD_ERRORS, REJECTED, iter_extracted, run
 from pipeline.stages.fetch import fetch_one
 from schemas import ArchivedImage, Candidate, FetchedImage, RecordError, Rejection
@@ -287,3 +291,26 @@ def test_angle_bracketed_target_uris_of_wget_are_unwrapped(tmp_path: Path) -> No
     config = FetchConfig(fetch_mode="archive-only")
     image = fetch_one(archived[ArchivedImage.IMAGE_URL], archived, None, config)
     assert image[FetchedImage.STATUS] == "ok" and image[FetchedImage.SOURCE] == "archive"
+
+
+def test_the_pure_python_tag_scanner_is_loud(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where the compiled scanner is missing (installed without a C compiler) extract still runs, about 1.8x slower:
+    a warning once per worker process, a counter of the pages it scanned, and _SUCCESS saying which scanner ran."""
+    inputs = ",".join(str(shared_path(f"warc/{name}")) for name in ("jwarc-cc.warc.gz", "whirlwind.warc.gz"))
+    compiled = run(["--input", inputs, "--output", str(tmp_path / "compiled")])
+    assert "python_tag_scanner_pages" not in compiled
+    assert CorpusLayout(str(tmp_path / "compiled")).read_success("extract")["tag_scanner"] == "compiled"
+
+    # What pipeline.html.scan gives find_images where the import of the compiled module fails.
+    monkeypatch.setattr(html_images, "scan_page", scan_page_reference)
+    monkeypatch.setattr(html_images, "tag_attributes", None)
+    monkeypatch.setattr(extract_stage, "_warned_about_python_scanner", False)  # as in a fresh worker process
+    with caplog.at_level(logging.WARNING, logger="altcorpus"):
+        fallback = run(["--input", inputs, "--output", str(tmp_path / "python")])
+    warnings = [record.getMessage() for record in caplog.records if "tag scanner" in record.getMessage()]
+    assert len(warnings) == 1 and "pipeline.html._tagscan" in warnings[0], warnings  # two files, one warning
+    assert fallback["python_tag_scanner_pages"] == fallback["html_pages"] == 2
+    assert {name: value for name, value in fallback.items() if name != "python_tag_scanner_pages"} == compiled
+    assert CorpusLayout(str(tmp_path / "python")).read_success("extract")["tag_scanner"] == "python"
