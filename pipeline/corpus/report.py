@@ -211,18 +211,14 @@ def funnel_chart(funnel: dict[str, Any], held_place: str) -> Chart:
                     f"{label} dropped {dropped:,}: {reasons}",
                 )
             )
-        inside = remaining * scale > 80
-        body.append(
-            _text(
-                left + (8 if inside else remaining * scale + dropped * scale + 8),
-                y + bar / 2 + 5,
-                _n(remaining),
-                13,
-                "#fff" if inside else INK,
-                weight=650,
-            )
-        )
-        note = f"{_pct(remaining, extracted)} of extracted" + (f"  ·  −{_n(dropped)} dropped" if dropped else "")
+        # The count goes inside its bar when it fits (about 8 px a digit at 13 px); else it leads the note on the
+        # right, since beside a full-width bar it would sit on the note.
+        count = _n(remaining)
+        inside = remaining * scale >= 8 * len(count) + 16
+        if inside:
+            body.append(_text(left + 8, y + bar / 2 + 5, count, 13, "#fff", weight=650))
+        note = f"{_pct(remaining, extracted)} of extracted" if inside else f"{count} · {_pct(remaining, extracted)}"
+        note += f"  ·  −{_n(dropped)} dropped" if dropped else ""
         body.append(_text(width - right + 14, y + bar / 2 + 5, note, 12, MUTED))
     return _svg("funnel", width, height, body, f"Funnel: {extracted:,} extracted, {held_place}")
 
@@ -259,7 +255,9 @@ def hbar_chart(
         return _empty(name, "no data")
     left, right, bar, gap = 190, 70, 17, 7
     height = 8 + len(items) * (bar + gap)
-    largest = max(total for _, total, _ in items) or 1
+    # The part is not always a subset of the total (kept samples vs fetched images: one image, several alts), so
+    # the scale covers both and the larger is drawn behind.
+    largest = max(max(total, part or 0) for _, total, part in items) or 1
     body: list[Mark] = []
     for index, (label, total, part) in enumerate(items):
         y = 4 + index * (bar + gap)
@@ -268,10 +266,15 @@ def hbar_chart(
         scale = (width - left - right) / largest
         tip = f"{label}: {total_label} {total:,.0f}" + (f", {part_label} {part:,.0f}" if part is not None else "")
         colour = colours[index] if index < len(colours) else (EXTRACTED if part is not None else KEPT)
-        body.append(_rect(left, y, max(total * scale, 2), bar, colour, tip))
-        if part is not None:
-            body.append(_rect(left, y, max(part * scale, 0), bar, KEPT, tip))
-        body.append(_text(left + max(total * scale, 2) + 6, y + bar - 4, _n(total), 12, MUTED))
+        if part is not None and part > total:
+            body.append(_rect(left, y, max(part * scale, 2), bar, KEPT, tip))
+            body.append(_rect(left, y, max(total * scale, 0), bar, colour, tip))
+        else:
+            body.append(_rect(left, y, max(total * scale, 2), bar, colour, tip))
+            if part is not None:
+                body.append(_rect(left, y, max(part * scale, 0), bar, KEPT, tip))
+        end = max(total, part or 0) * scale
+        body.append(_text(left + max(end, 2) + 6, y + bar - 4, _n(total), 12, MUTED))
     return _svg(name, width, height, body, name)
 
 
@@ -307,7 +310,7 @@ def histogram_chart(rows: list[dict[str, Any]]) -> Chart:
             _rect(x, y_of(row["extracted"]), slot - 4, top + plot_h - y_of(row["extracted"]), EXTRACTED, tip, 2)
         )
         body.append(_rect(x + 3, y_of(row["kept"]), slot - 10, top + plot_h - y_of(row["kept"]), KEPT, tip, 2))
-        if words in (1, 3, 5, 10, 15, 20, 25, 30, 35, 40, 41):
+        if words in (1, 3, 5, 10, 15, 20, 25, 30, 35, 41):  # no 40: its label would touch "40+" beside it
             body.append(_text(x + slot / 2 - 2, height - 14, "40+" if words == 41 else str(words), 11, MUTED, "middle"))
     body.append(Line(left, top + plot_h, width - 16, top + plot_h, "#94a3b8"))
     return _svg("alt_length_histogram", width, height, body, "Alt-text length histogram")
@@ -398,6 +401,8 @@ def _banner(stats: dict[str, Any]) -> dict[str, Any]:
     held = sum(item["candidates"] for item in funnel["held"])
     return {
         "balanced": balance["balanced"],
+        # Balanced books over an empty corpus are no success: the banner says so in amber, not green.
+        "empty": funnel["kept"] is not None and held == 0,
         "equation": (
             f"{funnel['extracted']:,} extracted = {held:,} {stages['held_place']} + {funnel['rejected']:,} rejected"
         ),
