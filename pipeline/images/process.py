@@ -13,16 +13,32 @@ is re-encoded by Pillow without metadata: the same bytes in always give the same
 smallest DCT scale still at least as large as the output (Pillow's ``draft``), which is several times faster than a
 full decode and visually identical after the resize. Downscaling is area averaging (Pillow's BOX, img2dataset's
 default ``cv2.INTER_AREA``); the pHash is taken on the scaled image before any crop or pad.
+
+Memory and time: a few hundred KB of PNG can declare 89 million RGBA pixels (under the pixel limit) and take 1.5 GB
+and seconds of CPU to decode and flatten. Before any pixel is decoded, the image's working set is estimated from its
+header (``decode_bytes``: pixels at the size actually decoded, a JPEG's draft scale included, times the bytes Pillow
+stores per pixel plus two 4-byte working copies for conversion or rotation) and reserved from the worker's
+``DecodeBudget``, shared by its threads: an image waits (first come, first served) until it fits, one larger than the
+whole budget runs alone, and the wait counts against the processing deadline. The deadline is checked before the
+decode (refused when the remaining time cannot cover the decode at ``DECODE_NS_PER_PIXEL``) and after it; a decode
+that has started cannot be interrupted. The draft scale of JPEGs is what it always was (unchanged by the budget), so
+the stored bytes do not depend on memory pressure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import threading
+import time
 import warnings
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import imagehash
+import numpy as np
 from PIL import Image, ImageOps
 
 from pipeline.images.sniff import SNIFF_BYTES, sniff_raster_type
@@ -50,6 +66,65 @@ class ImageError(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+#: A decode's speed floor (a 2020s core decodes and flattens a PNG at 10-60 ns per pixel): a decode is refused
+#: when the time left cannot cover this; set low so that only decodes that cannot finish are refused.
+DECODE_NS_PER_PIXEL = 5.0
+
+
+def decode_bytes(width: int, height: int, mode: str) -> int:
+    """Estimated peak bytes of processing a ``width`` x ``height`` image decoded in ``mode``: the decoded pixels (Pillow
+    keeps multi-band pixels in 4 bytes) plus two 4-byte working copies (RGB conversion and white background, or EXIF
+    rotation)."""
+    if mode in ("1", "L", "P"):
+        stored = 1
+    elif mode.startswith("I;16"):
+        stored = 2
+    else:
+        stored = 4
+    return width * height * (stored + 8)
+
+
+class DecodeBudget:
+    """Bytes of decoded pixels one worker's threads may hold at once, handed out first come, first served.
+
+    A reservation larger than the whole budget is granted when nothing else is held (so it runs alone rather than
+    never); a reservation still waiting at its deadline ends as ``ImageError('timeout')``.
+    """
+
+    def __init__(self, capacity_bytes: int) -> None:
+        self.capacity = max(1, capacity_bytes)
+        self.in_use = 0
+        self.peak = 0  # the most bytes ever reserved at once (for tests and logs)
+        self._queue: deque[object] = deque()
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def reserve(self, nbytes: int, deadline: float | None = None) -> Iterator[None]:
+        """Hold ``nbytes`` of the budget for the ``with`` block, waiting (until ``deadline``) for room."""
+        ticket = object()
+        with self._changed:
+            self._queue.append(ticket)
+            try:
+                while self._queue[0] is not ticket or (self.in_use and self.in_use + nbytes > self.capacity):
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise ImageError(
+                            "timeout", f"waited for {nbytes} bytes of the decode budget ({self.in_use} in use)"
+                        )
+                    self._changed.wait(remaining)
+            finally:
+                self._queue.remove(ticket)
+                self._changed.notify_all()
+            self.in_use += nbytes
+            self.peak = max(self.peak, self.in_use)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.in_use -= nbytes
+                self._changed.notify_all()
 
 
 @dataclass(frozen=True)
@@ -82,10 +157,26 @@ def _output_size(width: int, height: int, mode: str, target: int) -> tuple[int, 
     return _scaled_size(width, height, target, "min" if mode in ("keep_ratio", "center_crop") else "max")
 
 
+#: Pillow's 16- and 32-bit integer greyscale modes (16-bit grey PNGs and TIFFs open as one of these).
+WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _wide_grey_to_l(image: Image.Image) -> Image.Image:
+    """16-bit (or 32-bit integer) greyscale -> 8-bit ``L``, 0..65535 scaled to 0..255 with rounding.
+
+    Pillow's own ``convert`` clips these values to 0..255 instead of scaling them, so everything above 255 of 65535
+    (all but the darkest 0.4 %) came out white.
+    """
+    values = np.asarray(image).astype(np.int64).clip(0, 65535)  # mode I may hold any 32-bit value
+    return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), "L")
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     """RGB, with any transparency composited on white (a black background would invent dark borders)."""
+    if image.mode in WIDE_GREY_MODES:
+        image = _wide_grey_to_l(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")  # no copy of what is RGBA already
         background = Image.new("RGB", rgba.size, WHITE)
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
@@ -111,14 +202,18 @@ ROTATING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and he
 
 
 def decode_image(
-    data: bytes, max_pixels: int, draft_size: tuple[int, int] | None = None
+    data: bytes,
+    max_pixels: int,
+    draft_size: tuple[int, int] | None = None,
+    before_load: Callable[[Image.Image], None] | None = None,
 ) -> tuple[Image.Image, str, int, int]:
     """Decode ``data`` after checking its declared size: ``(image, format, original width, original height)``.
 
     The pixel limit is checked on the header, before any pixel is decoded, so a 100000 x 100000 PNG of a few KB
     costs nothing; ``decompression_bomb``, ``not_an_image`` and ``decode_error`` are raised as ``ImageError``.
     The original size is as displayed (after EXIF rotation); ``draft_size`` (stored orientation) lets a JPEG be
-    decoded at a reduced DCT scale no smaller than it.
+    decoded at a reduced DCT scale no smaller than it. ``before_load`` sees the opened image at the size it is about
+    to be decoded at (the memory budget and deadline are applied there) and may raise ``ImageError``.
     """
     try:
         image = Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS)
@@ -142,11 +237,15 @@ def decode_image(
             width, height = height, width
         if draft_size is not None and image_format == "JPEG":
             image.draft(image.mode if image.mode in ("RGB", "L") else None, draft_size)
+        if before_load is not None:
+            before_load(image)
         image.load()
         if orientation != 1:  # exif_transpose copies even an upright image
             image = ImageOps.exif_transpose(image) or image
     except Image.DecompressionBombError as error:
         raise ImageError("decompression_bomb", str(error)) from None
+    except ImageError:
+        raise
     except Exception as error:  # truncated data, bad Huffman tables, zlib errors, ...
         raise ImageError("decode_error", f"{type(error).__name__}: {error}") from None
     return image, image_format, width, height
@@ -176,8 +275,39 @@ def process_image(
     resize_mode: str = "keep_ratio",
     image_size: int = 512,
     jpeg_quality: int = 95,
+    budget: DecodeBudget | None = None,
+    deadline: float | None = None,
 ) -> ProcessedImage:
-    """Hash, decode, resize (img2dataset semantics, no upscaling) and re-encode one image; ``ImageError`` on failure."""
+    """Hash, decode, resize (img2dataset semantics, no upscaling) and re-encode one image; ``ImageError`` on failure.
+
+    With ``budget``, the decode first reserves its estimated memory (see the module docstring); with ``deadline``
+    (``time.monotonic()``), a decode that cannot finish by then is refused and one that did not is ``timeout``.
+    """
+    with contextlib.ExitStack() as held:
+        return _process_image(data, max_pixels, resize_mode, image_size, jpeg_quality, budget, deadline, held)
+
+
+def _process_image(
+    data: bytes,
+    max_pixels: int,
+    resize_mode: str,
+    image_size: int,
+    jpeg_quality: int,
+    budget: DecodeBudget | None,
+    deadline: float | None,
+    held: contextlib.ExitStack,
+) -> ProcessedImage:
+    """``process_image``, with the budget reservation kept in ``held`` until the caller's block ends."""
+
+    def before_load(image: Image.Image) -> None:
+        width, height = image.size
+        if budget is not None:
+            held.enter_context(budget.reserve(decode_bytes(width, height, image.mode), deadline))
+        if deadline is not None:
+            needed = width * height * DECODE_NS_PER_PIXEL / 1e9
+            if time.monotonic() + needed > deadline:
+                raise ImageError("timeout", f"{width}x{height} pixels cannot be decoded in the time left")
+
     if resize_mode not in RESIZE_MODES:
         raise ValueError(f"unknown resize mode {resize_mode!r}; choose one of {RESIZE_MODES}")
     if sniff_raster_type(data[:SNIFF_BYTES]) is None:
@@ -194,7 +324,9 @@ def process_image(
             target = _output_size(*displayed, resize_mode, image_size)
             if target is not None:
                 draft_size = (target[1], target[0]) if rotated else target
-    image, image_format, original_width, original_height = decode_image(data, max_pixels, draft_size)
+    image, image_format, original_width, original_height = decode_image(data, max_pixels, draft_size, before_load)
+    if deadline is not None and time.monotonic() > deadline:
+        raise ImageError("timeout", f"decoding {original_width}x{original_height} pixels passed the time limit")
     try:
         image = _to_rgb(image)
         # The size the original gives, whatever scale a draft decode produced (it rounds up).

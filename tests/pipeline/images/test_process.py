@@ -129,3 +129,67 @@ def test_truncated_and_non_images() -> None:
     with pytest.raises(ImageError) as header_only:
         process_image(jpeg[:20], LIMIT)
     assert header_only.value.reason == "decode_error"
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_16_bit_greyscale_keeps_its_tones(big_endian: bool) -> None:
+    """A real 16-bit grey PNG ramp (0..65535) comes out as the same ramp in 8 bits, not clipped to white."""
+    ramp = np.tile(np.linspace(0, 65535, 256).round().astype(np.uint16), (64, 1))
+    source = Image.fromarray(ramp)  # mode I;16
+    if big_endian:
+        source = Image.frombytes("I;16B", source.size, ramp.astype(">u2").tobytes())
+    data = io.BytesIO()
+    source.save(data, format="PNG")
+    assert Image.open(io.BytesIO(data.getvalue())).mode in ("I;16", "I;16B", "I")  # really 16-bit on disk
+    image = process_image(data.getvalue(), LIMIT, "no", jpeg_quality=100)
+    out = np.asarray(decoded(image.jpeg).convert("L"), dtype=np.int16)[32]
+    expected = np.linspace(0, 255, 256)
+    assert np.abs(out - expected).max() <= 3  # JPEG rounding only
+    assert out[0] <= 3 and out[128] in range(124, 132) and out[-1] >= 252
+
+
+def test_decode_budget_is_shared_and_never_exceeded(coffee_jpeg: bytes) -> None:
+    """Threads decoding together hold at most the budget; one image needs its header's estimate, at draft scale."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.images.process import DecodeBudget, decode_bytes
+
+    one = decode_bytes(1200, 800, "RGB")  # 1200 x 800 JPEG to 512: the DCT draft scale is 1 (1/2 is under 512)
+    budget = DecodeBudget(one + one // 2)  # room for one decode at a time
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: process_image(coffee_jpeg, LIMIT, budget=budget), range(8)))
+    assert {(result.width, result.height) for result in results} == {(768, 512)}
+    assert budget.peak == one  # reserved, exactly once at a time
+    assert budget.in_use == 0
+
+    big = encode(photo("coffee"), "JPEG", size=(4800, 3200))
+    drafted = DecodeBudget(1)  # smaller than any image: each runs alone
+    image = process_image(big, LIMIT, budget=drafted)
+    assert (image.original_width, image.original_height) == (4800, 3200)  # from the header, not the draft
+    assert drafted.peak == decode_bytes(1200, 800, "RGB")  # decoded at 1/4 scale, and budgeted so
+
+
+def test_waiting_for_the_budget_counts_against_the_deadline(coffee_jpeg: bytes) -> None:
+    import time
+
+    from pipeline.images.process import DecodeBudget
+
+    budget = DecodeBudget(10_000_000)
+    with budget.reserve(10_000_000):  # another thread's decode holds all of it
+        started = time.monotonic()
+        with pytest.raises(ImageError) as waited:
+            process_image(coffee_jpeg, LIMIT, budget=budget, deadline=started + 0.3)
+        assert waited.value.reason == "timeout"
+        assert 0.3 <= time.monotonic() - started < 1.5
+    assert budget.in_use == 0
+    assert process_image(coffee_jpeg, LIMIT, budget=budget, deadline=time.monotonic() + 30).width == 768
+
+
+def test_a_decode_that_cannot_finish_in_time_is_refused_before_it_starts() -> None:
+    import time
+
+    big = png_bomb(6000, 6000)  # 36 million pixels: tens of milliseconds at the very least
+    with pytest.raises(ImageError) as refused:
+        process_image(big, LIMIT, deadline=time.monotonic() + 0.01)
+    assert refused.value.reason == "timeout"
+    assert "cannot be decoded" in refused.value.detail
