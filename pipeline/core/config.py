@@ -139,6 +139,11 @@ class FetchConfig:
     )
     image_size: int = setting(512, "Target size of the stored image's side (see resize_mode); never upscales.")
     jpeg_quality: int = setting(95, "JPEG quality of the re-encoded stored image.")
+    decode_memory_budget_mb: int = setting(
+        1024,
+        "MB of decoded pixels one worker's threads may hold at once (estimated from each image's header); an image "
+        "waits for room within total_timeout_s, and one larger than the budget is decoded alone.",
+    )
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from pipeline.core.progress import StageProgress, table_progress
 from pipeline.core.reasons import FetchReason, http_status_reason
 from pipeline.core.rules import REJECTED, counter, rejection
 from pipeline.core.stage import run_stage
-from pipeline.images.process import ImageError, process_image
+from pipeline.images.process import DecodeBudget, ImageError, process_image
 from pipeline.images.sniff import SNIFF_BYTES, sniff_raster_type
 from pipeline.net.client import FetchResult, PoliteClient
 from pipeline.net.robots import opted_out
@@ -113,9 +113,16 @@ def archived_result(record: dict[str, Any], config: FetchConfig) -> FetchResult 
 
 
 def fetch_one(
-    url: str, archived: dict[str, Any] | None, client: PoliteClient | None, config: FetchConfig
+    url: str,
+    archived: dict[str, Any] | None,
+    client: PoliteClient | None,
+    config: FetchConfig,
+    budget: DecodeBudget | None = None,
 ) -> dict[str, Any]:
-    """Obtain (archive, then HTTP, per ``fetch_mode``) and process one image URL: its ``images/`` row."""
+    """Obtain (archive, then HTTP, per ``fetch_mode``) and process one image URL: its ``images/`` row.
+
+    Processing (waiting for ``budget``, the worker's decode memory, then decoding) has ``total_timeout_s`` of its
+    own from when the bytes are in hand."""
     started = time.monotonic()
     result: FetchResult | None = None
     source = None
@@ -146,7 +153,13 @@ def fetch_one(
         row[FetchedImage.ORIGINAL_BYTES] = len(result.body)
         try:
             image = process_image(
-                result.body, config.max_image_pixels, config.resize_mode, config.image_size, config.jpeg_quality
+                result.body,
+                config.max_image_pixels,
+                config.resize_mode,
+                config.image_size,
+                config.jpeg_quality,
+                budget=budget,
+                deadline=time.monotonic() + config.total_timeout_s,
             )
         except ImageError as error:
             row.update({FetchedImage.STATUS: error.reason, FetchedImage.ERROR: error.detail})
@@ -210,6 +223,7 @@ class FetchImages(beam.DoFn):
         if self.config.fetch_mode != "archive-only":
             self.client = PoliteClient(self.config)
         self.executor = ThreadPoolExecutor(max(1, self.config.concurrency), thread_name_prefix="fetch")
+        self.budget = DecodeBudget(self.config.decode_memory_budget_mb * 1024 * 1024)
 
     def teardown(self) -> None:
         if self.executor is not None:
@@ -261,7 +275,7 @@ class FetchImages(beam.DoFn):
                 url, archived, candidates = queue.popleft()
                 self.waiting_count -= 1
                 self.in_flight[host] += 1
-                future = self.executor.submit(fetch_one, url, archived, self.client, self.config)
+                future = self.executor.submit(fetch_one, url, archived, self.client, self.config, self.budget)
                 self.pending.append((future, candidates, host))
             if not queue:
                 del self.waiting[host]
