@@ -17,12 +17,17 @@ PROJECT ?=
 REGION ?=
 BUCKET ?=
 PYTEST_ARGS ?=
+# DRY_RUN=1: build every stage's graph (translated for Dataflow with RUNNER=DataflowRunner), submit and write nothing.
+DRY_RUN ?=
 
 ifeq ($(RUNNER),DataflowRunner)
   RUNNER_ARGS := --runner=DataflowRunner --project=$(PROJECT) --region=$(REGION) \
     --temp_location=gs://$(BUCKET)/tmp --staging_location=gs://$(BUCKET)/staging --setup_file=$(CURDIR)/setup.py
 else
   RUNNER_ARGS := --runner=$(RUNNER)
+endif
+ifneq ($(strip $(DRY_RUN)),)
+  RUNNER_ARGS += --dry_run=True
 endif
 
 .PHONY: venv install install-test build-corpus sample stats test test-fast lint format bench train clean chromium check-c

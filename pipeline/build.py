@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 
 from pipeline.core.config import CorpusOptions, resolve_config
+from pipeline.core.dry_run import dry_run, is_dry_run
 from pipeline.core.layout import CorpusLayout
 from pipeline.core.registry import STAGE_SPECS
 from pipeline.core.stage import fingerprint_changes, input_files, pipeline_options, stage_fingerprint
@@ -26,6 +27,8 @@ def run(argv: Sequence[str]) -> int:
     corpus = options.view_as(CorpusOptions)
     if not corpus.input:
         raise SystemExit("build-corpus needs --input (a WARC file or glob)")
+    if is_dry_run(options):  # every graph built (and translated for Dataflow); nothing read, written or marked done
+        return dry_run(argv)
     # Every mistake in the flags is refused here, before any stage runs (and each stage checks again).
     config = resolve_config(options)
     input_files(corpus.input)

@@ -23,7 +23,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.stager import Stager
 from apache_beam.runners.runner import PipelineState
 
+from pipeline import build
 from pipeline.core.config import resolve_config
+from pipeline.core.dry_run import is_dry_run, scratch_corpus
 from pipeline.core.layout import CorpusLayout
 from pipeline.core.registry import STAGE_SPECS, STAGES, stage_spec
 from schemas import ArchivedImage, Candidate, FetchedImage, SampleImage, TextKept
@@ -49,16 +51,15 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    """A corpus whose input tables exist but are empty (one schema-only Parquet file each), plus an empty eval index.
+    """A corpus whose tables exist but are empty (the dry run's scratch corpus), plus an empty eval index.
 
     ``ReadTable`` lists a table's files when the graph is built and builds an empty branch when there are none; with
     one file per table every stage builds its full production graph.
     """
     root = tmp_path / "corpus"
+    scratch_corpus(str(root))
     for table in (Candidate, ArchivedImage, TextKept, FetchedImage, SampleImage):
-        folder = root / table.FOLDER
-        folder.mkdir(parents=True)
-        pq.write_table(table.schema().empty_table(), folder / "part-00000-of-00001.parquet")
+        assert list((root / table.FOLDER).glob("*.parquet")), table.FOLDER
     pq.write_table(EvalImageHash.schema().empty_table(), tmp_path / "eval_index.parquet")
     return root
 
@@ -135,6 +136,53 @@ def test_stage_translates_to_a_dataflow_job_offline(stage: str, corpus: Path, no
         node.full_label for node in transforms_of(pipeline) if node.full_label.count("/") == 0 and node.full_label
     }
     assert top_level and top_level <= translated
+
+
+def test_build_corpus_dry_run_translates_every_stage_offline(
+    tmp_path: Path, no_network: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``make build-corpus RUNNER=DataflowRunner ... DRY_RUN=1``'s command: every stage translated for Dataflow with
+    no network, one line per stage with its step count, exit 0, and the (remote) output never touched."""
+    pq.write_table(EvalImageHash.schema().empty_table(), tmp_path / "eval_index.parquet")
+    argv = [
+        "--runner=DataflowRunner",
+        "--project=altcorpus-test",
+        "--region=europe-west4",
+        "--temp_location=gs://altcorpus-test-bucket/tmp",
+        "--staging_location=gs://altcorpus-test-bucket/staging",
+        "--dry_run=True",
+        "--input",
+        "gs://altcorpus-test-bucket/crawl/*.warc.gz",
+        "--output",
+        "gs://altcorpus-test-bucket/corpus",
+        "--eval-index",
+        str(tmp_path / "eval_index.parquet"),
+    ]
+    assert build.run(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    counts = {}
+    for line in lines:
+        match = re.fullmatch(r"(\S+): (\d+) steps \(translated into a Dataflow job, not submitted\)", line)
+        if match:
+            counts[match.group(1)] = int(match.group(2))
+    assert list(counts) == list(STAGES), lines
+    assert all(count > 3 for count in counts.values()), counts
+
+
+def test_dry_run_false_is_not_a_dry_run() -> None:
+    assert is_dry_run(PipelineOptions(["--dry_run=True"])) and not is_dry_run(PipelineOptions(["--dry_run=False"]))
+    assert not is_dry_run(PipelineOptions([]))
+
+
+def test_make_passes_dry_run_through() -> None:
+    """``DRY_RUN=1`` reaches build-corpus as Beam's ``--dry_run=True`` (make -n prints the command, runs nothing)."""
+    make = ["make", "-n", "build-corpus", "RUNNER=DataflowRunner", "PROJECT=p", "REGION=r", "BUCKET=b"]
+    with_input = [*make, "INPUT=gs://b/crawl/*.warc.gz", "OUTPUT=gs://b/corpus"]
+    printed = subprocess.run([*with_input, "DRY_RUN=1"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    (command,) = [line for line in printed.stdout.splitlines() if "pipeline build-corpus" in line]
+    assert "--dry_run=True" in command and "--runner=DataflowRunner" in command
+    printed = subprocess.run(with_input, cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    assert "--dry_run" not in printed.stdout
 
 
 def _configuration(fn: Any) -> dict[str, Any]:
