@@ -28,6 +28,7 @@ import pyarrow as pa
 from pipeline.core.errors import UsageError
 from pipeline.core.layout import CorpusLayout, list_matching
 from pipeline.core.registry import EXTRACT, FETCH, FILTER_IMAGE, FILTER_TEXT, STAGES, WRITE_SHARDS
+from pipeline.corpus.remote import is_remote, local_corpus
 from pipeline.corpus.reshard import describe, format_description
 from schemas import (
     SCHEMA_VERSION,
@@ -336,6 +337,9 @@ def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     if args.html and not Path(args.html).resolve().parent.is_dir():
         raise UsageError(f"--html {args.html}: the folder {Path(args.html).resolve().parent} does not exist")
+    if is_remote(args.corpus):  # DuckDB reads local files: the tables (not the tars) are copied to a temp folder
+        with local_corpus(args.corpus) as folder:
+            return main([folder if arg == args.corpus else arg for arg in argv])
     layout = CorpusLayout(args.corpus)
     resharded = describe(args.corpus)  # shards only: the funnel stayed with the source corpus
     if resharded is not None:
