@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline <command> [flags]`` (also installed as ``altcorpus``).
+"""Command line: ``altcorpus <command> [flags]`` (or ``python -m pipeline <command> [flags]``).
 
 Each command is a function ``(argv) -> exit code | None`` imported only when called, so ``--help`` is fast and
 a command's heavy dependencies load only for it.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -27,44 +28,179 @@ COMMANDS: dict[str, tuple[str, str]] = {
 #: Commands that are Beam jobs: their flags are the corpus options plus Beam's own.
 BEAM_COMMANDS = {*(spec.name for spec in STAGE_SPECS), "build-corpus"}
 
+#: The config fields each stage reads, by section (None: the whole section), its own section first; ``--help`` shows
+#: these. build-corpus reads every section.
+STAGE_OPTIONS: dict[str, dict[str, tuple[str, ...] | None]] = {
+    "extract": {"extract": None, "fetch": ("max_image_bytes",)},
+    "filter-text": {"text": None},
+    "fetch": {"fetch": None},
+    "filter-image": {"image": None},
+    "write-shards": {"shards": None},
+}
+#: A config section's heading in ``--help``: the stage that applies it.
+SECTION_TITLES = {
+    "extract": "extract",
+    "text": "filter-text",
+    "fetch": "fetch",
+    "image": "filter-image",
+    "shards": "write-shards",
+}
+
+_HELP_WIDTH, _HELP_INDENT = 100, 26
+
+
+def _help_rows(flags: str, text: str) -> list[str]:
+    """One option of ``--help``: the flags, then the text wrapped beside them (below them when the flags are long)."""
+    import textwrap
+
+    indent = " " * _HELP_INDENT
+    wrapped = textwrap.wrap(text, _HELP_WIDTH - _HELP_INDENT) or [""]
+    head = f"  {flags}"
+    if len(head) < _HELP_INDENT - 1:
+        rows = [head.ljust(_HELP_INDENT) + wrapped[0]]
+        wrapped = wrapped[1:]
+    else:
+        rows = [head]
+    return rows + [indent + line for line in wrapped]
+
+
+def _metavar(hint: object) -> str:
+    import typing
+
+    names = {int: "N", float: "X", str: "TEXT"}
+    args = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
+    if typing.get_origin(args[0]) is tuple:
+        return "A,B,..."
+    return names.get(args[0], "VALUE")  # type: ignore[call-overload]
+
 
 def beam_command_help(command: str) -> str:
-    """``--help`` of a Beam stage: Beam's option parser ignores ``--help``, so the corpus options are listed here."""
-    import argparse
+    """``--help`` of a Beam stage, built from the config fields (Beam's option parser ignores ``--help``): the
+    stage's own options first, grouped by the stage that applies them, with allowed values and defaults."""
+    import dataclasses
     import inspect
+    import typing
 
-    from pipeline.core.config import CorpusOptions, TextFilterConfig
+    from pipeline.core.config import PRESETS, SECTIONS, TextFilterConfig, allowed_values, field_help, plain_help
 
-    description = COMMANDS[command][1]
+    needs_input = command in ("extract", "build-corpus")
+    lines = [
+        f"usage: altcorpus {command} {'--input PATTERN ' if needs_input else ''}--output DIR [options] [Beam options]",
+        "",
+        plain_help(COMMANDS[command][1]),
+    ]
     if command in ("filter-text", "build-corpus"):
-        description += "\n\n" + (inspect.getdoc(TextFilterConfig) or "")
-    parser = argparse.ArgumentParser(
-        prog=f"python -m pipeline {command}",
-        description=description,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Any Beam pipeline option also applies (--runner, --direct_num_workers, --project, ...).",
+        lines += ["", plain_help(inspect.getdoc(TextFilterConfig) or "")]
+    lines += ["", "corpus options:"]
+    if needs_input:
+        lines += _help_rows(
+            "--input PATTERN",
+            "(required) WARC/WAT files: a path or glob (local, gs://, s3://); several separated by commas.",
+        )
+    lines += _help_rows("--output DIR", "(required) The corpus folder every stage reads and writes under.")
+    lines += _help_rows(
+        "--preset NAME",
+        f"Named starting configuration, one of: {', '.join(PRESETS)} (default: align); the flags below override it.",
     )
-    CorpusOptions._add_argparse_args(parser)
-    return parser.format_help()
+    lines += _help_rows("--force", "Re-run stages already marked done by _SUCCESS (build-corpus skips them otherwise).")
+    lines += _help_rows("--debug", "Show the traceback of an error instead of one line.")
+    defaults = PRESETS["align"]
+    for section_name, names in STAGE_OPTIONS.get(command, dict.fromkeys(SECTIONS)).items():
+        section = SECTIONS[section_name]
+        hints = typing.get_type_hints(section)
+        used = "" if names is None else f" ({command} uses these too)"
+        lines += ["", f"{SECTION_TITLES[section_name]} options{used}:"]
+        for item in dataclasses.fields(section):
+            if names is not None and item.name not in names:
+                continue
+            flag = "--" + item.name.replace("_", "-")
+            hint = hints[item.name]
+            flags = f"{flag} / --no-{flag[2:]}" if hint is bool else f"{flag} {_metavar(hint)}"
+            notes = [allowed_values(item)] if allowed_values(item) else []
+            notes.append(f"default: {getattr(getattr(defaults, section_name), item.name)!r}")
+            if type(None) in typing.get_args(hint):
+                notes.append("none switches the rule off")
+            lines += _help_rows(flags, f"{plain_help(field_help(item))} [{'; '.join(notes)}]")
+    lines += [
+        "",
+        "Every Beam pipeline option also applies (--runner, --direct_num_workers, --project, --temp_location, ...).",
+    ]
+    return "\n".join(lines)
 
 
 def usage() -> str:
     """The command list shown by ``--help`` and on a wrong command."""
-    lines = ["usage: python -m pipeline <command> [flags]", "", "commands:"]
+    lines = ["usage: altcorpus <command> [flags]   (or python -m pipeline <command> [flags])", "", "commands:"]
     lines += [f"  {name:<14} {text}" for name, (_, text) in COMMANDS.items()]
-    lines += ["", "Run `python -m pipeline <command> --help` for a command's flags."]
+    lines += ["", "Run `altcorpus <command> --help` for a command's flags; --debug shows an error's traceback."]
     return "\n".join(lines)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("altcorpus")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def user_error(error: BaseException) -> tuple[BaseException, int] | None:
+    """The error to report as one line and its exit status, or None for a bug (its traceback is kept).
+
+    Status 2: a usage mistake (bad flag or value, missing input; argparse's status); 1: the run could not go on (an
+    unreadable input, an unwritable output). Beam re-raises a worker's error as a RuntimeError naming the step, so
+    an ``OSError`` or project error behind it (``output under a file``) is what gets reported.
+    """
+    from pipeline.core.errors import AltcorpusError
+
+    if isinstance(error, SystemExit):
+        return (error, 2) if isinstance(error.code, str) else None
+    if isinstance(error, ValueError) and not isinstance(error, AltcorpusError):
+        return error, 2
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, AltcorpusError):
+            return cause, cause.exit_status
+        if isinstance(cause, OSError):
+            return cause, 1
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def error_line(error: BaseException) -> str:
+    """An error as one line: its message's first line (Beam appends the failing step's name on later lines)."""
+    text = str(error.code if isinstance(error, SystemExit) else error).strip()
+    return (text.splitlines() or [type(error).__name__])[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Dispatch to a command; returns the process exit code."""
+    """Dispatch to a command; returns the process exit code. An error the user can act on is one line on stderr
+    (``altcorpus <command>: error: ...``); ``--debug`` raises it with its traceback instead."""
     args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [arg for arg in args if arg != "--debug"]
+    try:
+        code = _dispatch(args, debug)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`altcorpus --help | head`): stop quietly, like other command-line tools. Python
+        # would flush stdout again at exit and fail the same way, so stdout now points at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _dispatch(args: list[str], debug: bool) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(usage())
         return 0 if args else 2
+    if args[0] == "--version":
+        print(f"altcorpus {_version()}")
+        return 0
     command, rest = args[0], args[1:]
     if command not in COMMANDS:
-        print(f"unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        print(f"altcorpus: error: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
     if command in BEAM_COMMANDS and ("-h" in rest or "--help" in rest):
         print(beam_command_help(command))
@@ -73,6 +209,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Beam logs every type-hint conversion and sink rename at INFO: keep its warnings, and our progress lines.
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     module_name, function_name = COMMANDS[command][0].split(":")
-    function = getattr(importlib.import_module(module_name), function_name)
-    code = function(rest)
+    try:
+        if command in BEAM_COMMANDS:
+            from pipeline.core.config import check_flags
+
+            check_flags(rest)  # before Beam parses them: it would drop a misspelled flag with a warning
+        function = getattr(importlib.import_module(module_name), function_name)
+        code = function(rest)
+    except (Exception, SystemExit) as error:
+        reported = None if debug else user_error(error)
+        if reported is None:
+            raise
+        print(f"altcorpus {command}: error: {error_line(reported[0])}", file=sys.stderr)
+        return reported[1]
     return int(code) if isinstance(code, int) else 0
