@@ -14,7 +14,8 @@
   content-encoding claim is true but the body does not decode), ``page_too_large`` (over
   ``ExtractConfig.max_page_bytes``, before or after decoding), ``archived_image_too_large`` (over
   ``FetchConfig.max_image_bytes``; fetch may still get it over HTTP), ``malformed_wat`` (a WAT record whose
-  JSON does not parse).
+  JSON does not parse), ``not_a_warc`` (the file holds no WARC record at all: empty, plain text, an image under a
+  ``.warc.gz`` name; detail says what it starts with).
 
 Offsets are fastwarc's ``stream_pos``: the byte offset of the record in a plain WARC, the offset of its gzip member
 in a per-record-gzipped one (what Common Crawl's indexes call the offset). Records that are not used are consumed
@@ -179,8 +180,10 @@ def iter_warc_items(
     counts = counts if counts is not None else Counter()
     info = RecordInfo(warc_file, 0, "", None, None)
     records = ArchiveIterator(stream, parse_http=True, quirks_mode=True, strict_mode=False)
+    seen = 0
     try:
         for record in records:
+            seen += 1
             counts["records"] += 1
             headers = record.headers
             info = RecordInfo(
@@ -212,6 +215,26 @@ def iter_warc_items(
                 yield item
     except Exception as error:
         yield RecordProblem(info, "malformed_record", f"{type(error).__name__}: {error} (after offset {info.offset})")
+        return
+    if not seen:  # fastwarc skips what it cannot parse, so a file with no record at all would otherwise pass silently
+        yield RecordProblem(info, "not_a_warc", _not_a_warc_detail(stream))
+
+
+def _not_a_warc_detail(stream: BinaryIO | str) -> str:
+    """What a file without a single WARC record holds instead, from its first bytes (when it can be re-read)."""
+    try:
+        if isinstance(stream, str):
+            with open(stream, "rb") as file:
+                head = file.read(64)
+        else:
+            stream.seek(0)
+            head = stream.read(64)
+    except (OSError, ValueError, AttributeError):  # a stream that cannot seek back: say only what is known
+        return "no WARC or WAT record found"
+    if not head:
+        return "no WARC or WAT record found: the file is empty"
+    kind = sniff_image_type(head)
+    return f"no WARC or WAT record found: {f'an image ({kind})' if kind else f'it starts with {head[:40]!r}'}"
 
 
 def _truncated(info: RecordInfo, got: int, expected: int) -> RecordProblem:

@@ -93,7 +93,7 @@ def test_garbage_and_empty_input_do_not_crash(tmp_path: Path) -> None:
     assert all(isinstance(item, RecordProblem) for item in items_of(garbage))
     empty = tmp_path / "empty.warc"
     empty.write_bytes(b"")
-    assert items_of(empty) == []
+    assert [item.reason for item in items_of(empty)] == ["not_a_warc"]  # recorded, no longer silently nothing
     # A valid file followed by garbage: the records before the garbage are all read.
     mixed = tmp_path / "mixed.warc.gz"
     mixed.write_bytes(shared_path("warc/jwarc-cc.warc.gz").read_bytes() + b"\x1f\x8b\x08garbage" * 50)
@@ -176,3 +176,24 @@ def test_target_uri_unwraps_the_warc_1_0_brackets_and_counts_them() -> None:
     assert target_uri("https://example.org/<x>", counts) == "https://example.org/<x>"
     assert target_uri("<", counts) == "<" and target_uri(None, counts) == ""
     assert counts == {"target_uri_unwrapped": 1}
+
+
+def test_a_file_with_no_warc_record_is_a_recorded_problem(tmp_path: Path) -> None:
+    """Empty files, plain text and an image named .warc.gz used to yield nothing at all: now one not_a_warc each."""
+    files = {
+        "empty.warc": b"",
+        "notes.warc": b"these are my notes, not a web archive\n",
+        "photo.warc.gz": encode(photo("astronaut"), "JPEG"),
+    }
+    details = {}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+        items = items_of(tmp_path / name)
+        assert [type(item) for item in items] == [RecordProblem], name
+        assert items[0].reason == "not_a_warc" and items[0].info.offset == 0
+        details[name] = items[0].detail
+    assert "empty" in details["empty.warc"]
+    assert "these are my notes" in details["notes.warc"]
+    assert "an image (jpeg)" in details["photo.warc.gz"]
+    # A real WARC gives no such problem.
+    assert not [item for item in items_of(shared_path("warc/jwarc-cc.warc.gz")) if isinstance(item, RecordProblem)]
