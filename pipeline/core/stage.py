@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline.core.config import CorpusConfig, CorpusOptions, resolve_config
 from pipeline.core.layout import CorpusLayout, delete_tree, list_matching, new_run_id
+from pipeline.core.progress import format_summary
 from pipeline.core.registry import stage_spec
 from pipeline.core.rules import COUNTER_NAMESPACE
 
@@ -173,6 +174,5 @@ def run_stage(
     if extra_info is not None:
         info.update(extra_info(layout, config, options))
     layout.mark_done(stage, info)
-    summary = ", ".join(f"{name}={value}" for name, value in counters.items())
-    log.info("%s: done in %.1f s: %s", stage, seconds, summary or "no counters")
+    log.info("%s", format_summary(stage, seconds, counters))
     return counters
