@@ -1,4 +1,4 @@
-"""``filter-image``: text_kept/ + images/ -> samples/ (ALIGN's image rules) and ``rejected/filter-image-*``.
+"""``filter-image``: text_kept/ + images/ (+ candidates/) -> samples/ (ALIGN's rules) and ``rejected/filter-image-*``.
 
 Candidates are joined with their image by ``image_url``. A candidate whose image is not ``ok`` was already rejected
 by ``fetch`` and is only counted here (``image_not_ok``), so every candidate still ends in exactly one place.
@@ -11,13 +11,22 @@ Rules, in the order a rejection's reason is chosen (ALIGN defaults in ``ImageFil
 - ``unsafe``: the configured ``unsafe_scorer`` scored the image above ``max_unsafe_score`` (the score is recorded in
   ``unsafe_score`` whenever a scorer is configured).
 - ``image_has_too_many_alts``: the image content (sha256, so one picture at many URLs counts once) carries more than
-  ``max_alts_per_image_content`` distinct alt texts (ALIGN: 1000).
+  ``max_alts_per_image_content`` distinct alt texts (ALIGN: 1000). Counted as ALIGN counts, on the raw data: every
+  row of ``candidates/`` (those filter-text dropped included) whose image URL fetched ``ok``, joined to its content
+  by URL; applied to the rows that survived. filter-text's ``image_url_has_too_many_alts`` counts the same way per
+  URL, so the two rules differ only in what they key on.
 - ``duplicate_image_alt``: one sample per (image sha256, alt text); the one with the smallest (key, candidate_id)
   stays, the others are rejected.
 - ``image_not_fetched``: fetch wrote no row for the candidate's image URL (a broken contract, recorded, not lost).
 
 The reasons are ``pipeline.core.reasons.FilterImageReason``; the first four rules are ``image_rules(config)``,
 evaluated and counted by ``pipeline.core.rules`` (the protocol every filter stage shares).
+
+Counting alts (it scales to a picture with millions of alts: no step holds one key's values as a list): distinct
+``(image URL, alt-text hash)`` pairs of candidates/ (``Distinct``, a combiner); a streamed join with each ok image's
+sha256 by URL (tagged values + ``GroupByKey``, iterated, never listed); distinct ``(sha256, alt hash)`` pairs;
+``Count.PerKey``. The count then joins the surviving rows of its content in the ``GroupByKey(sha256)`` the content
+rules need anyway.
 
 Counters: ``candidates``, ``image_not_ok``, ``kept``/``dropped`` and one per reason of the per-image rules (via
 ``pipeline.core.rules.apply_rules``), one per reason of the grouping rules, and ``samples`` (rows written to samples/).
@@ -26,7 +35,7 @@ Counters: ``candidates``, ``image_not_ok``, ``kept``/``dropped`` and one per rea
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -40,13 +49,17 @@ from pipeline.core.reasons import FilterImageReason
 from pipeline.core.rules import REJECTED, Decisions, Rule, RuleResult, apply_rules, counter, rejection
 from pipeline.core.stage import run_stage
 from pipeline.images.eval_index import HashIndex
-from schemas import FetchedImage, Rejection, Sample, SampleImage, TextKept
+from pipeline.stages.filter_text import alt_id
+from schemas import Candidate, FetchedImage, Rejection, Sample, SampleImage, TextKept
 from schemas.tables import EvalImageHash
 
 STAGE = "filter-image"
 OK = "ok"
 #: Transient field (never written) carrying the eval-index match from the annotating DoFn to the rule.
 EVAL_MATCH = "_eval_match"
+#: Tags of the streamed joins: by URL (an image's sha256, a raw alt hash), by sha256 (a surviving row, the alt count).
+_SHA, _ALT = 0, 1
+_ROW, _ALT_COUNT = 0, 1
 
 
 # -- per-image rules ------------------------------------------------------------------------------------------------
@@ -214,8 +227,53 @@ def _identity(row: dict[str, Any]) -> tuple[str, str]:
     return str(row[Sample.KEY]), str(row[Sample.CANDIDATE_ID])
 
 
+def content_alt_pairs(element: tuple[str, Iterable[tuple[int, Any]]]) -> Iterator[tuple[str, bytes]]:
+    """``(sha256, alt hash)`` for every distinct raw alt of one image URL whose image is ok (none when it is not).
+
+    Two passes over the (re-iterable) group, so a URL with millions of alts is streamed, never held as a list.
+    """
+    _, values = element
+    sha256 = next((value for tag, value in values if tag == _SHA), None)
+    if sha256 is None:
+        return
+    for tag, value in values:
+        if tag == _ALT:
+            yield sha256, value
+
+
+class CountRawAltsPerContent(beam.PTransform):
+    """Raw candidate rows + ok images -> ``(sha256, distinct alt texts of that content over all candidates)``."""
+
+    def __init__(self, ok_images: beam.PCollection) -> None:
+        super().__init__()
+        self.ok_images = ok_images
+
+    def expand(self, candidates: beam.PCollection) -> beam.PCollection:
+        alts_by_url = (
+            candidates
+            | "UrlAltPairs" >> beam.Map(lambda row: (row[Candidate.IMAGE_URL], alt_id(row[Candidate.ALT_TEXT] or "")))
+            | "DistinctUrlAlts" >> beam.Distinct()
+            | "TagAlt" >> beam.MapTuple(lambda url, alt: (url, (_ALT, alt)))
+        )
+        sha_by_url = self.ok_images | "TagSha" >> beam.Map(
+            lambda image: (image[FetchedImage.IMAGE_URL], (_SHA, image[FetchedImage.SHA256]))
+        )
+        return (
+            (alts_by_url, sha_by_url)
+            | "UrlJoinInputs" >> beam.Flatten()
+            | "GroupByUrl" >> beam.GroupByKey()
+            | "ContentAltPairs" >> beam.FlatMap(content_alt_pairs)
+            | "DistinctContentAlts" >> beam.Distinct()
+            | "AltsPerContent" >> beam.combiners.Count.PerKey()
+        )
+
+
 class ContentRules(beam.DoFn):
-    """Rules over all candidates of one image content: too many distinct alts, then one sample per alt text."""
+    """Rules over all candidates of one image content: too many distinct alts, then one sample per alt text.
+
+    The group holds the content's surviving rows (tagged ``_ROW``) and, when the alt rule is on, its raw distinct alt
+    count (tagged ``_ALT_COUNT``; see ``CountRawAltsPerContent``).
+    """
 
     def __init__(self, max_alts: int | None) -> None:
         self.max_alts = max_alts
@@ -223,10 +281,12 @@ class ContentRules(beam.DoFn):
     def setup(self) -> None:
         self.decisions = Decisions(STAGE)
 
-    def process(self, element: tuple[str, Iterable[dict[str, Any]]]) -> Iterable[Any]:
-        sha256, rows = element
-        ordered = sorted(rows, key=_identity)
-        distinct_alts = len({row[Sample.ALT_TEXT] for row in ordered})
+    def process(self, element: tuple[str, Iterable[tuple[int, Any]]]) -> Iterable[Any]:
+        sha256, values = element
+        ordered = sorted((value for tag, value in values if tag == _ROW), key=_identity)
+        if not ordered:
+            return  # a content none of whose candidates survived: its count has nothing to apply to
+        distinct_alts = sum(value for tag, value in values if tag == _ALT_COUNT)
         if self.max_alts is not None and distinct_alts > self.max_alts:
             detail = f"{distinct_alts} distinct alt texts > {self.max_alts} for sha256 {sha256}"
             for row in ordered:
@@ -296,10 +356,22 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
         )
         rows = rows | "MatchEvalIndex" >> beam.Map(annotate_eval_match, index=beam.pvalue.AsSingleton(index))
     passed, rejected_per_image = apply_rules(rows, STAGE, FilterImageReason, image_rules(image_config), "ImageRules")
-    by_content = (
+    by_sha = [
         passed
         | "DropEvalMatch" >> beam.Map(lambda row: Sample.project(row))
-        | "KeyBySha256" >> beam.Map(lambda row: (row[Sample.SHA256], row))
+        | "KeyBySha256" >> beam.Map(lambda row: (row[Sample.SHA256], (_ROW, row)))
+    ]
+    if image_config.max_alts_per_image_content is not None:
+        columns = [Candidate.IMAGE_URL, Candidate.ALT_TEXT]
+        by_sha.append(
+            pipeline
+            | "ReadRawCandidates" >> ReadTable(layout.glob(Candidate), columns=columns)
+            | "CountRawAltsPerContent" >> CountRawAltsPerContent(ok_images)
+            | "TagAltCount" >> beam.MapTuple(lambda sha256, count: (sha256, (_ALT_COUNT, count)))
+        )
+    by_content = (
+        by_sha
+        | "ContentJoinInputs" >> beam.Flatten()
         | "GroupBySha256" >> beam.GroupByKey()
         | "ContentRules"
         >> beam.ParDo(ContentRules(image_config.max_alts_per_image_content)).with_outputs(REJECTED, main="kept")

@@ -1,7 +1,9 @@
 """filter-image on real photos: every ALIGN rule at its thresholds, eval decontamination, the unsafe hook, and books.
 
-One full stage run (two worker processes) on hand-built text_kept/ and images/ tables covers the wiring; the rule
-functions are also checked directly at their edges, including the inclusive (DataComp) aspect-ratio variant.
+One full stage run (two worker processes) on hand-built candidates/, text_kept/ and images/ tables covers the wiring
+(candidates/ holds every text_kept/ row plus raw-only rows, as if filter-text had dropped them: the alts-per-image
+rule counts those too); the rule functions are also checked directly at their edges, including the inclusive
+(DataComp) aspect-ratio variant.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from PIL import Image
 from pipeline.core.config import ImageFilterConfig
 from pipeline.images.eval_index import build_eval_index
 from pipeline.stages import filter_image
-from schemas import FetchedImage, Rejection, SampleImage, TextKept
+from schemas import Candidate, FetchedImage, Rejection, SampleImage, TextKept
 from tests.fixtures.image_corpus import image_row, jpeg, photo, text_kept_row, write_rows
 
 MAX_UNSAFE = 0.6
@@ -36,10 +38,11 @@ def near_copy(image: Image.Image) -> bytes:
 
 
 class Inputs:
-    """Builds text_kept/ and images/ and remembers what fate each candidate must meet."""
+    """Builds candidates/, text_kept/ and images/ and remembers what fate each candidate must meet."""
 
     def __init__(self) -> None:
         self.candidates: list[dict] = []
+        self.raw_only: list[dict] = []  # in candidates/ but not in text_kept/: dropped by filter-text
         self.images: list[dict] = []
         self.expected: dict[str, str] = {}  # candidate_id -> "kept" | reason | "fetch"
 
@@ -51,6 +54,15 @@ class Inputs:
         self.candidates.append(row)
         self.expected[row[TextKept.CANDIDATE_ID]] = fate
         return row
+
+    def dropped_by_text_filter(self, url: str, alt_text: str) -> None:
+        self.raw_only.append(text_kept_row(url, alt_text, len(self.candidates) + len(self.raw_only) + 100_000))
+
+    def write(self, root: Path) -> None:
+        raw = [Candidate.project(row) for row in self.candidates + self.raw_only]
+        write_rows(root / "candidates", Candidate, raw)
+        write_rows(root / "text_kept", TextKept, self.candidates)
+        write_rows(root / "images", FetchedImage, self.images)
 
 
 def expect_one_kept(inputs: Inputs, same_content_and_alt: list[dict]) -> None:
@@ -99,6 +111,20 @@ def build_inputs(root: Path) -> Inputs:
         inputs.image(f"https://img.example/camera-{index}.jpg", camera)
     for alt in range(1001):
         inputs.candidate(f"https://img.example/camera-{alt % 3}.jpg", f"camera man {alt}", "image_has_too_many_alts")
+    # ALIGN counts alts on the raw data, as filter-text's per-URL rule does: 600 survivors of the text filters are
+    # below the limit, but with the 401 other alt texts filter-text dropped the picture carries 1001: all dropped.
+    cells = jpeg(photo("hubble_deep_field"), (300, 300))
+    for index in range(2):
+        inputs.image(f"https://img.example/cells-{index}.jpg", cells)
+    for alt in range(600):
+        inputs.candidate(f"https://img.example/cells-{alt % 2}.jpg", f"stained tissue {alt}", "image_has_too_many_alts")
+    for alt in range(600, 1001):
+        inputs.dropped_by_text_filter(f"https://img.example/cells-{alt % 2}.jpg", f"stained tissue {alt}")
+    # Raw rows that add no distinct alt leave the rocket at exactly 1000: its own alts again at another URL of the
+    # same picture, and new alts at a URL whose image fetch could not get (no content to count them for).
+    for alt in range(50):
+        inputs.dropped_by_text_filter(f"https://img.example/rocket-{(alt + 1) % 4}.jpg", f"rocket launch number {alt}")
+        inputs.dropped_by_text_filter("https://img.example/missing.jpg", f"rocket launch extra {alt}")
     # Exact duplicates: one sample per (content, alt text), whatever the URL; the smallest (key, candidate_id) stays.
     cat = jpeg(photo("chelsea"))
     duplicates = []
@@ -118,8 +144,7 @@ def build_inputs(root: Path) -> Inputs:
     inputs.candidate("https://img.example/missing.jpg", "a missing picture", "fetch")
     # A URL fetch never wrote a row for: recorded, not lost.
     inputs.candidate("https://img.example/never-fetched.jpg", "a forgotten picture", "image_not_fetched")
-    write_rows(root / "text_kept", TextKept, inputs.candidates)
-    write_rows(root / "images", FetchedImage, inputs.images)
+    inputs.write(root)
     eval_dir = root / "eval"
     eval_dir.mkdir()
     photo("retina").save(eval_dir / "retina.png")
