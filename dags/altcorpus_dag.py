@@ -185,7 +185,10 @@ with DAG(
         # Exit 1 (books do not balance) fails the run; the report lands beside the corpus.
         bash_command=(
             f"{PYTHON} -m pipeline stats {{{{ absolute(params.output) | shell_quote }}}}"
+            # The report is a local file: beside a local corpus; none for a gs:// one (the funnel is in the log).
+            "{% if '://' not in params.output %}"
             f" --html {{{{ (absolute(params.output) ~ '/report.html') | shell_quote }}}}"
+            "{% endif %}"
         ),
         cwd=str(REPO_ROOT),
         retries=retries,

@@ -219,6 +219,11 @@ def test_dag_options_reach_the_stage_as_its_parser_reads_them(tmp_path: Path) ->
     (extract_input,) = [arg for arg in result["args"][STAGE_SPECS[0].task_id] if arg.startswith("--input=")]
     assert extract_input == f"--input={base / 'crawl/a.warc.gz'},gs://bucket/b/*.warc.gz"
     assert shlex.split(result["commands"]["stats"])[-3:] == [corpus, "--html", f"{corpus}/report.html"]
+    remote = run_airflow(
+        OPTIONS_SCRIPT.format(dags=str(DAGS), conf={"output": "gs://bucket/corpus"}), tmp_path / "home", timeout=300
+    )
+    assert shlex.split(remote["commands"]["stats"])[-2:] == ["stats", "gs://bucket/corpus"]
+    assert all("--output=gs://bucket/corpus" in args for args in remote["args"].values())
 
 
 @pytest.mark.slow
