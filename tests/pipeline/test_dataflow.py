@@ -218,7 +218,14 @@ def test_every_dofn_and_its_configuration_pickles(stage: str, corpus: Path) -> N
 
 
 def test_setup_file_builds_the_sdist_workers_install(tmp_path: Path) -> None:
-    """``--setup_file=setup.py`` as Beam's stager runs it: the sdist holds every package and the SQL files."""
+    """``--setup_file=setup.py`` as Beam's stager runs it: the sdist holds every package and the SQL files.
+
+    ``make`` writes under ``build/`` at the repository root, where the stager runs ``python -m build``: without the
+    ``build`` package that folder is imported as a namespace package and the command fails ("No module named
+    build.__main__"), and the stager falls back to ``setup.py sdist``; with it installed, the installed package
+    wins. Either way the sdist must build with the folder there, and leave it out.
+    """
+    (PROJECT_ROOT / "build").mkdir(exist_ok=True)  # as after `make build-corpus` (git-ignored)
     sdist = Stager._build_setup_package(str(PROJECT_ROOT / "setup.py"), str(tmp_path))
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
