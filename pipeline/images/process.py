@@ -232,13 +232,14 @@ def decode_image(
         raise ImageError("decode_error", f"image declares size {width}x{height}")
     image_format = image.format or "unknown"
     try:
-        orientation = image_orientation(image)
-        if orientation in ROTATING_ORIENTATIONS:
-            width, height = height, width
         if draft_size is not None and image_format == "JPEG":
             image.draft(image.mode if image.mode in ("RGB", "L") else None, draft_size)
         if before_load is not None:
             before_load(image)
+        # After the budget: a PNG's eXIf chunk may follow its pixels, so Pillow decodes them to read it.
+        orientation = image_orientation(image)
+        if orientation in ROTATING_ORIENTATIONS:
+            width, height = height, width
         image.load()
         if orientation != 1:  # exif_transpose copies even an upright image
             image = ImageOps.exif_transpose(image) or image
@@ -316,7 +317,12 @@ def _process_image(
     if resize_mode != "no":
         try:
             with Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS) as header:
-                stored, rotated = header.size, image_orientation(header) in ROTATING_ORIENTATIONS
+                # Only a JPEG is drafted; reading another format's EXIF may decode all its pixels (a PNG's eXIf
+                # chunk may follow them), which would be a second, unbudgeted decode.
+                if header.format == "JPEG":
+                    stored, rotated = header.size, image_orientation(header) in ROTATING_ORIENTATIONS
+                else:
+                    stored, rotated = None, False
         except Exception:
             stored, rotated = None, False  # decode_image reports the error with its proper status
         if stored is not None:
