@@ -87,10 +87,10 @@ FETCH = StageSpec(
 FILTER_IMAGE = StageSpec(
     name="filter-image",
     module="pipeline.stages.filter_image",
-    summary="text_kept/ + images/ -> samples/ (size, aspect, duplicates)",
+    summary="text_kept/ + images/ (+ raw alt counts from candidates/) -> samples/ (size, aspect, duplicates)",
     output=SampleImage,
     colour="#eab308",
-    inputs=("filter-text", "fetch"),
+    inputs=("filter-text", "fetch", "extract"),
     config_sections=("image",),
 )
 WRITE_SHARDS = StageSpec(
