@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -171,7 +172,8 @@ def user_error(error: BaseException) -> tuple[BaseException, int] | None:
 def error_line(error: BaseException) -> str:
     """An error as one line: its message's first line (Beam appends the failing step's name on later lines)."""
     text = str(error.code if isinstance(error, SystemExit) else error).strip()
-    return (text.splitlines() or [type(error).__name__])[0]
+    line = (text.splitlines() or [type(error).__name__])[0]
+    return re.sub(r"\s*\[while running '[^']*'\]$", "", line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -208,6 +210,9 @@ def _dispatch(args: list[str], debug: bool) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Beam logs every type-hint conversion and sink rename at INFO: keep its warnings, and our progress lines.
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    if not debug:
+        # A worker's error is logged with its traceback by Beam and then raised here, where it becomes one line.
+        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     module_name, function_name = COMMANDS[command][0].split(":")
     try:
         if command in BEAM_COMMANDS:

@@ -152,7 +152,8 @@ def test_a_run_with_no_readable_input_fails_and_keeps_the_previous_corpus(
     capsys.readouterr()
     assert main(["extract", "--force", "--input", str(bad / "*"), "--output", str(output)]) == 1
     line = error_line(capsys)
-    assert "no input file is a readable WARC/WAT" in line and "empty.warc" in line
+    assert line.startswith("altcorpus extract: error: no input file is a readable WARC/WAT: ")
+    assert "empty.warc (not_a_warc)" in line and "while running" not in line
     assert pq.read_table(str(output / "candidates")).num_rows == before
 
 
