@@ -219,7 +219,11 @@ class FetchedImage(Table):
     ORIGINAL_HEIGHT = _c("original_height", pa.int32(), "Height of the original image in pixels.")
     WIDTH = _c("width", pa.int32(), "Width of the stored (resized) image.")
     HEIGHT = _c("height", pa.int32(), "Height of the stored (resized) image.")
-    IMAGE = _c("image", pa.binary(), "The stored image: re-encoded JPEG after resizing.")
+    IMAGE = _c(
+        "image",
+        pa.binary(),
+        "The stored image: re-encoded JPEG after resizing; with keep_original_bytes, the original JPEG, PNG or WebP.",
+    )
 
 
 class Sample(TextKept):

@@ -179,6 +179,29 @@ class FetchConfig:
         "waits for room within total_timeout_s, and one larger than the budget is decoded alone.",
         minimum=1,
     )
+    keep_original_bytes: bool = setting(
+        False,
+        "Store each image's original bytes, unresized and not re-encoded, when it is a JPEG, PNG or WebP (the tar "
+        "member is .jpg, .png or .webp; other formats are re-encoded as JPEG at full size). The image is still "
+        "decoded for its size, checks and hashes under the same limits (max_image_pixels, the decode budget, "
+        "total_timeout_s); sha256 is of the bytes obtained and phash as a default run takes it, so duplicate and "
+        "eval-index matching are unchanged. resize_mode and image_size must keep their defaults (nothing is resized).",
+    )
+
+    def __post_init__(self) -> None:
+        # Refused, not ignored: a user asking for originals and a resize at once expects one of them silently lost.
+        if self.keep_original_bytes:
+            defaults = {item.name: item.default for item in dataclasses.fields(self)}
+            changed = [
+                f"{flag_name(name)} {getattr(self, name)}"
+                for name in ("resize_mode", "image_size")
+                if getattr(self, name) != defaults[name]
+            ]
+            if changed:
+                raise UsageError(
+                    f"--keep-original-bytes stores images unresized: {', '.join(changed)} would be ignored; leave "
+                    "--resize-mode and --image-size at their defaults (they only set the scale the pHash is taken at)"
+                )
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,14 @@
 """How a WebDataset shard and its Parquet twin are written: the file format ``write-shards`` and ``reshard`` share.
 
-A shard is ``NNNNN.tar`` (``{key}.jpg``, ``{key}.txt`` alt text, ``{key}.json`` portable metadata, per sample, in
-``(key, candidate_id)`` order, with fixed tar metadata: the same samples give byte-identical tars anywhere) and its
+A shard is ``NNNNN.tar`` (``{key}.jpg`` image, ``{key}.txt`` alt text, ``{key}.json`` portable metadata, per sample,
+in ``(key, candidate_id)`` order, with fixed tar metadata: the same samples give byte-identical tars anywhere) and its
 twin ``NNNNN.parquet`` (Sample rows). Each file is written under a temporary name and renamed over the final one, the
 twin last, so a tar with its twin is complete; ``sizes.json`` (``{"00000.tar": n, ...}``) lists the shards.
+
+The image member's extension is the format its bytes announce (``image_extension``): ``.jpg`` for the JPEGs fetch
+writes by default, ``.png`` or ``.webp`` for originals kept with ``--keep-original-bytes``. WebDataset loaders pick
+the decoder and the sample field by extension (open_clip_train's takes ``jpg;png;jpeg;webp``), so a PNG named
+``.jpg`` would be decoded by luck and a GIF named anything would be skipped.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.core.layout import CorpusLayout, delete_matching, list_matching, write_text_atomically
+from pipeline.images.sniff import SNIFF_BYTES, sniff_raster_type
 from schemas import Candidate, Sample, SampleImage
 
 SIZES_JSON = "sizes.json"
@@ -32,6 +38,10 @@ TAR_MODE = 0o644
 #: Infix of a file being written (``00042.tar.tmp-<uuid>``); a resumed run deletes whatever still carries it.
 TEMPORARY_MARK = ".tmp-"
 
+#: Image member extension per sniffed type; bytes of any other type keep the ``jpg`` every member had before.
+IMAGE_EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif"}
+#: Every extension an image member may have (readers of shards, e.g. reshard, look for these).
+IMAGE_MEMBER_EXTENSIONS = ("jpg", "png", "webp", "gif")
 #: Columns that are local file paths: reduced to their base name in the tar's JSON so tars are portable.
 _PATH_COLUMNS = (str(Candidate.WARC_FILE),)
 #: Non-nullable string columns a caller of ``write_shard`` may leave out (e.g. a corpus not built from the web).
@@ -79,10 +89,16 @@ def _portable_metadata(row: dict[str, Any]) -> bytes:
     return json.dumps(metadata, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
+def image_extension(image: bytes) -> str:
+    """The tar member extension of an image: its sniffed format's (``jpg``, ``png``, ``webp``, ``gif``), else ``jpg``."""
+    return IMAGE_EXTENSIONS.get(sniff_raster_type(image[:SNIFF_BYTES]) or "", "jpg")
+
+
 def _members(row: dict[str, Any]) -> list[tuple[str, bytes]]:
     key = row[SampleImage.KEY]
+    image = row[SampleImage.IMAGE]
     return [
-        (f"{key}.jpg", row[SampleImage.IMAGE]),
+        (f"{key}.{image_extension(image)}", image),
         (f"{key}.txt", row[SampleImage.ALT_TEXT].encode("utf-8")),
         (f"{key}.json", _portable_metadata(row)),
     ]
@@ -146,7 +162,7 @@ def _existing_shard_matches(shard_dir: str, name: str, table: pa.Table, rows: Se
 def write_shard(shard_dir: str, shard_name: str, samples: list[dict[str, Any]], reuse_existing: bool = False) -> int:
     """Write one shard: ``{shard_name}.tar`` then its Parquet twin, each via a temporary name; returns its size.
 
-    ``samples`` are SampleImage rows (at least ``key``, ``alt_text`` and JPEG ``image`` bytes; other columns may be
+    ``samples`` are SampleImage rows (at least ``key``, ``alt_text`` and ``image`` bytes; other columns may be
     missing). They are sorted by key here, so the caller's order does not matter. With ``reuse_existing``, a complete
     shard already holding exactly these samples is kept as it is (resume).
     """

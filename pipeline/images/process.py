@@ -23,6 +23,17 @@ whole budget runs alone, and the wait counts against the processing deadline. Th
 decode (refused when the remaining time cannot cover the decode at ``DECODE_NS_PER_PIXEL``) and after it; a decode
 that has started cannot be interrupted. The draft scale of JPEGs is what it always was (unchanged by the budget), so
 the stored bytes do not depend on memory pressure.
+
+Keeping the original (``keep_original=True``, fetch's ``keep_original_bytes``; img2dataset's ``resize_mode=no``
+with its re-encoding skipped): a JPEG, PNG or WebP is stored as the very bytes obtained, unresized, with its
+format's extension in the shards (``ORIGINAL_EXTENSIONS``: what open_clip_train's loader reads); any other format
+(GIF, BMP, TIFF, ICO, AVIF) is re-encoded as JPEG at its full decoded size. The image is still decoded, checked
+(pixel limit, memory budget, deadline, decode errors) and hashed exactly as without the option, the resize settings
+giving only the scale the pHash is taken at: ``sha256`` (of the bytes obtained, which are now also the bytes stored)
+and ``phash`` equal a default run's, so duplicate removal by content and evaluation decontamination by pHash
+(whose index ``eval_index.phash_of_bytes`` builds with the default settings) select the same images either way.
+``width``/``height`` are then the original size as displayed (after EXIF orientation); the stored bytes keep
+their EXIF orientation, which a loader must apply (WebDataset's ``pilrgb`` decoder does not).
 """
 
 from __future__ import annotations
@@ -56,6 +67,10 @@ DECODABLE_FORMATS = tuple(
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 WHITE = (255, 255, 255)
+
+#: Pillow formats stored as they came with ``keep_original``, and the extension of their shard member: the image
+#: suffixes open_clip_train's WebDataset loader accepts (``jpg;png;jpeg;webp``); a GIF member would be skipped there.
+ORIGINAL_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 
 
 class ImageError(Exception):
@@ -129,7 +144,8 @@ class DecodeBudget:
 
 @dataclass(frozen=True)
 class ProcessedImage:
-    """An image ready to store: the re-encoded JPEG and what was learned from the original."""
+    """An image ready to store: its bytes (re-encoded, or with ``keep_original`` the input itself when
+    its format is in ``ORIGINAL_EXTENSIONS``) and what was learned from the original."""
 
     sha256: str
     phash: int
@@ -139,7 +155,7 @@ class ProcessedImage:
     original_bytes: int
     width: int
     height: int
-    jpeg: bytes
+    image_bytes: bytes
 
 
 def _scaled_size(width: int, height: int, target: int, side: str) -> tuple[int, int] | None:
@@ -278,14 +294,19 @@ def process_image(
     jpeg_quality: int = 95,
     budget: DecodeBudget | None = None,
     deadline: float | None = None,
+    keep_original: bool = False,
 ) -> ProcessedImage:
     """Hash, decode, resize (img2dataset semantics, no upscaling) and re-encode one image; ``ImageError`` on failure.
 
     With ``budget``, the decode first reserves its estimated memory (see the module docstring); with ``deadline``
     (``time.monotonic()``), a decode that cannot finish by then is refused and one that did not is ``timeout``.
+    With ``keep_original``, ``data`` itself is stored (JPEG, PNG, WebP) or re-encoded unresized (other formats);
+    decoding, checks and hashes are unchanged (see the module docstring).
     """
     with contextlib.ExitStack() as held:
-        return _process_image(data, max_pixels, resize_mode, image_size, jpeg_quality, budget, deadline, held)
+        return _process_image(
+            data, max_pixels, resize_mode, image_size, jpeg_quality, budget, deadline, held, keep_original
+        )
 
 
 def _process_image(
@@ -297,6 +318,7 @@ def _process_image(
     budget: DecodeBudget | None,
     deadline: float | None,
     held: contextlib.ExitStack,
+    keep_original: bool = False,
 ) -> ProcessedImage:
     """``process_image``, with the budget reservation kept in ``held`` until the caller's block ends."""
 
@@ -335,6 +357,9 @@ def _process_image(
         raise ImageError("timeout", f"decoding {original_width}x{original_height} pixels passed the time limit")
     try:
         image = _to_rgb(image)
+        stored_as_is = keep_original and image_format in ORIGINAL_EXTENSIONS
+        # Kept unresized: only a format that is re-encoded needs its full pixels (a JPEG may be a draft here).
+        unresized = image if keep_original and not stored_as_is else None
         # The size the original gives, whatever scale a draft decode produced (it rounds up).
         size = _output_size(original_width, original_height, resize_mode, image_size)
         if size is not None and image.size != size:
@@ -342,6 +367,20 @@ def _process_image(
             image = image.resize(size, Image.Resampling.BOX)
         # pHash on the whole scaled image (before any crop or pad): it only looks at a 32 x 32 thumbnail anyway.
         phash = phash_uint64(image)
+        if stored_as_is:
+            return ProcessedImage(
+                sha256=hashlib.sha256(data).hexdigest(),
+                phash=phash,
+                original_format=image_format,
+                original_width=original_width,
+                original_height=original_height,
+                original_bytes=len(data),
+                width=original_width,
+                height=original_height,
+                image_bytes=data,
+            )
+        if unresized is not None:
+            image, size = unresized, None
         if size is not None:
             if resize_mode == "center_crop":
                 image = _center_crop(image, image_size)
@@ -360,5 +399,5 @@ def _process_image(
         original_bytes=len(data),
         width=image.width,
         height=image.height,
-        jpeg=output.getvalue(),
+        image_bytes=output.getvalue(),
     )

@@ -2,7 +2,8 @@
 
 Reads ``text_kept/`` (only the columns a rejection needs) and ``archived_images/``, groups both by image URL (so a
 URL with a thousand alt texts is fetched once), obtains and processes each URL's image on a bounded thread pool
-inside the DoFn, and writes ``images/`` (one FetchedImage row per distinct URL, with the re-encoded JPEG when ok)
+inside the DoFn, and writes ``images/`` (one FetchedImage row per distinct URL, with the re-encoded JPEG when ok, or with
+``--keep-original-bytes`` the original JPEG, PNG or WebP file: ``pipeline.images.process``)
 and ``rejected/fetch-*`` (every candidate of a failed URL, with the URL's status as reason). Kept candidates are not
 rewritten: filter-image joins ``text_kept/`` with ``images/`` by URL.
 
@@ -22,7 +23,7 @@ Statuses (the closed list; every one but ``ok`` is also the rejection reason of 
 ``connection_error``, ``dns_error``, ``not_archived``.
 
 Counters (``altcorpus/fetch:<name>``): one per status, ``urls``, ``source_archive``, ``source_http``,
-``bytes_original`` (image bytes obtained), ``bytes_http`` (of those, downloaded), ``bytes_stored`` (JPEGs written),
+``bytes_original`` (image bytes obtained), ``bytes_http`` (of those, downloaded), ``bytes_stored`` (images written),
 ``candidates_rejected``; each worker also logs its candidates done of the total, rate, ETA and URLs per status
 (``pipeline.core.progress``).
 """
@@ -160,6 +161,7 @@ def fetch_one(
                 config.jpeg_quality,
                 budget=budget,
                 deadline=time.monotonic() + config.total_timeout_s,
+                keep_original=config.keep_original_bytes,
             )
         except ImageError as error:
             row.update({FetchedImage.STATUS: error.reason, FetchedImage.ERROR: error.detail})
@@ -177,7 +179,7 @@ def fetch_one(
                     FetchedImage.ORIGINAL_HEIGHT: image.original_height,
                     FetchedImage.WIDTH: image.width,
                     FetchedImage.HEIGHT: image.height,
-                    FetchedImage.IMAGE: image.jpeg,
+                    FetchedImage.IMAGE: image.image_bytes,
                 }
             )
     row[FetchedImage.FETCH_SECONDS] = round(time.monotonic() - started, 4)

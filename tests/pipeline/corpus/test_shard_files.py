@@ -14,7 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.corpus.shard_files import delete_stale_shards, shard_name, write_corpus, write_shard
-from schemas import Sample
+from schemas import Sample, SampleImage
+from tests.fixtures.http_server import encode
+from tests.fixtures.http_server import photo as photo_array
 from tests.fixtures.image_corpus import jpeg, photo, sample_image_row
 
 
@@ -82,3 +84,25 @@ def test_write_shard_refuses_duplicate_keys_and_missing_images(tmp_path: Path) -
         write_shard(str(tmp_path), "00000", [dict(row, image=None)])
     assert write_corpus([], str(tmp_path / "empty")) == {}
     assert json.loads((tmp_path / "empty" / "shards" / "sizes.json").read_text()) == {}
+
+
+def test_the_image_member_is_named_by_the_format_of_its_bytes(tmp_path: Path) -> None:
+    """Originals kept by fetch (--keep-original-bytes) are PNG or WebP: WebDataset decodes by member extension."""
+    images = {extension: encode(photo_array("coffee"), name, size=(96, 64)) for extension, name in FORMATS.items()}
+    rows = [
+        sample_image_row(f"https://img.example/{index}.{extension}", f"cup as {extension}", data, index)
+        for index, (extension, data) in enumerate(sorted(images.items()))
+    ]
+    write_shard(str(tmp_path), "00000", rows)
+    with tarfile.open(tmp_path / "00000.tar") as archive:
+        images = {
+            member.name: archive.extractfile(member).read()
+            for member in archive
+            if member.name.rsplit(".", 1)[1] not in ("txt", "json")
+        }
+    expected = {f"{row[Sample.KEY]}.{row[Sample.IMAGE_URL].rsplit('.', 1)[1]}": row[SampleImage.IMAGE] for row in rows}
+    assert images == expected  # the bytes as given, under their format's extension
+    assert sorted(name.rsplit(".", 1)[1] for name in expected) == ["gif", "jpg", "png", "webp"]
+
+
+FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF"}

@@ -41,7 +41,7 @@ def decoded(jpeg: bytes) -> Image.Image:
 def test_resize_modes_follow_img2dataset(coffee_jpeg: bytes, mode: str, expected: tuple[int, int]) -> None:
     result = process_image(coffee_jpeg, LIMIT, mode, 512)
     assert (result.width, result.height) == expected
-    assert decoded(result.jpeg).size == expected
+    assert decoded(result.image_bytes).size == expected
     assert (result.original_width, result.original_height) == (1200, 800)
     assert result.original_format == "JPEG"
     assert result.original_bytes == len(coffee_jpeg)
@@ -49,11 +49,11 @@ def test_resize_modes_follow_img2dataset(coffee_jpeg: bytes, mode: str, expected
 
 
 def test_border_pads_with_white_and_center_crop_keeps_the_middle(coffee_jpeg: bytes) -> None:
-    border = np.asarray(decoded(process_image(coffee_jpeg, LIMIT, "border", 512).jpeg))
+    border = np.asarray(decoded(process_image(coffee_jpeg, LIMIT, "border", 512).image_bytes))
     # 1200 x 800 -> 512 x 341, padded top and bottom: the first rows are white.
     assert border[:50].min() > 240
     assert border[200:300].std() > 10  # the photo itself is in the middle
-    cropped = np.asarray(decoded(process_image(coffee_jpeg, LIMIT, "center_crop", 512).jpeg))
+    cropped = np.asarray(decoded(process_image(coffee_jpeg, LIMIT, "center_crop", 512).image_bytes))
     assert cropped.shape == (512, 512, 3)
     assert cropped.std() > 10
 
@@ -87,7 +87,7 @@ def test_transparency_is_flattened_on_white() -> None:
     rgba[100:200, 100:200] = (200, 30, 30, 255)
     buffer = io.BytesIO()
     Image.fromarray(rgba, "RGBA").save(buffer, "PNG")
-    pixels = np.asarray(decoded(process_image(buffer.getvalue(), LIMIT).jpeg))
+    pixels = np.asarray(decoded(process_image(buffer.getvalue(), LIMIT).image_bytes))
     assert pixels[10, 10].min() > 245  # white, not black
     assert pixels[150, 150, 0] > 150 and pixels[150, 150, 1] < 80
 
@@ -142,7 +142,7 @@ def test_16_bit_greyscale_keeps_its_tones(big_endian: bool) -> None:
     source.save(data, format="PNG")
     assert Image.open(io.BytesIO(data.getvalue())).mode in ("I;16", "I;16B", "I")  # really 16-bit on disk
     image = process_image(data.getvalue(), LIMIT, "no", jpeg_quality=100)
-    out = np.asarray(decoded(image.jpeg).convert("L"), dtype=np.int16)[32]
+    out = np.asarray(decoded(image.image_bytes).convert("L"), dtype=np.int16)[32]
     expected = np.linspace(0, 255, 256)
     assert np.abs(out - expected).max() <= 3  # JPEG rounding only
     assert out[0] <= 3 and out[128] in range(124, 132) and out[-1] >= 252
@@ -193,3 +193,38 @@ def test_a_decode_that_cannot_finish_in_time_is_refused_before_it_starts() -> No
         process_image(big, LIMIT, deadline=time.monotonic() + 0.01)
     assert refused.value.reason == "timeout"
     assert "cannot be decoded" in refused.value.detail
+
+
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG", "WEBP"])
+def test_keep_original_stores_the_input_bytes_with_a_default_runs_hashes(image_format: str) -> None:
+    data = encode(photo("chelsea"), image_format, size=(900, 600))
+    kept = process_image(data, LIMIT, keep_original=True)
+    default = process_image(data, LIMIT)
+    assert kept.image_bytes == data
+    assert (kept.width, kept.height) == (kept.original_width, kept.original_height) == (900, 600)
+    assert kept.original_format == image_format
+    # The same content hash and pHash as without the option: duplicate and eval-index matching do not change.
+    assert (kept.sha256, kept.phash) == (default.sha256, default.phash)
+    assert (default.width, default.height) == (768, 512) and default.image_bytes != data
+
+
+@pytest.mark.parametrize("image_format", ["GIF", "BMP", "TIFF"])
+def test_keep_original_re_encodes_other_formats_as_jpeg_unresized(image_format: str) -> None:
+    data = encode(photo("chelsea"), image_format, size=(900, 600))
+    kept = process_image(data, LIMIT, keep_original=True)
+    assert decoded(kept.image_bytes).size == (kept.width, kept.height) == (900, 600)
+    assert kept.original_format == image_format
+    assert kept.phash == process_image(data, LIMIT).phash
+
+
+def test_keep_original_still_applies_the_limits() -> None:
+    with pytest.raises(ImageError) as bomb:
+        process_image(png_bomb(), LIMIT, keep_original=True)
+    assert bomb.value.reason == "decompression_bomb"
+    whole = encode(photo("coffee"), "JPEG")
+    with pytest.raises(ImageError) as truncated:
+        process_image(whole[: len(whole) // 2], LIMIT, keep_original=True)
+    assert truncated.value.reason == "decode_error"
+    with pytest.raises(ImageError) as small_limit:
+        process_image(encode(photo("coffee"), "PNG"), 1000, keep_original=True)
+    assert small_limit.value.reason == "decompression_bomb"

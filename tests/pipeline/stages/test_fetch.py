@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import tarfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +18,12 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.core.config import FetchConfig
+from pipeline.core.errors import UsageError
 from pipeline.core.keys import candidate_id, sample_key
 from pipeline.core.rules import REJECTED
-from pipeline.stages import fetch
-from schemas import ArchivedImage, FetchedImage, Rejection, TextKept
+from pipeline.images.process import process_image
+from pipeline.stages import fetch, filter_image, write_shards
+from schemas import ArchivedImage, Candidate, FetchedImage, Rejection, TextKept
 from tests.fixtures.http_server import HTML_PAGE, SVG_DRAWING, MisbehavingServer, encode, photo
 from tests.pipeline.net.test_client import sample_images
 
@@ -248,3 +251,114 @@ def test_archived_responses_pass_the_same_checks() -> None:
     twice = [row for row in archived_rows() if row[ArchivedImage.IMAGE_URL].endswith("twice.jpg")]
     assert fetch.choose_archived(twice)[ArchivedImage.HTTP_STATUS] == 200
     assert fetch.choose_archived(list(reversed(twice))) == fetch.choose_archived(twice)
+
+
+# Archived originals (image URL -> format): kept as they are with --keep-original-bytes, except the GIF (re-encoded).
+ORIGINALS = {
+    f"{ARCHIVE}/kept/chelsea.jpg": "JPEG",
+    f"{ARCHIVE}/kept/coffee.png": "PNG",
+    f"{ARCHIVE}/kept/astronaut.webp": "WEBP",
+    f"{ARCHIVE}/kept/rocket.gif": "GIF",
+}
+
+
+def build_shards(root: Path, *fetch_flags: str) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """fetch (archive-only) -> filter-image -> write-shards on the archived ORIGINALS; (url -> served bytes, tar members
+    by name)."""
+    bodies = {url: encode(photo(url.rsplit("/", 1)[1].split(".")[0]), name) for url, name in ORIGINALS.items()}
+    rows = candidate_rows({url: (1, "ok") for url in ORIGINALS})
+    write_table(root / TextKept.FOLDER, TextKept, rows)
+    write_table(root / Candidate.FOLDER, Candidate, [Candidate.project(row) for row in rows])
+    archived = [
+        ArchivedImage.row(image_url=url, http_status=200, body=body, warc_file="test.warc.gz", warc_record_offset=i)
+        for i, (url, body) in enumerate(sorted(bodies.items()))
+    ]
+    write_table(root / ArchivedImage.FOLDER, ArchivedImage, archived)
+    fetch.run(["--output", str(root), "--fetch-mode=archive-only", *fetch_flags])
+    filter_image.run(["--output", str(root)])
+    write_shards.run(["--output", str(root)])
+    with tarfile.open(root / "shards" / "00000.tar") as archive:
+        members = {member.name: archive.extractfile(member).read() for member in archive}
+    return bodies, members
+
+
+def image_members(members: dict[str, bytes], rows: list[dict[str, Any]]) -> dict[str, tuple[str, bytes]]:
+    """image URL -> (extension, bytes) of its sample's image member."""
+    url_of = {row[TextKept.KEY]: row[TextKept.IMAGE_URL] for row in rows}
+    found = {}
+    for name, data in members.items():
+        key, extension = name.split(".", 1)
+        if extension not in ("txt", "json"):
+            found[url_of[key]] = (extension, data)
+    return found
+
+
+@pytest.fixture(scope="module")
+def kept_and_default(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, dict, list]]:
+    """The same archived originals through three stages with and without --keep-original-bytes."""
+    built = {}
+    for name, flags in (("kept", ["--keep-original-bytes=true"]), ("default", [])):
+        root = tmp_path_factory.mktemp(name)
+        bodies, members = build_shards(root, *flags)
+        built[name] = (bodies, members, read_rows(str(root / "images" / "*.parquet")), root)
+    return built
+
+
+@pytest.mark.slow  # three stage runs twice
+def test_keep_original_bytes_puts_the_archived_file_itself_in_the_shard(kept_and_default: dict) -> None:
+    bodies, members, images, _ = kept_and_default["kept"]
+    rows = candidate_rows({url: (1, "ok") for url in ORIGINALS})
+    stored = image_members(members, rows)
+    assert set(stored) == set(ORIGINALS)  # every sample survived filter-image
+    extensions = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+    for url, image_format in ORIGINALS.items():
+        extension, data = stored[url]
+        if image_format in extensions:
+            assert (extension, data) == (extensions[image_format], bodies[url]), url  # byte for byte
+        else:  # a GIF is re-encoded, unresized, as a JPEG member
+            assert extension == "jpg" and data[:3] == b"\xff\xd8\xff"
+    by_url = {row[FetchedImage.IMAGE_URL]: row for row in images}
+    assert {url: row[FetchedImage.ORIGINAL_FORMAT] for url, row in by_url.items()} == ORIGINALS
+    for row in by_url.values():  # nothing resized: astronaut and chelsea are larger than the 512 px default
+        assert (row[FetchedImage.WIDTH], row[FetchedImage.HEIGHT]) == (
+            row[FetchedImage.ORIGINAL_WIDTH],
+            row[FetchedImage.ORIGINAL_HEIGHT],
+        )
+    # Hashes as without the option: same content duplicates, same eval-index matches.
+    default = {row[FetchedImage.IMAGE_URL]: row for row in kept_and_default["default"][2]}
+    for url, row in by_url.items():
+        assert (row[FetchedImage.SHA256], row[FetchedImage.PHASH]) == (
+            default[url][FetchedImage.SHA256],
+            default[url][FetchedImage.PHASH],
+        )
+
+
+@pytest.mark.slow
+def test_without_the_option_every_member_is_the_resized_jpeg(kept_and_default: dict) -> None:
+    bodies, members, _, _ = kept_and_default["default"]
+    stored = image_members(members, candidate_rows({url: (1, "ok") for url in ORIGINALS}))
+    config = FetchConfig()
+    for url, (extension, data) in stored.items():
+        expected = process_image(
+            bodies[url], config.max_image_pixels, config.resize_mode, config.image_size, config.jpeg_quality
+        )
+        assert (extension, data) == ("jpg", expected.image_bytes), url
+
+
+@pytest.mark.slow
+def test_open_clip_train_reads_the_png_and_webp_members(kept_and_default: dict) -> None:
+    from tests.fixtures.open_clip_loader import open_clip_train_loader
+
+    root = kept_and_default["kept"][3]
+    images, texts = next(iter(open_clip_train_loader(root, batch_size=len(ORIGINALS), image_size=64)))
+    assert images.shape == (len(ORIGINALS), 3, 64, 64) and texts.shape == (len(ORIGINALS), 77)
+
+
+def test_keep_original_bytes_refuses_a_resize_setting(tmp_path: Path) -> None:
+    """Originals and a resize at once: refused before anything is read, not one of them silently ignored."""
+    with pytest.raises(UsageError, match="--image-size 256 would be ignored"):
+        fetch.run(["--output", str(tmp_path), "--keep-original-bytes=true", "--image-size=256"])
+    with pytest.raises(UsageError, match="--resize-mode no would be ignored"):
+        dataclasses.replace(FetchConfig(), keep_original_bytes=True, resize_mode="no")
+    assert FetchConfig(keep_original_bytes=True, jpeg_quality=80).keep_original_bytes  # used for re-encoded GIFs
+    assert not list(tmp_path.iterdir())
