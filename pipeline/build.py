@@ -13,10 +13,10 @@ import logging
 from collections.abc import Sequence
 
 from pipeline.core.config import CorpusOptions, resolve_config
-from pipeline.core.dry_run import dry_run, is_dry_run
+from pipeline.core.dry_run import dry_run
 from pipeline.core.layout import CorpusLayout
 from pipeline.core.registry import STAGE_SPECS
-from pipeline.core.stage import fingerprint_changes, input_files, pipeline_options, stage_fingerprint
+from pipeline.core.stage import fingerprint_changes, input_files, is_dry_run, pipeline_options, stage_fingerprint
 
 log = logging.getLogger("altcorpus")
 

@@ -18,18 +18,12 @@ from collections.abc import Sequence
 
 import apache_beam as beam
 import pyarrow.parquet as pq
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
+from apache_beam.options.pipeline_options import StandardOptions
 
 from pipeline.core.config import CorpusOptions, resolve_config
 from pipeline.core.layout import CorpusLayout
 from pipeline.core.registry import STAGE_SPECS
 from pipeline.core.stage import pipeline_options
-
-
-def is_dry_run(options: PipelineOptions) -> bool:
-    """Whether Beam's ``--dry_run`` is set (Beam keeps it as a string: ``--dry_run=False`` must read false)."""
-    value = options.view_as(TestOptions).dry_run
-    return value is True or str(value).strip().lower() in ("true", "1", "yes", "on")
 
 
 def scratch_corpus(root: str) -> CorpusLayout:

@@ -15,9 +15,10 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from pipeline.core.config import CorpusConfig, CorpusOptions, resolve_config
+from pipeline.core.errors import UsageError
 from pipeline.core.layout import CorpusLayout, delete_tree, list_matching, new_run_id
 from pipeline.core.progress import format_summary
 from pipeline.core.registry import stage_spec
@@ -125,6 +126,24 @@ def check_upstream(stage: str, layout: CorpusLayout) -> None:
     )
 
 
+def is_dry_run(options: PipelineOptions) -> bool:
+    """Whether Beam's ``--dry_run`` is set (Beam keeps it as a string: ``--dry_run=False`` must read false)."""
+    value = options.view_as(TestOptions).dry_run
+    return value is True or str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
+def refuse_dry_run(stage: str, options: PipelineOptions) -> None:
+    """Refuse Beam's ``--dry_run`` on one stage: the run would promote empty staged outputs over the real ones.
+
+    ``build-corpus --dry_run=True`` is the dry run (``pipeline.core.dry_run``): every graph built, nothing touched.
+    """
+    if is_dry_run(options):
+        raise UsageError(
+            f"{stage}: --dry_run is only for build-corpus (`altcorpus build-corpus ... --dry_run=True` translates every "
+            "stage and touches nothing); a single stage would replace its outputs with empty ones"
+        )
+
+
 def run_stage(
     stage: str,
     argv: Sequence[str],
@@ -142,6 +161,7 @@ def run_stage(
     removes only what it must.
     """
     options = pipeline_options(argv)
+    refuse_dry_run(stage, options)
     config = resolve_config(options)
     corpus = options.view_as(CorpusOptions)
     layout = CorpusLayout(corpus.output)

@@ -25,9 +25,10 @@ from apache_beam.runners.runner import PipelineState
 
 from pipeline import build
 from pipeline.core.config import resolve_config
-from pipeline.core.dry_run import is_dry_run, scratch_corpus
+from pipeline.core.dry_run import scratch_corpus
 from pipeline.core.layout import CorpusLayout
 from pipeline.core.registry import STAGE_SPECS, STAGES, stage_spec
+from pipeline.core.stage import is_dry_run
 from schemas import ArchivedImage, Candidate, FetchedImage, SampleImage, TextKept
 from schemas.tables import EvalImageHash
 from tests.conftest import shared_path

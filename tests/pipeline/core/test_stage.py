@@ -49,8 +49,10 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (fetch, ["--fetch-mode", "archive"], "--fetch-mode"),
         (filter_text, ["--preset", "no-such-preset"], "unknown preset"),
         (extract, ["--input", "WARC", "--runner", "NoSuchRunner"], "NoSuchRunner"),
+        # One stage under Beam's --dry_run would promote empty staged outputs over the real ones.
+        (fetch, ["--fetch-mode", "archive-only", "--dry_run=True"], "--dry_run"),
     ],
-    ids=["input-typo", "no-input", "bad-fetch-mode", "bad-preset", "bad-runner"],
+    ids=["input-typo", "no-input", "bad-fetch-mode", "bad-preset", "bad-runner", "dry-run-on-one-stage"],
 )
 def test_a_mistake_is_refused_before_anything_is_deleted(
     corpus: Path, module: object, flags: list[str], message: str
