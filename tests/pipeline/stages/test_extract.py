@@ -18,7 +18,7 @@ import pipeline.html.images as html_images
 import pipeline.stages.extract as extract_stage
 from pipeline.core.config import CorpusConfig, ExtractConfig, FetchConfig
 from pipeline.core.keys import candidate_id, sample_key
-from pipeline.core.layout import CorpusLayout
+from pipeline.core.layout import CorpusLayout, WriteTableBatches
 from pipeline.html.scan import scan_page_reference
 from pipeline.stages.extract import ARCHIVED_IMAGES, CANDIDATES, RECORD_ERRORS, REJECTED, iter_extracted, run
 from pipeline.stages.fetch import fetch_one
@@ -212,6 +212,49 @@ def test_full_stage_run_writes_every_table(tmp_path: Path, inputs: str) -> None:
     errors = read_table(tmp_path / "record_errors")
     assert Counter(row[RecordError.REASON] for row in errors) == {"truncated_file": 1, "truncated_content": 1}
     assert (tmp_path / "candidates" / "_SUCCESS").exists()
+
+
+def _sorted_rows(rows: list[dict[str, Any]], names: list[str]) -> list[tuple[Any, ...]]:
+    return sorted((tuple(row[name] for name in names) for row in rows), key=repr)
+
+
+def test_rows_cross_beam_in_batches_and_are_written_as_the_loop_gives_them(
+    tmp_path: Path, inputs: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stage emits Arrow record batches (not a Beam element per row) and writes them in row groups: with
+    batches of 7 rows and row groups of about 2 KB, every table holds exactly the loop's rows, with the table's
+    schema (metadata included), over several row groups."""
+    monkeypatch.setattr(extract_stage, "BATCH_ROWS", 7)
+    monkeypatch.setattr(extract_stage, "WriteTableBatches", _small_row_groups(WriteTableBatches))
+    run(["--input", inputs, "--output", str(tmp_path)])
+    expected: dict[str, list[dict[str, Any]]] = {CANDIDATES: [], ARCHIVED_IMAGES: [], RECORD_ERRORS: [], REJECTED: []}
+    for name in RUN_INPUTS:
+        rows, _ = extract(shared_path(f"warc/{name}"))
+        for tag, tagged in rows.items():
+            expected[tag] += tagged
+    for tag, table, folder, pattern in (
+        (CANDIDATES, Candidate, "candidates", "part-*"),
+        (ARCHIVED_IMAGES, ArchivedImage, "archived_images", "part-*"),
+        (RECORD_ERRORS, RecordError, "record_errors", "part-*"),
+        (REJECTED, Rejection, "rejected", "extract-*"),
+    ):
+        files = sorted((tmp_path / folder).glob(f"{pattern}.parquet"))
+        written = [row for path in files for row in pq.read_table(path).to_pylist()]
+        names = table.names()
+        assert _sorted_rows(written, names) == _sorted_rows([table.project(r) for r in expected[tag]], names), tag
+        for path in files:
+            assert pq.read_schema(path).equals(table.schema(), check_metadata=True)
+    candidate_files = sorted((tmp_path / "candidates").glob("*.parquet"))
+    assert sum(pq.ParquetFile(path).metadata.num_row_groups for path in candidate_files) > len(candidate_files)
+
+
+def _small_row_groups(writer: type) -> Any:
+    """``WriteTableBatches`` with a tiny row group, so a small input gives several."""
+
+    def make(prefix: str, table: type, num_shards: int = 0) -> Any:
+        return writer(prefix, table, num_shards, row_group_bytes=2048)
+
+    return make
 
 
 @pytest.mark.slow  # a full multi-process or end-to-end stage run: make test, not make test-fast
