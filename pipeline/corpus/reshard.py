@@ -29,7 +29,13 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.core.errors import UsageError
 from pipeline.core.layout import CorpusLayout, list_matching, read_text, write_text_atomically
 from pipeline.core.registry import STAGES
-from pipeline.corpus.shard_files import delete_stale_shards, shard_name, write_shard, write_sizes
+from pipeline.corpus.shard_files import (
+    IMAGE_MEMBER_EXTENSIONS,
+    delete_stale_shards,
+    shard_name,
+    write_shard,
+    write_sizes,
+)
 from schemas import SCHEMA_VERSION, Sample, SampleImage
 
 log = logging.getLogger("altcorpus")
@@ -97,7 +103,7 @@ class SourceImages:
         ):
             for member in archive:
                 key, _, extension = member.name.partition(".")
-                if extension == "jpg" and key in wanted:
+                if extension in IMAGE_MEMBER_EXTENSIONS and key in wanted:
                     images[key] = archive.extractfile(member).read()
         missing = wanted - set(images)
         if missing:

@@ -136,3 +136,36 @@ def test_stats_reads_a_resharded_corpus(
     summary = json.loads(capsys.readouterr().out)
     assert summary["resharded_from"] == CorpusLayout(str(root)).root and summary["sample_count"] == len(english)
     assert summary["languages"] == [{"language": "en", "samples": len(english)}]
+
+
+def test_original_bytes_members_of_any_stored_format_are_resharded(tmp_path: Path) -> None:
+    """A corpus fetched with --keep-original-bytes holds .png/.webp members: reshard carries each one unchanged."""
+    import io
+
+    def encoded(name: str, image_format: str) -> bytes:
+        buffer = io.BytesIO()
+        photo(name).resize((80, 60)).save(buffer, format=image_format)
+        return buffer.getvalue()
+
+    formats = {"astronaut": "PNG", "chelsea": "WEBP", "coffee": "JPEG"}
+    rows = [
+        sample_image_row(f"https://img.example/{name}", f"{name} as stored", encoded(name, fmt), index)
+        for index, (name, fmt) in enumerate(formats.items())
+    ]
+    write_corpus(rows, str(tmp_path / "source"), samples_per_shard=2)
+    reshard(str(tmp_path / "source"), str(tmp_path / "one"), samples_per_shard=3)
+
+    def members(root: Path) -> dict[str, bytes]:
+        import tarfile
+
+        found = {}
+        for path in sorted((root / "shards").glob("*.tar")):
+            with tarfile.open(path) as archive:
+                for member in archive.getmembers():
+                    if not member.name.endswith((".txt", ".json")):
+                        found[member.name] = archive.extractfile(member).read()
+        return found
+
+    before, after = members(tmp_path / "source"), members(tmp_path / "one")
+    assert after == before
+    assert sorted(name.rsplit(".", 1)[1] for name in after) == ["jpg", "png", "webp"]
