@@ -30,7 +30,7 @@ ifneq ($(strip $(DRY_RUN)),)
   RUNNER_ARGS += --dry_run=True
 endif
 
-.PHONY: venv install install-test build-corpus sample stats test test-fast lint format bench train clean chromium check-c
+.PHONY: venv install install-test build-corpus sample stats test test-fast lint format bench train serve clean chromium check-c
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -117,6 +117,12 @@ bench: $(VENV)/.installed-test
 
 train: $(VENV)/.installed-test
 	$(BIN)/python -m training.train --corpus '$(OUTPUT)' --config training/configs/tiny-cpu.yaml
+
+# The search page over an index built by training.embed + training.index (training/README.md); 127.0.0.1 only.
+INDEX ?= build/search/index
+PORT ?= 8000
+serve: $(VENV)/.installed-test
+	$(BIN)/python -m training.serve --index '$(INDEX)' --corpus '$(OUTPUT)' --port $(PORT)
 
 clean:
 	rm -rf build
