@@ -1,22 +1,31 @@
-"""Benchmark of ``filter-text`` on DirectRunner: candidates per second at two sizes, and whether time grows linearly.
+"""Benchmark of ``filter-text`` on DirectRunner: candidates per CPU second at two sizes, peak memory, linear growth,
+and whether the output rows are exactly those of the recorded implementation.
 
 Generates candidate corpora with a realistic alt-text shape (Zipf-distributed vocabulary, 1..24 words per alt text,
 some alt texts shared across many images, some popular image URLs carrying many alts, some exact duplicates), runs
-the stage on each, and prints both rates and the ratio of times (goal: <= 12x for 10x the data).
+the stage on each in a fresh process, and prints candidates per CPU second (user + system of the process and its
+workers: the box is shared, wall time says little), the speed-up over the recorded 3,051/s, the ratio of CPU times
+(goal: <= 12x for 10x the data), peak RSS, and whether the ``text_kept/`` and ``rejected/`` rows hash to the values
+recorded from the implementation before issue 16 (``EXPECTED_ROWS``).
 
-    python bench/filter_text.py                     # 100k and 1M candidates
+    python bench/filter_text.py                       # 100k and 1M candidates
     python bench/filter_text.py --sizes 10000 100000  # a quick check
+    python bench/filter_text.py -- --direct_running_mode=multi_processing --direct_num_workers=2
 
-Measured (shared 2-core box, DirectRunner, one worker): 100k in 40.2 s (2,489/s), 1M in 327.8 s (3,051/s),
-time ratio 8.16x for 10x the data.
+Measured before (shared 2-core box, one worker): 100k in 40.2 s (2,489/s), 1M in 327.8 s (3,051/s), time ratio 8.16x
+for 10x the data; peak RSS 4.5 GB at 1M.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
+import json
 import random
+import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +42,12 @@ from schemas import Candidate
 
 VOCABULARY = 50_000
 ROWS_PER_FILE = 100_000
+#: Candidates per CPU second at 1M of the implementation before issue 16 (the goal is 5x to 10x this).
+RECORDED_RATE = 3_051
+#: ``rows_digest`` of text_kept/ and rejected/ per size, recorded with the implementation before issue 16.
+EXPECTED_ROWS: dict[int, dict[str, str]] = {
+    100_000: {"text_kept": "10670:2462f45c4258cfc2", "rejected": "89330:aa061a6312977883"},
+}
 
 
 def generate(size: int, root: Path, seed: int = 7) -> None:
@@ -77,38 +92,85 @@ def generate(size: int, root: Path, seed: int = 7) -> None:
             rows, file_index = [], file_index + 1
 
 
-def run_once(size: int, extra: list[str]) -> tuple[float, dict[str, int]]:
-    """Seconds the stage took on ``size`` generated candidates (generation excluded), and its counters."""
+def rows_digest(folder: Path) -> str:
+    """Order-free digest of every row of the Parquet files in ``folder`` (``rejected/``: filter-text's only)."""
+    lines = []
+    for path in sorted(folder.glob("*.parquet")):
+        for row in pq.read_table(path).to_pylist():
+            lines.append(repr(sorted(row.items())))
+    lines.sort()
+    return f"{len(lines)}:" + hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run_once(size: int, extra: list[str]) -> dict:
+    """Run the stage on ``size`` generated candidates (generation excluded): CPU and wall seconds, counters, peak
+    RSS (this process or its largest worker), row digests."""
     root = Path(tempfile.mkdtemp(prefix=f"bench-filter-text-{size}-"))
     try:
         generate(size, root)
         # ALIGN keeps 100M n-grams of a corpus of billions; scale N with the corpus so the rule bites alike.
         vocab = str(size)
-        started = time.perf_counter()
+        cpu, started = _cpu_seconds(), time.perf_counter()
         counters = filter_text.run(["--output", str(root), "--ngram-vocab-size", vocab, *extra])
-        return time.perf_counter() - started, counters
+        wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+        peak_kb = max(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        )
+        digests = {
+            "text_kept": rows_digest(root / "text_kept"),
+            "rejected": rows_digest(root / "rejected"),
+        }
+        return {"size": size, "cpu": cpu, "wall": wall, "counters": counters, "peak_mb": peak_kb / 1024, **digests}
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs=2, default=[100_000, 1_000_000], metavar=("SMALL", "LARGE"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], metavar="SIZE")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # run one size in this process, print JSON
     parser.add_argument("beam_args", nargs="*", help="extra Beam flags, e.g. --direct_num_workers=2")
     args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(run_once(args.one, args.beam_args)), flush=True)
+        return 0
     results = []
+    identical = True
     for size in args.sizes:
-        seconds, counters = run_once(size, args.beam_args)
-        results.append((size, seconds))
+        # A fresh process per size, so peak RSS is this size's.
+        command = [sys.executable, __file__, "--one", str(size), "--", *args.beam_args]
+        result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        results.append(result)
+        expected = EXPECTED_ROWS.get(size)
+        same = "not recorded"
+        if expected:
+            matches = all(result[name] == expected[name] for name in ("text_kept", "rejected"))
+            identical = identical and matches
+            same = "IDENTICAL" if matches else "DIFFERENT"
+        counters = result["counters"]
         print(
-            f"filter-text {size:>9,} candidates: {seconds:8.1f} s  {size / seconds:10,.0f} candidates/s  "
-            f"kept {counters.get('kept', 0):,}  dropped {counters.get('dropped', 0):,}",
+            f"filter-text {size:>9,} candidates: {result['cpu']:8.1f} CPU s ({result['wall']:.1f} s wall)  "
+            f"{size / result['cpu']:10,.0f} candidates/CPU s ({size / result['cpu'] / RECORDED_RATE:.1f}x of "
+            f"{RECORDED_RATE:,}/s)  peak RSS {result['peak_mb']:,.0f} MB  kept {counters.get('kept', 0):,}  "
+            f"dropped {counters.get('dropped', 0):,}  rows {same} (text_kept {result['text_kept']}, "
+            f"rejected {result['rejected']})",
             flush=True,
         )
-    (small, small_s), (large, large_s) = results
-    ratio = large_s / small_s
-    print(f"time ratio {large:,}/{small:,} candidates: {ratio:.2f}x for {large / small:.0f}x the data (goal <= 12x)")
-    return 0 if ratio <= 12 * (large / small) / 10 else 1
+    ok = identical
+    if len(results) >= 2:
+        small, large = results[0], results[-1]
+        data = large["size"] / small["size"]
+        ratio = large["cpu"] / small["cpu"]
+        print(
+            f"CPU time ratio {large['size']:,}/{small['size']:,}: {ratio:.2f}x for {data:.0f}x the data (goal <= 12x)"
+        )
+        ok = ok and ratio <= 1.2 * data
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

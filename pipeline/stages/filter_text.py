@@ -47,29 +47,36 @@ millions of images must be streamed.) The top-N cut needs no sort and no vocabul
 from __future__ import annotations
 
 import hashlib
+import itertools
+import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
 
 from pipeline.core.config import CorpusConfig, TextFilterConfig
-from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable
+from pipeline.core.layout import CorpusLayout, WriteTable, list_matching
 from pipeline.core.progress import StageProgress, table_progress, with_progress
 from pipeline.core.reasons import FilterTextReason
 from pipeline.core.rules import REJECTED, Decisions, Rule, RuleResult, counter, evaluate
 from pipeline.core.stage import run_stage
 from pipeline.text.langid import LanguageIdentifier
-from pipeline.text.ngram_vocab import NGRAM_BUFFER_LIMIT, RARE, RareNgramAlts
+from pipeline.text.ngram_vocab import RARE, bucket_boundary, count_boundary, tie_bucket, tie_order
 from pipeline.text.tokenize import ngrams, unigrams
 from schemas import Candidate, Rejection, TextKept
 
 STAGE = "filter-text"
 
 NGRAMS = "ngrams"
+URLS = "urls"
+ALTS = "alts"
 _PAIR = 0  # tag of a pair in the alt-text join (rare-n-gram hits are tagged ``RARE``)
 assert _PAIR != RARE
 
@@ -211,135 +218,448 @@ def text_rules(config: TextFilterConfig) -> list[Rule]:
     ]
 
 
-# -- the DoFns --------------------------------------------------------------------------------------------------------
-class KeepOnePerPair(beam.DoFn):
-    """Per ``key``: the candidate with the smallest id stands for the pair; the others are ``duplicate_pair``."""
-
-    def setup(self) -> None:
-        self.decisions = Decisions(STAGE)
-
-    def process(self, element: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[Any]:
-        _, rows = element
-        # Two passes over the (re-iterable) group, so a pair seen millions of times is never held as a list.
-        representative: dict[str, Any] | None = None
-        multiplicity = 0
-        for row in rows:
-            multiplicity += 1
-            if representative is None or row[Candidate.CANDIDATE_ID] < representative[Candidate.CANDIDATE_ID]:
-                representative = row
-        assert representative is not None
-        kept_id = representative[Candidate.CANDIDATE_ID]
-        for row in rows:
-            if row[Candidate.CANDIDATE_ID] != kept_id:
-                detail = f"same image URL and alt text as candidate {kept_id}"
-                yield beam.pvalue.TaggedOutput(
-                    REJECTED, self.decisions.drop(row, FilterTextReason.DUPLICATE_PAIR, detail)
-                )
-        yield representative.get(Candidate.IMAGE_URL) or "", PairFacts(row=representative, multiplicity=multiplicity)
+# -- the batched graph ------------------------------------------------------------------------------------------------
+#: Candidates per hash partition: every shuffle moves one payload per (read unit, partition), never one per row.
+ROWS_PER_PARTITION = 500_000
+#: At least this many partitions, so several workers share even a small input.
+MIN_PARTITIONS = 8
+#: Candidate columns the shuffles need; the full rows are read again, once, when the rules are applied.
+_KEY_COLUMNS = [Candidate.KEY, Candidate.CANDIDATE_ID, Candidate.IMAGE_URL, Candidate.ALT_TEXT]
+_ROW_BITS = 32  # a row reference is (read unit << 32) | row within the unit's row group
+_DUP, _PAIR_FACT, _URL_FACT, _ALT_FACT = range(4)  # tags of the facts joined per read unit
 
 
-def count_alts_per_image_url(element: tuple[str, Iterable[PairFacts]]) -> Iterator[PairFacts]:
-    """Every pair of one image URL, with the number of distinct alt texts the URL carries."""
-    _, pairs = element
-    alts = sum(1 for _ in pairs)
-    for facts in pairs:
-        facts.alts_per_image_url = alts
-        yield facts
+def partition_count(rows: int) -> int:
+    """Hash partitions for ``rows`` candidates: a partition holds about ``ROWS_PER_PARTITION`` of them."""
+    return max(MIN_PARTITIONS, -(-rows // ROWS_PER_PARTITION))
 
 
-class TokenizeAndCountNgrams(beam.DoFn):
-    """Tokenise each pair's alt text; key the pair by alt id; pre-sum n-gram counts (weighted by duplicates).
+def read_units(paths: Sequence[str]) -> tuple[list[tuple[str, int]], int]:
+    """Every ``(file, row group)`` of the candidate files (read from footers only), and their total rows."""
+    units: list[tuple[str, int]] = []
+    rows = 0
+    for path in paths:
+        with FileSystems.open(path) as handle:
+            metadata = pq.ParquetFile(handle).metadata
+        units.extend((path, group) for group in range(metadata.num_row_groups))
+        rows += metadata.num_rows
+    return units, rows
 
-    The side output carries ``(n-gram, (count, alt ids))`` per bundle: the count part is a hand-lifted combiner
-    (Beam's own lifting would first need one element per occurrence), the ids are the n-gram side of the join.
+
+def read_unit(unit: tuple[str, int], columns: list[str] | None = None) -> pa.Table:
+    """One row group of a candidate file."""
+    path, group = unit
+    with FileSystems.open(path) as handle:
+        return pq.ParquetFile(handle).read_row_group(group, columns=columns)
+
+
+def _split_ids(digests: list[bytes], high: int) -> tuple[np.ndarray, np.ndarray]:
+    """Digests of ``8 + n`` bytes -> (first 8 bytes as uint64, the rest as uint64): compact shuffle keys."""
+    joined = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), -1)
+    first = joined[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+    rest = np.zeros(len(digests), dtype=np.uint64)
+    for column in range(8, joined.shape[1]):
+        rest = (rest << np.uint64(8)) | joined[:, column].astype(np.uint64)
+    assert joined.shape[1] == high
+    return first, rest
+
+
+def _by_partition(partitions: np.ndarray, count: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(partition, indices)`` of each non-empty partition, indices in their original order."""
+    order = np.argsort(partitions, kind="stable")
+    bounds = np.searchsorted(partitions[order], np.arange(count + 1))
+    for partition in range(count):
+        if bounds[partition] < bounds[partition + 1]:
+            yield partition, order[bounds[partition] : bounds[partition + 1]]
+
+
+def _group_starts(*sorted_columns: np.ndarray) -> np.ndarray:
+    """Start index of each run of equal values in lexicographically sorted columns, plus the end."""
+    size = len(sorted_columns[0])
+    change = np.zeros(size, dtype=bool)
+    if size:
+        change[0] = True
+    for column in sorted_columns:
+        change[1:] |= column[1:] != column[:-1]
+    return np.append(np.flatnonzero(change), size)
+
+
+def _by_unit(rows: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """``(read unit, indices into rows)`` for row references ``rows``."""
+    units = rows >> np.int64(_ROW_BITS)
+    order = np.argsort(units, kind="stable")
+    starts = _group_starts(units[order])
+    for start, end in itertools.pairwise(starts):
+        yield int(units[order[start]]), order[start:end]
+
+
+def _row_in_unit(rows: np.ndarray) -> np.ndarray:
+    return (rows & np.int64((1 << _ROW_BITS) - 1)).astype(np.int32)
+
+
+class PrepareUnit(beam.DoFn):
+    """One row group of candidates -> compact shuffle payloads (no full rows), per hash partition.
+
+    Main output ``(key partition, table of key, candidate id, row, URL id, alt id)`` for the duplicate pass; ``NGRAMS``
+    ``(n-gram partition, (n-grams, raw counts, (n-gram, alt id) memberships))``: each distinct alt text of the unit is
+    tokenised once and its n-grams counted once per row carrying it (a per-unit pre-aggregation: counts are Zipfian).
     """
 
-    def __init__(self, count_ngrams: bool) -> None:
+    progress = StageProgress(STAGE, "candidates")
+
+    def __init__(self, units: list[tuple[str, int]], partitions: int, count_ngrams: bool) -> None:
+        self.units = units
+        self.partitions = partitions
         self.count_ngrams = count_ngrams
 
-    def start_bundle(self) -> None:
-        self._table: dict[str, list[Any]] = {}
-        self._buffered = 0
+    def setup(self) -> None:
+        self.input = counter(STAGE, "input")
 
-    def _flush(self) -> Iterator[tuple[str, tuple[int, list[bytes]]]]:
-        for gram, (count, ids) in self._table.items():
-            yield gram, (count, sorted(ids))
-        self._table = {}
-        self._buffered = 0
-
-    def process(self, facts: PairFacts) -> Iterator[Any]:
-        alt_text = _alt_text(facts.row)
-        tokens = unigrams(alt_text)
-        facts.unigram_count = len(tokens)
-        identifier = alt_id(alt_text)
+    def process(self, unit: int) -> Iterator[Any]:
+        table = read_unit(self.units[unit], _KEY_COLUMNS)
+        size = table.num_rows
+        self.input.inc(size)
+        self.progress.add(size)
+        if not size:
+            return
+        keys = table[Candidate.KEY].to_pylist()
+        urls = table[Candidate.IMAGE_URL].to_pylist()
+        alts = table[Candidate.ALT_TEXT].to_pylist()
+        alt_index: dict[str, int] = {}
+        row_alt = np.fromiter((alt_index.setdefault(alt or "", len(alt_index)) for alt in alts), np.int64, size)
+        distinct_alts = list(alt_index)
+        alt_high, alt_low = _split_ids([alt_id(alt) for alt in distinct_alts], 12)
+        url_index: dict[str, int] = {}
+        row_url = np.fromiter((url_index.setdefault(url or "", len(url_index)) for url in urls), np.int64, size)
+        url_high, url_low = _split_ids(
+            [hashlib.blake2b(url.encode("utf-8"), digest_size=16).digest() for url in url_index], 16
+        )
+        rows = (np.int64(unit) << np.int64(_ROW_BITS)) | np.arange(size, dtype=np.int64)
+        compact = pa.table(
+            {
+                "key": table[Candidate.KEY],
+                "candidate_id": table[Candidate.CANDIDATE_ID],
+                "row": rows,
+                "url_high": url_high[row_url],
+                "url_low": url_low[row_url],
+                "alt_high": alt_high[row_alt],
+                "alt_low": alt_low[row_alt],
+            }
+        )
+        key_partitions = np.fromiter((int(key[:15], 16) % self.partitions for key in keys), np.int64, size)
+        for partition, indices in _by_partition(key_partitions, self.partitions):
+            yield partition, compact.take(indices)
         if self.count_ngrams:
-            table = self._table
-            for gram in ngrams(tokens):
-                entry = table.get(gram)
-                if entry is None:
-                    entry = table[gram] = [0, set()]
-                    self._buffered += 1
-                # Raw-corpus counts: a pair stands for `multiplicity` candidates.
-                entry[0] += facts.multiplicity
-                if identifier not in entry[1]:
-                    entry[1].add(identifier)
-                    self._buffered += 1
-            if self._buffered >= NGRAM_BUFFER_LIMIT:
-                for item in self._flush():
-                    yield beam.pvalue.TaggedOutput(NGRAMS, item)
-        yield identifier, (_PAIR, facts)
+            yield from self._ngrams(
+                distinct_alts, np.bincount(row_alt, minlength=len(distinct_alts)), alt_high, alt_low
+            )
 
-    def finish_bundle(self) -> Iterator[Any]:
-        for item in self._flush():
-            yield beam.pvalue.TaggedOutput(NGRAMS, WindowedValue(item, MIN_TIMESTAMP, [GlobalWindow()]))
+    def _ngrams(self, alts: list[str], weights: np.ndarray, alt_high: np.ndarray, alt_low: np.ndarray) -> Iterator[Any]:
+        index: dict[str, int] = {}
+        counts: list[int] = []
+        member_gram: list[int] = []
+        member_alt: list[int] = []
+        for position, alt in enumerate(alts):
+            weight = int(weights[position])
+            seen: set[int] = set()
+            for gram in ngrams(unigrams(alt)):
+                number = index.get(gram)
+                if number is None:
+                    number = index[gram] = len(counts)
+                    counts.append(0)
+                # Raw-corpus counts: every occurrence in every candidate row.
+                counts[number] += weight
+                if number not in seen:
+                    seen.add(number)
+                    member_gram.append(number)
+                    member_alt.append(position)
+        if not counts:
+            return
+        grams = list(index)
+        gram_partitions = np.fromiter(
+            (zlib.crc32(gram.encode("utf-8")) % self.partitions for gram in grams), np.int64, len(grams)
+        )
+        count_array = np.asarray(counts, dtype=np.int64)
+        members = np.asarray(member_gram, dtype=np.int64)
+        member_alts = np.asarray(member_alt, dtype=np.int64)
+        # Renumber each partition's n-grams 0..k-1 so its memberships index its own list.
+        local = np.empty(len(grams), dtype=np.int64)
+        gram_array = pa.array(grams, pa.string())
+        member_partitions = gram_partitions[members]
+        member_groups = dict(_by_partition(member_partitions, self.partitions))
+        for partition, indices in _by_partition(gram_partitions, self.partitions):
+            local[indices] = np.arange(len(indices))
+            chosen = member_groups[partition]
+            payload = (
+                gram_array.take(indices),
+                count_array[indices],
+                local[members[chosen]],
+                alt_high[member_alts[chosen]],
+                alt_low[member_alts[chosen]],
+            )
+            yield beam.pvalue.TaggedOutput(NGRAMS, (partition, payload))
 
 
-class DecideAltText(beam.DoFn):
-    """Per alt text: its distinct-URL count, rare n-gram and language; then every rule on each of its pairs."""
+class KeepOnePerPair(beam.DoFn):
+    """Per key partition: the candidate with the smallest id stands for its pair; the others are ``duplicate_pair``.
 
-    def __init__(self, config: TextFilterConfig) -> None:
+    Outputs facts per read unit (main: ``(unit, (_DUP|_PAIR_FACT, ...))``) and the pairs, keyed by URL partition
+    (``URLS``) and by alt-text partition (``ALTS``), as arrays.
+    """
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+
+    def process(self, element: tuple[int, Iterable[pa.Table]]) -> Iterator[Any]:
+        _, tables = element
+        table = pa.concat_tables(list(tables))
+        table = table.take(pc.sort_indices(table, [("key", "ascending"), ("candidate_id", "ascending")]))
+        keys = table["key"].combine_chunks()
+        change = np.ones(len(keys), dtype=bool)
+        if len(keys) > 1:
+            change[1:] = pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)
+        starts = np.flatnonzero(change)
+        group = np.cumsum(change) - 1
+        multiplicity = np.diff(np.append(starts, len(keys)))
+        rows = table["row"].to_numpy()
+        duplicates = np.flatnonzero(~change)
+        if len(duplicates):
+            kept_ids = table["candidate_id"].take(pa.array(starts[group[duplicates]]))
+            for unit, indices in _by_unit(rows[duplicates]):
+                yield unit, (_DUP, _row_in_unit(rows[duplicates[indices]]), kept_ids.take(pa.array(indices)))
+        pair_rows = rows[starts]
+        for unit, indices in _by_unit(pair_rows):
+            yield unit, (_PAIR_FACT, _row_in_unit(pair_rows[indices]), multiplicity[indices])
+        url_high, url_low = table["url_high"].to_numpy()[starts], table["url_low"].to_numpy()[starts]
+        for partition, indices in _by_partition(
+            (url_high % np.uint64(self.partitions)).astype(np.int64), self.partitions
+        ):
+            yield beam.pvalue.TaggedOutput(URLS, (partition, (pair_rows[indices], url_high[indices], url_low[indices])))
+        alt_high, alt_low = table["alt_high"].to_numpy()[starts], table["alt_low"].to_numpy()[starts]
+        for partition, indices in _by_partition(
+            (alt_high % np.uint64(self.partitions)).astype(np.int64), self.partitions
+        ):
+            payload = (_PAIR, (pair_rows[indices], alt_high[indices], alt_low[indices]))
+            yield beam.pvalue.TaggedOutput(ALTS, (partition, payload))
+
+
+def _group_sizes(rows: np.ndarray, high: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort pairs by (high, low): ``(order, group start per sorted pair, size of each pair's group)``."""
+    order = np.lexsort((low, high))
+    starts = _group_starts(high[order], low[order])
+    sizes = np.diff(starts)
+    return order, starts, np.repeat(sizes, sizes)
+
+
+def count_alts_per_image_url(element: tuple[int, Iterable[tuple]]) -> Iterator[Any]:
+    """Per URL partition: each pair's number of distinct alt texts on its image URL, as facts per read unit."""
+    _, payloads = element
+    parts = list(payloads)
+    rows, high, low = (np.concatenate([part[column] for part in parts]) for column in range(3))
+    order, _, sizes = _group_sizes(rows, high, low)
+    rows = rows[order]
+    for unit, indices in _by_unit(rows):
+        yield unit, (_URL_FACT, _row_in_unit(rows[indices]), sizes[indices])
+
+
+def count_images_per_alt(element: tuple[int, Iterable[tuple[int, Any]]]) -> Iterator[Any]:
+    """Per alt-text partition: each pair's number of distinct image URLs and its alt text's smallest rare n-gram."""
+    _, payloads = element
+    pairs = []
+    rare: dict[tuple[int, int], str] = {}
+    for tag, payload in payloads:
+        if tag == _PAIR:
+            pairs.append(payload)
+            continue
+        for high, low, gram in zip(payload[0].tolist(), payload[1].tolist(), payload[2], strict=True):
+            previous = rare.get((high, low))
+            if previous is None or gram < previous:
+                rare[(high, low)] = gram
+    if not pairs:
+        return  # only rare-n-gram hits: possible only with a hash collision of alt ids
+    rows, high, low = (np.concatenate([part[column] for part in pairs]) for column in range(3))
+    order, starts, sizes = _group_sizes(rows, high, low)
+    rows, high, low = rows[order], high[order], low[order]
+    grams: list[str | None] = [None] * len(rows)
+    if rare:
+        for start, end in itertools.pairwise(starts.tolist()):
+            gram = rare.get((int(high[start]), int(low[start])))
+            if gram is not None:
+                grams[start:end] = [gram] * (end - start)
+    for unit, indices in _by_unit(rows):
+        yield unit, (_ALT_FACT, _row_in_unit(rows[indices]), sizes[indices], [grams[index] for index in indices])
+
+
+def merge_ngram_partition(element: tuple[int, Iterable[tuple]]) -> tuple[Any, ...]:
+    """One n-gram partition's payloads -> (distinct n-grams, raw counts, memberships as (n-gram index, alt id))."""
+    _, payloads = element
+    parts = list(payloads)
+    encoded = pa.chunked_array([part[0] for part in parts], pa.string()).combine_chunks().dictionary_encode()
+    codes = encoded.indices.to_numpy()
+    counts = np.concatenate([part[1] for part in parts])
+    totals = np.zeros(len(encoded.dictionary), dtype=np.int64)
+    np.add.at(totals, codes, counts)
+    offsets = np.cumsum([0] + [len(part[0]) for part in parts[:-1]])
+    members = np.concatenate([codes[part[2] + offset] for part, offset in zip(parts, offsets, strict=True)])
+    high = np.concatenate([part[3] for part in parts])
+    low = np.concatenate([part[4] for part in parts])
+    return encoded.dictionary, totals, members, high, low
+
+
+def count_histogram(merged: tuple[Any, ...]) -> Counter:
+    """count -> number of n-grams of one partition."""
+    values, numbers = np.unique(merged[1], return_counts=True)
+    return Counter(dict(zip(values.tolist(), numbers.tolist(), strict=True)))
+
+
+def merge_histograms(histograms: Iterable[Counter]) -> Counter:
+    """Sum of histograms (an associative combiner: Beam applies it to its own outputs too)."""
+    merged: Counter = Counter()
+    for histogram in histograms:
+        merged.update(histogram)
+    return merged
+
+
+def _tied(merged: tuple[Any, ...], boundary: tuple[int, int] | None) -> tuple[list[str], np.ndarray]:
+    if boundary is None:
+        return [], np.zeros(0, dtype=np.int64)
+    positions = np.flatnonzero(merged[1] == boundary[0])
+    return merged[0].take(pa.array(positions)).to_pylist(), positions
+
+
+def tie_bucket_histogram(merged: tuple[Any, ...], boundary: tuple[int, int] | None) -> Counter:
+    """Tie bucket -> number of this partition's n-grams counted exactly c*."""
+    grams, _ = _tied(merged, boundary)
+    return Counter(tie_bucket(gram) for gram in grams)
+
+
+def boundary_bucket_members(
+    merged: tuple[Any, ...], boundary: tuple[int, int] | None, buckets: tuple[int, int] | None
+) -> Iterator[str]:
+    """This partition's n-grams counted c* in the boundary tie bucket b* (about ties / 65,536 in all)."""
+    if buckets is None:
+        return
+    grams, _ = _tied(merged, boundary)
+    yield from (gram for gram in grams if tie_bucket(gram) == buckets[0])
+
+
+def rare_in_boundary(members: list[str], buckets: tuple[int, int] | None) -> list[str]:
+    """The boundary bucket's members after the first r' in ``tie_order``: rare (the only sort, of a few items)."""
+    if buckets is None:
+        return []
+    return sorted(members, key=tie_order)[buckets[1] :]
+
+
+class RareHitsByAlt(beam.DoFn):
+    """Per n-gram partition: which n-grams are rare (``ngram_vocab``'s cut), and for each alt text holding one the
+    smallest, keyed by alt-text partition."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+
+    def process(
+        self,
+        merged: tuple[Any, ...],
+        boundary: tuple[int, int] | None,
+        buckets: tuple[int, int] | None,
+        boundary_rare: list[str],
+    ) -> Iterator[Any]:
+        if boundary is None:
+            return
+        dictionary, totals, members, high, low = merged
+        rare = totals < boundary[0]
+        tied_grams, tied_positions = _tied(merged, boundary)
+        if buckets is not None:
+            rare_ties = set(boundary_rare)
+            for gram, position in zip(tied_grams, tied_positions.tolist(), strict=True):
+                bucket = tie_bucket(gram)
+                if bucket > buckets[0] or (bucket == buckets[0] and gram in rare_ties):
+                    rare[position] = True
+        hit = np.flatnonzero(rare[members])
+        if not len(hit):
+            return
+        grams = dictionary.take(pa.array(members[hit])).to_pylist()
+        smallest: dict[tuple[int, int], str] = {}
+        for key, gram in zip(zip(high[hit].tolist(), low[hit].tolist(), strict=True), grams, strict=True):
+            previous = smallest.get(key)
+            if previous is None or gram < previous:
+                smallest[key] = gram
+        alt_high = np.fromiter((key[0] for key in smallest), np.uint64, len(smallest))
+        alt_low = np.fromiter((key[1] for key in smallest), np.uint64, len(smallest))
+        values = list(smallest.values())
+        for partition, indices in _by_partition(
+            (alt_high % np.uint64(self.partitions)).astype(np.int64), self.partitions
+        ):
+            payload = (alt_high[indices], alt_low[indices], [values[index] for index in indices])
+            yield partition, (RARE, payload)
+
+
+class DecideUnit(beam.DoFn):
+    """Per read unit: its rows read again, joined with their facts, every rule applied (``text_rules``)."""
+
+    def __init__(self, config: TextFilterConfig, units: list[tuple[str, int]]) -> None:
         self.config = config
+        self.units = units
 
     def setup(self) -> None:
         self.identifier = LanguageIdentifier(self.config.language_model).load()
         self.rules = text_rules(self.config)
         self.decisions = Decisions(STAGE)
 
-    def process(self, element: tuple[bytes, Iterable[tuple[int, Any]]]) -> Iterator[Any]:
-        _, values = element
-        images = 0
-        rare: str | None = None
-        alt_text = ""
-        for tag, value in values:
-            if tag == _PAIR:
-                images += 1
-                alt_text = _alt_text(value.row)
-            elif rare is None or value < rare:
-                rare = value  # the smallest rare n-gram: a deterministic detail
-        if images == 0:
-            return  # only possible with a hash collision of alt ids; nothing to decide
-        # fastText runs once per distinct alt text, and only when its answer is used: to filter, or to tag a survivor.
-        language: tuple[str, float] | None = None
-        if self.config.languages:
-            language = self.identifier.identify(alt_text)
-        for tag, facts in values:
-            if tag != _PAIR:
+    def process(self, element: tuple[int, Iterable[tuple]]) -> Iterator[Any]:
+        unit, facts_of_unit = element
+        rows = read_unit(self.units[unit]).to_pylist()
+        size = len(rows)
+        multiplicity = np.zeros(size, dtype=np.int64)
+        alts_per_url = np.zeros(size, dtype=np.int64)
+        images_per_alt = np.zeros(size, dtype=np.int64)
+        rare: list[str | None] = [None] * size
+        kept_ids: dict[int, str] = {}
+        for tag, positions, *values in facts_of_unit:
+            if tag == _DUP:
+                kept_ids.update(zip(positions.tolist(), values[0].to_pylist(), strict=True))
+            elif tag == _PAIR_FACT:
+                multiplicity[positions] = values[0]
+            elif tag == _URL_FACT:
+                alts_per_url[positions] = values[0]
+            else:
+                images_per_alt[positions] = values[0]
+                for position, gram in zip(positions.tolist(), values[1], strict=True):
+                    rare[position] = gram
+        unigram_counts: dict[str, int] = {}
+        languages: dict[str, tuple[str, float]] = {}
+        for position, row in enumerate(rows):
+            kept_id = kept_ids.get(position)
+            if kept_id is not None:
+                detail = f"same image URL and alt text as candidate {kept_id}"
+                yield beam.pvalue.TaggedOutput(
+                    REJECTED, self.decisions.drop(row, FilterTextReason.DUPLICATE_PAIR, detail)
+                )
                 continue
-            facts.images_per_alt = images
-            facts.rare_ngram = rare
-            if language is not None:
-                facts.language, facts.language_score = language
-            rejected = self.decisions.record(
-                facts.row, evaluate(self.rules, facts, FilterTextReason), reason_weight=facts.multiplicity
+            weight = int(multiplicity[position])
+            assert weight > 0, "a candidate with neither a duplicate nor a pair fact"
+            alt_text = _alt_text(row)
+            count = unigram_counts.get(alt_text)
+            if count is None:
+                count = unigram_counts[alt_text] = len(unigrams(alt_text))
+            facts = PairFacts(
+                row=row,
+                multiplicity=weight,
+                alts_per_image_url=int(alts_per_url[position]),
+                unigram_count=count,
+                images_per_alt=int(images_per_alt[position]),
+                rare_ngram=rare[position],
             )
+            # fastText runs once per distinct alt text of the unit, and only when its answer is used.
+            if self.config.languages:
+                facts.language, facts.language_score = self._language(languages, alt_text)
+            rejected = self.decisions.record(row, evaluate(self.rules, facts, FilterTextReason), reason_weight=weight)
             if rejected is not None:
                 yield beam.pvalue.TaggedOutput(REJECTED, rejected)
                 continue
-            if language is None:
-                language = self.identifier.identify(alt_text)
-                facts.language, facts.language_score = language
+            facts.language, facts.language_score = self._language(languages, alt_text)
             yield TextKept.row(
-                **Candidate.project(facts.row),
+                **Candidate.project(row),
                 **{
                     TextKept.LANGUAGE: facts.language,
                     TextKept.LANGUAGE_SCORE: facts.language_score,
@@ -348,64 +668,97 @@ class DecideAltText(beam.DoFn):
                 },
             )
 
-
-class CountInput(beam.DoFn):
-    """Count candidates entering the stage (the funnel's top: input = kept + dropped)."""
-
-    progress = StageProgress(STAGE, "candidates")
-
-    def setup(self) -> None:
-        self.input = counter(STAGE, "input")
-
-    def process(self, row: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-        self.input.inc()
-        self.progress.add()
-        yield row[Candidate.KEY], row
+    def _language(self, cache: dict[str, tuple[str, float]], alt_text: str) -> tuple[str, float]:
+        language = cache.get(alt_text)
+        if language is None:
+            language = cache[alt_text] = self.identifier.identify(alt_text)
+        return language
 
 
 class FilterText(beam.PTransform):
-    """Candidate rows -> ``(kept TextKept rows, Rejection rows)`` under ALIGN's text rules (module docstring)."""
+    """Candidate files -> ``(kept TextKept rows, Rejection rows)`` under ALIGN's text rules (module docstring)."""
 
-    def __init__(self, config: TextFilterConfig, progress: StageProgress | None = None) -> None:
+    def __init__(self, config: TextFilterConfig, paths: Sequence[str], progress: StageProgress | None = None) -> None:
         super().__init__()
         self.config = config
-        self.progress = progress or CountInput.progress
+        self.paths = list(paths)
+        self.progress = progress or PrepareUnit.progress
 
-    def expand(self, candidates: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+    def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
         config = self.config
         count_ngrams = config.ngram_vocab_size is not None
-        pairs = (
-            candidates
-            | "CountAndKeyByPair" >> beam.ParDo(with_progress(CountInput(), self.progress))
-            | "GroupIdenticalPairs" >> beam.GroupByKey()
-            | "KeepOnePerPair" >> beam.ParDo(KeepOnePerPair()).with_outputs(REJECTED, main="pairs")
+        units, rows = read_units(self.paths)
+        partitions = partition_count(rows)
+        prepared = (
+            pbegin
+            | "ReadUnits" >> beam.Create(list(range(len(units))))
+            | "SpreadUnits" >> beam.Reshuffle()
+            | "PrepareUnits"
+            >> beam.ParDo(with_progress(PrepareUnit(units, partitions, count_ngrams), self.progress)).with_outputs(
+                NGRAMS, main="pairs"
+            )
         )
-        tokenized = (
-            pairs.pairs
-            | "GroupPairsByImageUrl" >> beam.GroupByKey()
+        paired = (
+            prepared.pairs
+            | "GroupByKeyPartition" >> beam.GroupByKey()
+            | "KeepOnePerPair" >> beam.ParDo(KeepOnePerPair(partitions)).with_outputs(URLS, ALTS, main="facts")
+        )
+        url_facts = (
+            paired[URLS]
+            | "GroupByUrlPartition" >> beam.GroupByKey()
             | "CountAltsPerImageUrl" >> beam.FlatMap(count_alts_per_image_url)
-            | "TokenizeAndCountNgrams"
-            >> beam.ParDo(TokenizeAndCountNgrams(count_ngrams)).with_outputs(NGRAMS, main="pairs")
         )
-        by_alt = [tokenized.pairs]
+        by_alt = [paired[ALTS]]
         if count_ngrams:
-            grouped_ngrams = tokenized[NGRAMS] | "GroupNgramOccurrences" >> beam.GroupByKey()
-            by_alt.append(grouped_ngrams | "FindRareNgrams" >> RareNgramAlts(config.ngram_vocab_size))
-        decided = (
+            merged = (
+                prepared[NGRAMS]
+                | "GroupByNgramPartition" >> beam.GroupByKey()
+                | "MergeNgramPartition" >> beam.Map(merge_ngram_partition)
+            )
+            boundary = beam.pvalue.AsSingleton(
+                merged
+                | "CountHistogram" >> beam.Map(count_histogram)
+                | "MergeCountHistograms" >> beam.CombineGlobally(merge_histograms)
+                | "CountBoundary" >> beam.Map(count_boundary, config.ngram_vocab_size)
+            )
+            buckets = beam.pvalue.AsSingleton(
+                merged
+                | "TieBucketHistogram" >> beam.Map(tie_bucket_histogram, boundary)
+                | "MergeTieHistograms" >> beam.CombineGlobally(merge_histograms)
+                | "TieBucketBoundary"
+                >> beam.Map(
+                    lambda histogram, bound: None if bound is None else bucket_boundary(histogram, bound[1]), boundary
+                )
+            )
+            boundary_rare = beam.pvalue.AsSingleton(
+                merged
+                | "BoundaryBucketMembers" >> beam.FlatMap(boundary_bucket_members, boundary, buckets)
+                | "AllBoundaryMembers" >> beam.combiners.ToList()
+                | "RareInBoundaryBucket" >> beam.Map(rare_in_boundary, buckets)
+            )
+            by_alt.append(
+                merged | "RareHitsByAlt" >> beam.ParDo(RareHitsByAlt(partitions), boundary, buckets, boundary_rare)
+            )
+        alt_facts = (
             by_alt
-            | "JoinByAltText" >> beam.Flatten()
-            | "GroupByAltText" >> beam.GroupByKey()
-            | "ApplyTextRules" >> beam.ParDo(DecideAltText(config)).with_outputs(REJECTED, main="kept")
+            | "JoinByAltPartition" >> beam.Flatten()
+            | "GroupByAltPartition" >> beam.GroupByKey()
+            | "CountImagesPerAlt" >> beam.FlatMap(count_images_per_alt)
         )
-        rejected = (pairs[REJECTED], decided[REJECTED]) | "AllRejections" >> beam.Flatten()
-        return decided.kept, rejected
+        decided = (
+            (paired.facts, url_facts, alt_facts)
+            | "AllFacts" >> beam.Flatten()
+            | "GroupFactsByUnit" >> beam.GroupByKey()
+            | "ApplyTextRules" >> beam.ParDo(DecideUnit(config, units)).with_outputs(REJECTED, main="kept")
+        )
+        return decided.kept, decided[REJECTED]
 
 
 def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, options: Any) -> None:
     """The ``filter-text`` graph: read candidates, filter, write ``text_kept/`` and ``rejected/filter-text-*``."""
-    candidates = pipeline | "ReadCandidates" >> ReadTable(layout.glob(Candidate))
+    paths = list_matching(layout.glob(Candidate))
     progress = table_progress(STAGE, "candidates", layout.glob(Candidate), pipeline)
-    kept, rejected = candidates | "FilterText" >> FilterText(config.text, progress)
+    kept, rejected = pipeline | "FilterText" >> FilterText(config.text, paths, progress)
     kept | "WriteTextKept" >> WriteTable(layout.prefix(TextKept), TextKept)
     rejected | "WriteRejected" >> WriteTable(layout.rejected_prefix(STAGE), Rejection)
 
