@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import re
+import string
 
 import pytest
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 from selectolax.lexbor import LexborHTMLParser
 
-from pipeline.text.tokenize import bigrams, ngrams, unigrams
+from pipeline.text.tokenize import _unigram_pattern, bigrams, ngrams, unigrams
 from tests.conftest import shared_path
 
 CHARSET = re.compile(rb"charset=[\"']?([A-Za-z0-9_-]+)")
@@ -164,3 +166,13 @@ def test_joiners_between_letters_stay_inside_the_word() -> None:
     ]
     # A combining mark after a letter stays with it (decomposed é).
     assert unigrams("cafe\u0301 noir") == ["cafe\u0301", "noir"]
+
+
+def test_the_ascii_fast_path_splits_exactly_as_the_full_pattern() -> None:
+    """ASCII text takes a small regex; on every ASCII string it must give the full Unicode pattern's unigrams."""
+    rng = random.Random(16)
+    tricky = "aZ09 '.,-_&#*\t\n!?x9'.."
+    for _ in range(20_000):
+        alphabet = tricky if rng.random() < 0.5 else string.printable
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
+        assert unigrams(text) == [token.casefold() for token in _unigram_pattern().findall(text)], repr(text)
