@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from pipeline.core.registry import STAGE_SPECS
+from pipeline.core.registry import STAGE_SPECS, stage_spec
 
 #: command -> (module:function, one-line help); the stages come from the registry, in data-path order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -29,15 +29,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
 #: Commands that are Beam jobs: their flags are the corpus options plus Beam's own.
 BEAM_COMMANDS = {*(spec.name for spec in STAGE_SPECS), "build-corpus"}
 
-#: The config fields each stage reads, by section (None: the whole section), its own section first; ``--help`` shows
-#: these. build-corpus reads every section.
-STAGE_OPTIONS: dict[str, dict[str, tuple[str, ...] | None]] = {
-    "extract": {"extract": None, "fetch": ("max_image_bytes",)},
-    "filter-text": {"text": None},
-    "fetch": {"fetch": None},
-    "filter-image": {"image": None},
-    "write-shards": {"shards": None},
-}
+
+def stage_options(command: str) -> dict[str, tuple[str, ...] | None]:
+    """The config fields a stage applies, by section (None: the whole section), from the registry; build-corpus: all."""
+    if command not in BEAM_COMMANDS or command == "build-corpus":
+        from pipeline.core.config import SECTIONS
+
+        return dict.fromkeys(SECTIONS)
+    options: dict[str, tuple[str, ...] | None] = {}
+    for entry in stage_spec(command).config_sections:
+        section, _, field_name = entry.partition(".")
+        if not field_name:
+            options[section] = None
+        elif options.get(section, ()) is not None:
+            options[section] = (*(options.get(section) or ()), field_name)
+    return options
+
+
 #: A config section's heading in ``--help``: the stage that applies it.
 SECTION_TITLES = {
     "extract": "extract",
@@ -106,7 +114,7 @@ def beam_command_help(command: str) -> str:
     lines += _help_rows("--force", "Re-run stages already marked done by _SUCCESS (build-corpus skips them otherwise).")
     lines += _help_rows("--debug", "Show the traceback of an error instead of one line.")
     defaults = PRESETS["align"]
-    for section_name, names in STAGE_OPTIONS.get(command, dict.fromkeys(SECTIONS)).items():
+    for section_name, names in stage_options(command).items():
         section = SECTIONS[section_name]
         hints = typing.get_type_hints(section)
         used = "" if names is None else f" ({command} uses these too)"

@@ -32,8 +32,11 @@ class StageSpec:
     colour: str = "#64748b"
     #: The stages whose outputs it reads, the main one first: a re-run of any makes this stage stale.
     inputs: tuple[str, ...] = ()
-    #: The ``CorpusConfig`` sections it depends on (its ``_SUCCESS`` records them; a change reruns it).
+    #: The settings it applies: a ``CorpusConfig`` section (``"fetch"``) or one field of one (``"fetch.max_image_bytes"``).
+    #: Its ``--help`` lists them first; its ``_SUCCESS`` fingerprint records them, so changing one reruns the stage.
     config_sections: tuple[str, ...] = ()
+    #: Whether its outputs record the whole resolved config (write-shards' manifest): then any change reruns it.
+    fingerprints_whole_config: bool = False
 
     @property
     def folder(self) -> str:
@@ -64,7 +67,7 @@ EXTRACT = StageSpec(
     extra_outputs=(ArchivedImage, RecordError),
     colour="#a855f7",
     inputs=(),
-    config_sections=("extract",),
+    config_sections=("extract", "fetch.max_image_bytes"),  # archived images above the fetch byte cap are dropped
 )
 FILTER_TEXT = StageSpec(
     name="filter-text",
@@ -100,7 +103,8 @@ WRITE_SHARDS = StageSpec(
     output=Sample,
     colour="#0f766e",
     inputs=("filter-image", "extract"),
-    config_sections=("preset", "extract", "text", "fetch", "image", "shards"),
+    config_sections=("shards",),
+    fingerprints_whole_config=True,
 )
 
 #: Every Beam stage, in data-path order.

@@ -85,8 +85,13 @@ def stage_fingerprint(
     """What a run of ``stage`` would depend on: its input files or upstream runs, and its config sections."""
     spec = stage_spec(stage)
     values = config.to_dict()
+    names = tuple(values) if spec.fingerprints_whole_config else spec.config_sections
+    settings: dict[str, Any] = {}
+    for name in names:
+        section, _, field_name = name.partition(".")
+        settings[name] = values[section][field_name] if field_name else values[section]
     fingerprint: dict[str, Any] = {
-        "config": {section: values[section] for section in spec.config_sections},
+        "config": settings,
         "upstream": {upstream: layout.run_id(upstream) for upstream in spec.inputs},
     }
     if not spec.inputs:  # the first stage reads --input

@@ -97,3 +97,24 @@ def test_force_redoes_every_stage(corpus: Path) -> None:
     assert build.run(args(corpus, "books.toscrape.warc", "--min-unigrams", "2", "--force")) == 0
     after = run_ids(layout)
     assert all(after[stage] != before[stage] for stage in STAGES)
+
+
+def test_a_fingerprint_records_single_fields_a_stage_borrows_from_another_section(tmp_path: Path) -> None:
+    """extract drops archived images above fetch's byte cap: that one fetch field, not the whole section, reruns it."""
+    from pipeline.core.config import resolve_config
+    from pipeline.core.stage import pipeline_options, stage_fingerprint
+
+    def fingerprint(*flags: str) -> dict:
+        options = pipeline_options(
+            ["--input", str(shared_path("warc/clipped.warc.gz")), "--output", str(tmp_path), *flags]
+        )
+        return stage_fingerprint("extract", CorpusLayout(str(tmp_path)), resolve_config(options), options)
+
+    plain = fingerprint()
+    assert plain["config"]["fetch.max_image_bytes"] == 20_000_000 and "fetch" not in plain["config"]
+    assert fingerprint("--max-image-bytes", "1000")["config"] != plain["config"]
+    assert fingerprint("--concurrency", "3")["config"] == plain["config"]
+    # write-shards' manifest records the whole resolved config, so its fingerprint holds every section.
+    options = pipeline_options(["--output", str(tmp_path)])
+    shards = stage_fingerprint("write-shards", CorpusLayout(str(tmp_path)), resolve_config(options), options)
+    assert {"extract", "text", "fetch", "image", "shards"} <= set(shards["config"])
