@@ -34,14 +34,20 @@ counted by ``pipeline.core.rules`` (the protocol every filter stage shares).
 Deliberately absent (ALIGN's bet is scale over cleaning, unlike Conceptual Captions' pipeline): hypernymisation,
 part-of-speech rules, stop-word or profanity cleaning, and image-text classifiers.
 
-How it scales (every step is a keyed shuffle or a per-element map; nothing global is held by one worker):
-``GroupByKey(key)`` dedups; ``GroupByKey(image_url)`` over distinct pairs counts alts per URL; n-gram occurrences are
-pre-summed per bundle (a hand-lifted combiner that also carries the ids of the alt texts holding each n-gram) and
-``GroupByKey(n-gram)`` joins each n-gram's count with its alt texts; a final ``GroupByKey(alt text)`` joins the pairs,
-the distinct-URL count of the alt text and its rare n-grams. (Tagged values + ``GroupByKey`` is what
-``CoGroupByKey`` does internally, but CoGroupByKey materialises each side as a list, and an alt text shared by
-millions of images must be streamed.) The top-N cut needs no sort and no vocabulary, only two small histograms
-(``pipeline.text.ngram_vocab.RareNgramAlts``).
+How it scales (every step is a keyed shuffle or a per-element map; nothing global is held by one worker). The input
+is read per Parquet row group (a *read unit*); candidates are spread over ``partition_count(rows)`` hash partitions
+(about ``ROWS_PER_PARTITION`` each), and every shuffle moves one payload of numpy/Arrow arrays per (unit or
+partition, partition), never one element per row (Beam's per-element cost and pickled dict rows were most of the
+time, and the local runner holds every shuffle in memory). Only compact columns travel: the key and candidate id,
+a row reference, 128-bit URL and 96-bit alt ids (``alt_id``) and the unigram count; the full rows are read again,
+once, by the last step. Steps: per unit, each distinct alt text is tokenised once and its n-grams counted once per
+candidate row (a per-unit pre-aggregation; counts are Zipfian) -> per key partition, duplicates are decided (sort by
+key, candidate id) -> per URL partition, distinct alts per URL; per n-gram partition, raw counts are summed and
+the cut is found from two small histograms (``pipeline.text.ngram_vocab``: no sort, no vocabulary); per alt
+partition, distinct URLs per alt and the smallest rare n-gram of each alt text -> per read unit, the facts are
+joined with the re-read rows and ``text_rules`` applied (fastText once per distinct alt text of the unit), and the
+outputs leave as Arrow record batches (``WriteTableBatches``). A hot key (an alt text on millions of images) is a
+long array in one partition, not a Python list.
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.core.config import CorpusConfig, TextFilterConfig
-from pipeline.core.layout import CorpusLayout, WriteTable, list_matching
+from pipeline.core.layout import CorpusLayout, WriteTableBatches, list_matching
 from pipeline.core.progress import StageProgress, table_progress, with_progress
 from pipeline.core.reasons import FilterTextReason
 from pipeline.core.rules import REJECTED, Decisions, Rule, RuleResult, counter, evaluate
@@ -328,6 +334,8 @@ class PrepareUnit(beam.DoFn):
         alt_index: dict[str, int] = {}
         row_alt = np.fromiter((alt_index.setdefault(alt or "", len(alt_index)) for alt in alts), np.int64, size)
         distinct_alts = list(alt_index)
+        tokens = [unigrams(alt) for alt in distinct_alts]
+        unigram_counts = np.fromiter((len(alt_tokens) for alt_tokens in tokens), np.int64, len(tokens))
         alt_high, alt_low = _split_ids([alt_id(alt) for alt in distinct_alts], 12)
         url_index: dict[str, int] = {}
         row_url = np.fromiter((url_index.setdefault(url or "", len(url_index)) for url in urls), np.int64, size)
@@ -344,25 +352,26 @@ class PrepareUnit(beam.DoFn):
                 "url_low": url_low[row_url],
                 "alt_high": alt_high[row_alt],
                 "alt_low": alt_low[row_alt],
+                "unigrams": unigram_counts[row_alt],
             }
         )
         key_partitions = np.fromiter((int(key[:15], 16) % self.partitions for key in keys), np.int64, size)
         for partition, indices in _by_partition(key_partitions, self.partitions):
             yield partition, compact.take(indices)
         if self.count_ngrams:
-            yield from self._ngrams(
-                distinct_alts, np.bincount(row_alt, minlength=len(distinct_alts)), alt_high, alt_low
-            )
+            yield from self._ngrams(tokens, np.bincount(row_alt, minlength=len(distinct_alts)), alt_high, alt_low)
 
-    def _ngrams(self, alts: list[str], weights: np.ndarray, alt_high: np.ndarray, alt_low: np.ndarray) -> Iterator[Any]:
+    def _ngrams(
+        self, tokens: list[list[str]], weights: np.ndarray, alt_high: np.ndarray, alt_low: np.ndarray
+    ) -> Iterator[Any]:
         index: dict[str, int] = {}
         counts: list[int] = []
         member_gram: list[int] = []
         member_alt: list[int] = []
-        for position, alt in enumerate(alts):
+        for position, alt_tokens in enumerate(tokens):
             weight = int(weights[position])
             seen: set[int] = set()
-            for gram in ngrams(unigrams(alt)):
+            for gram in ngrams(alt_tokens):
                 number = index.get(gram)
                 if number is None:
                     number = index[gram] = len(counts)
@@ -428,8 +437,9 @@ class KeepOnePerPair(beam.DoFn):
             for unit, indices in _by_unit(rows[duplicates]):
                 yield unit, (_DUP, _row_in_unit(rows[duplicates[indices]]), kept_ids.take(pa.array(indices)))
         pair_rows = rows[starts]
+        pair_unigrams = table["unigrams"].to_numpy()[starts]
         for unit, indices in _by_unit(pair_rows):
-            yield unit, (_PAIR_FACT, _row_in_unit(pair_rows[indices]), multiplicity[indices])
+            yield unit, (_PAIR_FACT, _row_in_unit(pair_rows[indices]), multiplicity[indices], pair_unigrams[indices])
         url_high, url_low = table["url_high"].to_numpy()[starts], table["url_low"].to_numpy()[starts]
         for partition, indices in _by_partition(
             (url_high % np.uint64(self.partitions)).astype(np.int64), self.partitions
@@ -605,12 +615,15 @@ class DecideUnit(beam.DoFn):
         self.identifier = LanguageIdentifier(self.config.language_model).load()
         self.rules = text_rules(self.config)
         self.decisions = Decisions(STAGE)
+        self.kept_schema = TextKept.schema()
+        self.rejected_schema = Rejection.schema()
 
     def process(self, element: tuple[int, Iterable[tuple]]) -> Iterator[Any]:
         unit, facts_of_unit = element
         rows = read_unit(self.units[unit]).to_pylist()
         size = len(rows)
         multiplicity = np.zeros(size, dtype=np.int64)
+        unigram_counts = np.zeros(size, dtype=np.int64)
         alts_per_url = np.zeros(size, dtype=np.int64)
         images_per_alt = np.zeros(size, dtype=np.int64)
         rare: list[str | None] = [None] * size
@@ -620,33 +633,30 @@ class DecideUnit(beam.DoFn):
                 kept_ids.update(zip(positions.tolist(), values[0].to_pylist(), strict=True))
             elif tag == _PAIR_FACT:
                 multiplicity[positions] = values[0]
+                unigram_counts[positions] = values[1]
             elif tag == _URL_FACT:
                 alts_per_url[positions] = values[0]
             else:
                 images_per_alt[positions] = values[0]
                 for position, gram in zip(positions.tolist(), values[1], strict=True):
                     rare[position] = gram
-        unigram_counts: dict[str, int] = {}
+        kept: list[dict[str, Any]] = []
+        rejected_rows: list[dict[str, Any]] = []
         languages: dict[str, tuple[str, float]] = {}
         for position, row in enumerate(rows):
             kept_id = kept_ids.get(position)
             if kept_id is not None:
                 detail = f"same image URL and alt text as candidate {kept_id}"
-                yield beam.pvalue.TaggedOutput(
-                    REJECTED, self.decisions.drop(row, FilterTextReason.DUPLICATE_PAIR, detail)
-                )
+                rejected_rows.append(self.decisions.drop(row, FilterTextReason.DUPLICATE_PAIR, detail))
                 continue
             weight = int(multiplicity[position])
             assert weight > 0, "a candidate with neither a duplicate nor a pair fact"
             alt_text = _alt_text(row)
-            count = unigram_counts.get(alt_text)
-            if count is None:
-                count = unigram_counts[alt_text] = len(unigrams(alt_text))
             facts = PairFacts(
                 row=row,
                 multiplicity=weight,
                 alts_per_image_url=int(alts_per_url[position]),
-                unigram_count=count,
+                unigram_count=int(unigram_counts[position]),
                 images_per_alt=int(images_per_alt[position]),
                 rare_ngram=rare[position],
             )
@@ -655,17 +665,26 @@ class DecideUnit(beam.DoFn):
                 facts.language, facts.language_score = self._language(languages, alt_text)
             rejected = self.decisions.record(row, evaluate(self.rules, facts, FilterTextReason), reason_weight=weight)
             if rejected is not None:
-                yield beam.pvalue.TaggedOutput(REJECTED, rejected)
+                rejected_rows.append(rejected)
                 continue
             facts.language, facts.language_score = self._language(languages, alt_text)
-            yield TextKept.row(
-                **Candidate.project(row),
-                **{
-                    TextKept.LANGUAGE: facts.language,
-                    TextKept.LANGUAGE_SCORE: facts.language_score,
-                    TextKept.UNIGRAM_COUNT: facts.unigram_count,
-                    TextKept.DUPLICATE_COUNT: facts.multiplicity,
-                },
+            kept.append(
+                TextKept.row(
+                    **Candidate.project(row),
+                    **{
+                        TextKept.LANGUAGE: facts.language,
+                        TextKept.LANGUAGE_SCORE: facts.language_score,
+                        TextKept.UNIGRAM_COUNT: facts.unigram_count,
+                        TextKept.DUPLICATE_COUNT: facts.multiplicity,
+                    },
+                )
+            )
+        # One Arrow record batch per output and unit: no per-row Beam element on the way to the Parquet writer.
+        if kept:
+            yield pa.RecordBatch.from_pylist(kept, schema=self.kept_schema)
+        if rejected_rows:
+            yield beam.pvalue.TaggedOutput(
+                REJECTED, pa.RecordBatch.from_pylist(rejected_rows, schema=self.rejected_schema)
             )
 
     def _language(self, cache: dict[str, tuple[str, float]], alt_text: str) -> tuple[str, float]:
@@ -759,8 +778,8 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
     paths = list_matching(layout.glob(Candidate))
     progress = table_progress(STAGE, "candidates", layout.glob(Candidate), pipeline)
     kept, rejected = pipeline | "FilterText" >> FilterText(config.text, paths, progress)
-    kept | "WriteTextKept" >> WriteTable(layout.prefix(TextKept), TextKept)
-    rejected | "WriteRejected" >> WriteTable(layout.rejected_prefix(STAGE), Rejection)
+    kept | "WriteTextKept" >> WriteTableBatches(layout.prefix(TextKept), TextKept)
+    rejected | "WriteRejected" >> WriteTableBatches(layout.rejected_prefix(STAGE), Rejection)
 
 
 def run(argv: Sequence[str]) -> dict[str, int]:
