@@ -13,7 +13,21 @@ recorded from the implementation before issue 16 (``EXPECTED_ROWS``).
     python bench/filter_text.py -- --direct_running_mode=multi_processing --direct_num_workers=2
 
 Measured before (shared 2-core box, one worker): 100k in 40.2 s (2,489/s), 1M in 327.8 s (3,051/s), time ratio 8.16x
-for 10x the data; peak RSS 4.5 GB at 1M.
+for 10x the data; peak RSS 4.5 GB at 1M. Re-measured in CPU seconds on the same box while other jobs ran (issue 16):
+100k 60.4 CPU s (1,657/s), peak RSS 809 MB.
+
+Where the time went before: one Beam element per candidate through four GroupByKeys (pairs, URLs, n-grams, alt
+texts), each a pickled dict row with its windowed value, and one per (bundle, n-gram) in the n-gram shuffle; every
+row written as its own element; the tokeniser's Unicode regex (about 28 us per 8-word alt text). Where the memory
+went: the local runner holds each shuffle's elements, i.e. every dict row several times over.
+
+After (issue 16; the graph is in ``pipeline.stages.filter_text``'s docstring): shuffles move numpy/Arrow payloads
+per (read unit, hash partition), full rows are read once more at the end, outputs leave as record batches, ASCII
+alt texts take a small exact regex (4.9 us). 100k: 14.1 CPU s (7,100/s; 4.3x the re-measured 1,657/s), peak RSS
+620 MB, rows identical. A profile of the 100k run (cProfile, before the batched writer and the ASCII regex) had
+the tokeniser's regex first, then per-row Parquet writing, the final per-row rule evaluation and row dicts
+(``TextKept.row``, ``rejection``), the per-unit n-gram counting loop, and ``tie_bucket`` (BLAKE2b per tied n-gram,
+computed in three steps).
 """
 
 from __future__ import annotations
