@@ -368,26 +368,18 @@ def _process_image(
         # pHash on the whole scaled image (before any crop or pad): it only looks at a 32 x 32 thumbnail anyway.
         phash = phash_uint64(image)
         if stored_as_is:
-            return ProcessedImage(
-                sha256=hashlib.sha256(data).hexdigest(),
-                phash=phash,
-                original_format=image_format,
-                original_width=original_width,
-                original_height=original_height,
-                original_bytes=len(data),
-                width=original_width,
-                height=original_height,
-                image_bytes=data,
-            )
-        if unresized is not None:
-            image, size = unresized, None
-        if size is not None:
-            if resize_mode == "center_crop":
-                image = _center_crop(image, image_size)
-            elif resize_mode == "border":
-                image = _pad_white(image, image_size)
-        output = io.BytesIO()
-        image.save(output, format="JPEG", quality=jpeg_quality)
+            stored, width, height = data, original_width, original_height
+        else:
+            if unresized is not None:
+                image, size = unresized, None
+            if size is not None:
+                if resize_mode == "center_crop":
+                    image = _center_crop(image, image_size)
+                elif resize_mode == "border":
+                    image = _pad_white(image, image_size)
+            output = io.BytesIO()
+            image.save(output, format="JPEG", quality=jpeg_quality)
+            stored, width, height = output.getvalue(), image.width, image.height
     except Exception as error:  # conversion of exotic modes (e.g. 16-bit, CMYK with bad profiles)
         raise ImageError("decode_error", f"{type(error).__name__}: {error}") from None
     return ProcessedImage(
@@ -397,7 +389,7 @@ def _process_image(
         original_width=original_width,
         original_height=original_height,
         original_bytes=len(data),
-        width=image.width,
-        height=image.height,
-        image_bytes=output.getvalue(),
+        width=width,
+        height=height,
+        image_bytes=stored,
     )
