@@ -221,10 +221,9 @@ def test_every_dofn_and_its_configuration_pickles(stage: str, corpus: Path) -> N
 def test_setup_file_builds_the_sdist_workers_install(tmp_path: Path) -> None:
     """``--setup_file=setup.py`` as Beam's stager runs it: the sdist holds every package and the SQL files.
 
-    ``make`` writes under ``build/`` at the repository root, where the stager runs ``python -m build``: without the
-    ``build`` package that folder is imported as a namespace package and the command fails ("No module named
-    build.__main__"), and the stager falls back to ``setup.py sdist``; with it installed, the installed package
-    wins. Either way the sdist must build with the folder there, and leave it out.
+    ``make`` writes under ``build/`` at the repository root, where the stager runs ``python -m build``; the ``build``
+    package (a dependency, so the installed frontend wins over that folder) builds the sdist, which must leave the
+    folder out.
     """
     (PROJECT_ROOT / "build").mkdir(exist_ok=True)  # as after `make build-corpus` (git-ignored)
     sdist = Stager._build_setup_package(str(PROJECT_ROOT / "setup.py"), str(tmp_path))
@@ -255,6 +254,16 @@ def test_setup_file_builds_the_sdist_workers_install(tmp_path: Path) -> None:
     (wheel,) = wheels.glob("altcorpus-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         assert [name for name in archive.namelist() if name.startswith("pipeline/html/_tagscan.") and ".so" in name]
+
+
+def test_python_m_build_is_the_build_frontend_beside_make_s_build_folder() -> None:
+    """The stager's ``python -m build`` in the checkout must reach the installed frontend, not the ``build/`` folder."""
+    (PROJECT_ROOT / "build").mkdir(exist_ok=True)
+    ran = subprocess.run(
+        [sys.executable, "-m", "build", "--version"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "build" in ran.stdout
 
 
 def test_dockerfile_matches_the_launcher_sdk() -> None:
