@@ -28,6 +28,7 @@ from pipeline.core.registry import STAGE_SPECS, STAGES, stage_spec
 from schemas import SCHEMA_VERSION, Rejection, Table
 
 __all__ = [
+    "PARTS",
     "STAGES",
     "STAGING",
     "CorpusLayout",
@@ -44,6 +45,8 @@ MANIFEST = "manifest.json"
 STAGING = "_staging"
 #: How Beam's file sinks name their temporary folders beside the final files (left behind by a killed job).
 BEAM_TEMP = "beam-temp-"
+#: The folder (under the corpus root) where a resumable stage keeps its finished parts until the stage succeeds.
+PARTS = "_parts"
 
 
 class CorpusLayout:
@@ -126,6 +129,10 @@ class CorpusLayout:
         spec = stage_spec(stage)
         return (spec.folder, *spec.extra_folders)
 
+    def parts_folder(self, stage: str, digest: str) -> str:
+        """Where a resumable stage keeps the finished parts of runs with one fingerprint digest (kept across runs)."""
+        return self.path(PARTS, f"{stage}-{digest}")
+
     def staged(self, stage: str, run_id: str) -> StagedLayout:
         """A layout whose writes for one run of ``stage`` go to its own staging folder beside the corpus's tables."""
         return StagedLayout(self.root, stage, run_id)
@@ -195,6 +202,9 @@ class StagedLayout(CorpusLayout):
 
     def manifest_path(self) -> str:
         return self.corpus.manifest_path()
+
+    def parts_folder(self, stage: str, digest: str) -> str:
+        return self.corpus.parts_folder(stage, digest)
 
 
 def delete_matching(pattern: str) -> None:

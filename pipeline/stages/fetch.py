@@ -22,6 +22,17 @@ Statuses (the closed list; every one but ``ok`` is also the rejection reason of 
 ``decode_error``, ``decompression_bomb``, ``private_address``, ``unsupported_scheme``, ``too_many_redirects``,
 ``connection_error``, ``dns_error``, ``not_archived``.
 
+Resumable in parts: distinct URLs fall into ``PARTS`` parts by a stable hash of the URL (``part_of``). Each part is
+fetched by one DoFn call (``FetchPart``, the same per-host queues and limits as ``FetchImages``), which writes its
+``images/`` and ``rejected/fetch`` rows as Parquet files under ``_parts/fetch-<digest>/`` (temporary name, rename)
+and then its marker ``part-NNNNN.done`` (the files and the part's counters), last. The digest is the stage's
+fingerprint (upstream run ids and fetch config), so a rerun after a crash or Ctrl-C skips parts whose marker exists
+(filtered out when the graph is built; their counters are re-counted from the markers) and fetches only the rest; a
+different fingerprint removes the old parts and starts from zero. The union of all parts is written as ``images/``
+and ``rejected/fetch-*`` as before, and the parts folder is deleted once the stage succeeded. Test hook:
+``ALTCORPUS_TEST_FETCH_FAIL_AFTER_PARTS`` (an integer) makes a worker fail after writing that many parts, as an
+interruption would; never set it in production.
+
 Counters (``altcorpus/fetch:<name>``): one per status, ``urls``, ``source_archive``, ``source_http``,
 ``bytes_original`` (image bytes obtained), ``bytes_http`` (of those, downloaded), ``bytes_stored`` (images written),
 ``candidates_rejected``; each worker also logs its candidates done of the total, rate, ETA and URLs per status
@@ -30,7 +41,10 @@ Counters (``altcorpus/fetch:<name>``): one per status, ``urls``, ``source_archiv
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,15 +53,30 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindows
 
-from pipeline.core.config import CorpusConfig, FetchConfig
-from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable
+from pipeline.core.config import CorpusConfig, CorpusOptions, FetchConfig
+from pipeline.core.layout import (
+    PARTS,
+    CorpusLayout,
+    ReadTable,
+    WriteTable,
+    delete_tree,
+    list_matching,
+    read_text,
+    remove_if_empty,
+    top_folders,
+    write_text_atomically,
+)
 from pipeline.core.progress import StageProgress, table_progress
 from pipeline.core.reasons import FetchReason, http_status_reason
 from pipeline.core.rules import REJECTED, counter, rejection
-from pipeline.core.stage import run_stage
+from pipeline.core.stage import pipeline_options, run_stage, stage_fingerprint
 from pipeline.images.process import DecodeBudget, ImageError, process_image
 from pipeline.images.sniff import SNIFF_BYTES, sniff_raster_type
 from pipeline.net.client import FetchResult, PoliteClient
@@ -58,6 +87,11 @@ log = logging.getLogger("altcorpus")
 
 STAGE = "fetch"
 FETCH_MODES = ("archive-then-http", "archive-only", "http-only")
+#: How many parts the distinct URLs are split into (fixed, so a rerun splits them the same way whatever its workers).
+PARTS_COUNT = 64
+#: Bytes of rows a part file gathers before writing them as one row group (bounds what one part holds in memory).
+PART_ROW_GROUP_BYTES = 32 * 1024 * 1024
+FAIL_AFTER_PARTS_ENV = "ALTCORPUS_TEST_FETCH_FAIL_AFTER_PARTS"
 
 #: The columns of text_kept/ a rejection row needs; the rest stays on disk.
 CANDIDATE_COLUMNS = [TextKept.CANDIDATE_ID, TextKept.KEY, TextKept.IMAGE_URL, TextKept.ALT_TEXT, TextKept.PAGE_URL]
@@ -211,6 +245,7 @@ class FetchImages(beam.DoFn):
         self.client: PoliteClient | None = None
         self.executor: ThreadPoolExecutor | None = None
         self._counters: dict[str, Any] = {}
+        self.tally: Counter[str] = Counter()  # what was counted since the last reset of it (one part's counters)
         self._reset()
 
     def _reset(self) -> None:
@@ -237,13 +272,17 @@ class FetchImages(beam.DoFn):
         self._reset()
 
     def _count(self, name: str, amount: int = 1) -> None:
+        self.tally[name] += amount
         if name not in self._counters:
             self._counters[name] = counter(STAGE, name)
         if amount:
             self._counters[name].inc(amount)
 
     def process(self, element: tuple[str, dict[str, Iterable[dict[str, Any]]]]) -> Iterator[Any]:
-        url, groups = element
+        yield from self._enqueue(*element)
+
+    def _enqueue(self, url: str, groups: dict[str, Iterable[dict[str, Any]]]) -> Iterator[Any]:
+        """Queue one grouped URL (on its host's queue) and emit what has finished, waiting while too much is held."""
         candidates = list(groups.get("candidates", ()))
         if candidates:  # else an archived image no surviving candidate points at: nothing to do
             archived = choose_archived(groups.get("archived", ()))
@@ -320,20 +359,174 @@ class FetchImages(beam.DoFn):
                 )
 
 
-class FetchStage(beam.PTransform):
-    """text_kept + archived_images -> (images, rejected): group by URL, obtain once, process."""
+def part_of(url: str) -> int:
+    """The part a URL belongs to: a stable hash (the same on any machine, Python version or run) modulo ``PARTS_COUNT``."""
+    digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") % PARTS_COUNT
 
-    def __init__(self, layout: CorpusLayout, config: FetchConfig) -> None:
+
+def part_name(part: int) -> str:
+    """``part-00042``: the file name stem of one part's files and marker."""
+    return f"part-{part:05d}"
+
+
+class PartFile:
+    """One Parquet file of one part, written under a temporary name in row groups and renamed when closed."""
+
+    def __init__(self, path: str, table: Any) -> None:
+        self.path = path
+        self.table = table
+        self.schema = table.schema()
+        self.temporary = f"{path}.tmp-{time.time_ns()}"
+        self.rows: list[dict[str, Any]] = []
+        self.held = 0
+        self.handle: Any = None
+        self.writer: pq.ParquetWriter | None = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(self.table.project(row))
+        self.held += 256 + len(row.get(FetchedImage.IMAGE) or b"")
+        if self.held >= PART_ROW_GROUP_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.rows:
+            return
+        if self.writer is None:
+            self.handle = FileSystems.create(self.temporary, compression_type=CompressionTypes.UNCOMPRESSED)
+            self.writer = pq.ParquetWriter(self.handle, self.schema)
+        self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+        self.rows, self.held = [], 0
+
+    def close(self) -> str | None:
+        """Write what is held, rename into place; the final path, or ``None`` when the part had no such rows."""
+        self._flush()
+        if self.writer is None:
+            return None
+        self.writer.close()
+        self.handle.close()
+        if FileSystems.exists(self.path):  # a part an interrupted run wrote but never marked done
+            FileSystems.delete([self.path])
+        FileSystems.rename([self.temporary], [self.path])
+        return self.path
+
+
+class FetchPart(FetchImages):
+    """Fetch one part's URLs (``FetchImages``' queues and limits), write its files, then its marker; emit the paths.
+
+    Emits the path of the part's ``images/`` file (main output) and of its rejections (``REJECTED``), once the
+    marker is written: nothing downstream reads a part that is not complete.
+    """
+
+    def __init__(self, config: FetchConfig, folder: str, progress: StageProgress | None = None) -> None:
+        super().__init__(config, progress)
+        self.folder = folder
+
+    def setup(self) -> None:
+        super().setup()
+        self.fail_after = int(os.environ.get(FAIL_AFTER_PARTS_ENV, "0") or 0)
+        self.parts_written = 0
+
+    def process(self, element: tuple[int, Iterable[tuple[str, dict[str, Iterable[dict[str, Any]]]]]]) -> Iterator[Any]:
+        part, urls = element
+        stem = FileSystems.join(self.folder, part_name(part))
+        files = {
+            "images": PartFile(f"{stem}.images.parquet", FetchedImage),
+            REJECTED: PartFile(f"{stem}.rejected.parquet", Rejection),
+        }
+
+        def keep(outputs: Iterable[Any]) -> None:
+            for output in outputs:
+                if isinstance(output, beam.pvalue.TaggedOutput):
+                    files[REJECTED].add(output.value)
+                else:
+                    files["images"].add(output)
+
+        self._reset()
+        self.tally = Counter()
+        for url, groups in urls:
+            keep(self._enqueue(url, groups))
+        while self.pending or self.waiting_count:
+            keep(self._drain(block=True))
+        paths = {name: file.close() for name, file in files.items()}
+        marker = {"part": part, "files": paths, "counters": dict(self.tally)}
+        write_text_atomically(f"{stem}.done", json.dumps(marker, sort_keys=True))
+        self.parts_written += 1
+        if self.fail_after and self.parts_written >= self.fail_after:
+            raise RuntimeError(f"{FAIL_AFTER_PARTS_ENV}={self.fail_after}: failing after {self.parts_written} parts")
+        if paths["images"]:
+            yield paths["images"]
+        if paths[REJECTED]:
+            yield beam.pvalue.TaggedOutput(REJECTED, paths[REJECTED])
+
+    def finish_bundle(self) -> Iterator[Any]:
+        self.progress.add(0)  # every part is finished in its own process call
+        return iter(())
+
+
+class RecountPart(beam.DoFn):
+    """Count again what a part fetched by an earlier run counted, so the stage's counters cover every URL."""
+
+    def process(self, counters: dict[str, int]) -> Iterator[None]:
+        for name, amount in sorted(counters.items()):
+            if amount:
+                counter(STAGE, name).inc(amount)
+        return iter(())
+
+
+def parts_digest(layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions) -> str:
+    """A short digest of the stage's fingerprint (upstream run ids, fetch config): parts are reused only under it."""
+    corpus = getattr(layout, "corpus", layout)  # a staged layout's corpus: the upstream stages' _SUCCESS files
+    fingerprint = stage_fingerprint(STAGE, corpus, config, options)
+    text = json.dumps({"fingerprint": fingerprint, "parts": PARTS_COUNT}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def done_parts(folder: str) -> dict[int, dict[str, Any]]:
+    """The markers of the parts already finished under ``folder``, by part."""
+    markers = {}
+    for path in list_matching(FileSystems.join(folder, "part-*.done")):
+        marker = json.loads(read_text(path))
+        markers[int(marker["part"])] = marker
+    return markers
+
+
+def prepare_parts(layout: CorpusLayout, folder: str) -> dict[int, dict[str, Any]]:
+    """Remove the parts of runs with another fingerprint (they fetched other inputs or settings); the done ones."""
+    corpus = getattr(layout, "corpus", layout)
+    for directory in top_folders(corpus.path(PARTS), f"{STAGE}-*"):
+        if directory.rstrip("/") != folder.rstrip("/"):
+            delete_tree(directory)
+    return done_parts(folder)
+
+
+class FetchStage(beam.PTransform):
+    """text_kept + archived_images -> (images, rejected): group by URL, then by part; obtain once, process.
+
+    Parts in ``done`` (their markers) are skipped when the graph is built, and their files read with the new ones.
+    """
+
+    def __init__(
+        self, layout: CorpusLayout, config: FetchConfig, folder: str, done: dict[int, dict[str, Any]] | None = None
+    ) -> None:
         super().__init__()
         self.layout = layout
         self.config = config
+        self.folder = folder
+        self.done = done or {}
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
         layout, config = self.layout, self.config
+        skip = frozenset(self.done)
+
+        def to_fetch(url: str) -> bool:
+            return part_of(url) not in skip
+
         candidates = (
             pbegin
             | "ReadTextKept" >> ReadTable(layout.glob(TextKept), columns=list(CANDIDATE_COLUMNS))
             | "KeyCandidatesByUrl" >> beam.Map(lambda row: (row[TextKept.IMAGE_URL], row))
+            | "CandidatesToFetch" >> beam.Filter(lambda item: to_fetch(item[0]))
         )
         if config.fetch_mode == "http-only":
             archived = pbegin | "NoArchive" >> beam.Create([])
@@ -342,24 +535,55 @@ class FetchStage(beam.PTransform):
                 pbegin
                 | "ReadArchivedImages" >> ReadTable(layout.glob(ArchivedImage))
                 | "KeyArchivedByUrl" >> beam.Map(lambda row: (row[ArchivedImage.IMAGE_URL], row))
+                | "ArchivedToFetch" >> beam.Filter(lambda item: to_fetch(item[0]))
             )
-        return (
+        fetched = (
             {"candidates": candidates, "archived": archived}
             | "GroupByImageUrl" >> beam.CoGroupByKey()
-            | "FetchImages"
+            | "KeyByPart" >> beam.Map(lambda item: (part_of(item[0]), item))
+            | "GroupByPart" >> beam.GroupByKey()
+            | "FetchParts"
             >> beam.ParDo(
-                FetchImages(config, table_progress(STAGE, "candidates", layout.glob(TextKept), pbegin.pipeline))
+                FetchPart(
+                    config, self.folder, table_progress(STAGE, "candidates", layout.glob(TextKept), pbegin.pipeline)
+                )
             ).with_outputs(REJECTED, main="images")
         )
+        earlier = sorted(self.done.values(), key=lambda marker: marker["part"])
+        _ = (
+            pbegin
+            | "DonePartCounters" >> beam.Create([marker["counters"] for marker in earlier])
+            | "RecountDoneParts" >> beam.ParDo(RecountPart())
+        )
+        outputs = {}
+        for name, label in (("images", "Images"), (REJECTED, "Rejected")):
+            done_files = [marker["files"][name] for marker in earlier if marker["files"].get(name)]
+            outputs[name] = (
+                (fetched[name], pbegin | f"Done{label}Files" >> beam.Create(done_files))
+                | f"All{label}Files" >> beam.Flatten()
+                | f"Read{label}Parts" >> beam.io.ReadAllFromParquet()
+            )
+        return outputs
 
 
 def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions) -> None:
-    """The fetch graph: read, group by URL, obtain, write images/ and rejected/fetch-*."""
-    results = pipeline | "Fetch" >> FetchStage(layout, config.fetch)
-    results.images | "WriteImages" >> WriteTable(layout.prefix(FetchedImage), FetchedImage)
+    """The fetch graph: read, group by URL and by part, obtain the parts not done yet, write images/ and rejected/."""
+    folder = layout.parts_folder(STAGE, parts_digest(layout, config, options))
+    done = prepare_parts(layout, folder)
+    if done:
+        log.info("%s: resuming, %d of %d parts already fetched (%s)", STAGE, len(done), PARTS_COUNT, folder)
+    results = pipeline | "Fetch" >> FetchStage(layout, config.fetch, folder, done)
+    results["images"] | "WriteImages" >> WriteTable(layout.prefix(FetchedImage), FetchedImage)
     results[REJECTED] | "WriteRejected" >> WriteTable(layout.rejected_prefix(STAGE), Rejection)
 
 
 def run(argv: Sequence[str]) -> dict[str, int]:
-    """Run the fetch stage (``python -m pipeline fetch --output DIR``); returns its counters."""
-    return run_stage(STAGE, argv, build)
+    """Run the fetch stage (``python -m pipeline fetch --output DIR``); returns its counters.
+
+    Once it succeeded, its parts are no longer needed: the next run fetches afresh."""
+    counters = run_stage(STAGE, argv, build)
+    corpus = CorpusLayout(pipeline_options(argv).view_as(CorpusOptions).output)
+    for directory in top_folders(corpus.path(PARTS), f"{STAGE}-*"):
+        delete_tree(directory)
+    remove_if_empty(corpus.path(PARTS))
+    return counters

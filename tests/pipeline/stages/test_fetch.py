@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import json
+import shutil
 import tarfile
 from collections import Counter
 from collections.abc import Iterator
@@ -17,10 +19,12 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.core.config import FetchConfig
+from pipeline.core.config import FetchConfig, resolve_config
 from pipeline.core.errors import UsageError
 from pipeline.core.keys import candidate_id, sample_key
+from pipeline.core.layout import CorpusLayout
 from pipeline.core.rules import REJECTED
+from pipeline.core.stage import pipeline_options
 from pipeline.images.process import process_image
 from pipeline.stages import fetch, filter_image, write_shards
 from schemas import ArchivedImage, Candidate, FetchedImage, Rejection, TextKept
@@ -198,6 +202,65 @@ def test_fetch_stage_end_to_end(corpus: Path, server: MisbehavingServer) -> None
         ["--output", str(corpus), *FAST_FLAGS, "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     )
     assert stable(check_outputs(corpus, cases, counters)) == stable(single)
+
+
+@pytest.mark.slow  # three whole stage runs
+def test_an_interrupted_fetch_resumes_with_only_the_parts_it_had_not_finished(
+    corpus: Path, server: MisbehavingServer, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Killed after some parts, the rerun requests only the other parts' URLs and ends with an uninterrupted run's rows."""
+    cases = expected_cases(server)
+    reference = tmp_path_factory.mktemp("uninterrupted")
+    shutil.copytree(corpus, reference, dirs_exist_ok=True)
+    server.reset_counts()
+    whole = check_outputs(reference, cases, fetch.run(["--output", str(reference), *FAST_FLAGS]))
+    whole_requests = Counter(server.requests)
+    whole_rejected = sorted(row[Rejection.CANDIDATE_ID] for row in read_rows(str(reference / "rejected" / "*.parquet")))
+
+    parts = {fetch.part_of(url) for url in cases}
+    stop_after = len(parts) // 2
+    monkeypatch.setenv(fetch.FAIL_AFTER_PARTS_ENV, str(stop_after))
+    with pytest.raises(Exception, match=fetch.FAIL_AFTER_PARTS_ENV):
+        fetch.run(["--output", str(corpus), *FAST_FLAGS])
+    monkeypatch.delenv(fetch.FAIL_AFTER_PARTS_ENV)
+    assert not (corpus / "images" / "_SUCCESS").exists()
+    markers = [json.loads(Path(path).read_text()) for path in glob.glob(str(corpus / "_parts" / "fetch-*" / "*.done"))]
+    assert len(markers) == stop_after
+    done = {marker["part"] for marker in markers}
+    fetched_before = {
+        row[FetchedImage.IMAGE_URL] for marker in markers for row in read_rows(marker["files"]["images"] or "")
+    }
+    assert fetched_before == {url for url in cases if fetch.part_of(url) in done}
+    assert 0 < len(fetched_before) < len(cases)
+
+    server.reset_counts()
+    counters = fetch.run(["--output", str(corpus), *FAST_FLAGS])
+    resumed = check_outputs(corpus, cases, counters)  # the counters cover the parts of the first run too
+    assert stable(resumed) == stable(whole)
+    assert sorted(row[Rejection.CANDIDATE_ID] for row in read_rows(str(corpus / "rejected" / "*.parquet"))) == (
+        whole_rejected
+    )
+    for path in SERVER_CASES:
+        expected = 0 if server.url(path) in fetched_before else whole_requests[path]
+        assert server.requests[path] == expected, path
+    assert not (corpus / "_parts").exists()  # the stage succeeded: its parts are gone
+
+
+def test_parts_of_another_fingerprint_are_removed_and_never_reused(corpus: Path) -> None:
+    """Another fetch setting (or upstream run) gives another parts folder; building the graph drops the old one."""
+    layout = CorpusLayout(str(corpus))
+    options = [f"--output={corpus}", *FAST_FLAGS]
+    first = fetch.parts_digest(layout, resolve_config(pipeline_options(options)), pipeline_options(options))
+    again = fetch.parts_digest(layout, resolve_config(pipeline_options(options)), pipeline_options(options))
+    other_options = [*options, "--jpeg-quality=80"]
+    other = fetch.parts_digest(layout, resolve_config(pipeline_options(other_options)), pipeline_options(other_options))
+    assert first == again != other
+    old = Path(layout.parts_folder("fetch", first))
+    old.mkdir(parents=True)
+    (old / "part-00001.done").write_text(json.dumps({"part": 1, "files": {}, "counters": {}}))
+    assert list(fetch.prepare_parts(layout, layout.parts_folder("fetch", first))) == [1]
+    assert fetch.prepare_parts(layout, layout.parts_folder("fetch", other)) == {}
+    assert not old.exists()
 
 
 def test_archive_only_never_touches_the_network(corpus: Path, server: MisbehavingServer) -> None:
