@@ -2,7 +2,7 @@
 
 Every sample of ``DIR/shards/NNNNN.tar`` gets an image and a text (alt text) embedding, L2-normalised, written as
 ``EMB_DIR/NNNNN.parquet`` (one file per shard; ``key``, ``shard``, the image's tar ``image_member``, ``image_offset``
-and ``image_size``, ``image_embedding``, ``text_embedding``): the member offsets are the tar index the search page
+and ``image_size``, ``alt_text``, ``image_embedding``, ``text_embedding``): the member offsets are the tar index the search page
 reads images through, in place. Resumable per shard: a file is written under a temporary name and renamed, and a
 shard whose file exists with as many rows as the shard's Parquet twin, from the same checkpoint (its SHA-256 is in
 the file's metadata), is skipped. ``EMB_DIR/manifest.json`` records the model, checkpoint path and hash, the
@@ -39,7 +39,8 @@ IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")
 #: Parquet key-value metadata of an embedding file: which checkpoint made it (a resume skips only its own files).
 CHECKPOINT_META = b"altcorpus.checkpoint_sha256"
 #: Columns of an embedding file besides the two vectors.
-ROW_COLUMNS = ("key", "shard", "image_member", "image_offset", "image_size")
+#: ``alt_text`` rides along so a search over alt texts can drop repeats without a corpus lookup per hit.
+ROW_COLUMNS = ("key", "shard", "image_member", "image_offset", "image_size", "alt_text")
 
 
 def checkpoint_sha256(path: str) -> str:
@@ -134,6 +135,7 @@ def embedding_table(rows: dict[str, list], image: np.ndarray, text: np.ndarray, 
             "image_member": pa.array(rows["image_member"], pa.string()),
             "image_offset": pa.array(rows["image_offset"], pa.int64()),
             "image_size": pa.array(rows["image_size"], pa.int64()),
+            "alt_text": pa.array(rows["alt_text"], pa.string()),
             "image_embedding": vectors(image).cast(vector_type),
             "text_embedding": vectors(text).cast(vector_type),
         }
@@ -161,6 +163,8 @@ def is_complete(output_file: Path, expected_rows: int, checkpoint_hash: str) -> 
     except Exception:  # a truncated or foreign file is simply embedded again
         return False
     metadata = parquet.schema_arrow.metadata or {}
+    if not set(ROW_COLUMNS) <= set(parquet.schema_arrow.names):
+        return False  # written by an earlier version of this module
     return parquet.metadata.num_rows == expected_rows and metadata.get(CHECKPOINT_META) == checkpoint_hash.encode()
 
 
@@ -222,7 +226,12 @@ def embed_corpus(
                     raise ValueError(
                         f"shard {shard}: {len(done['rows']['key'])} samples in the tar, {expected[shard]} in its twin"
                     )
-                dim = model.text_projection.shape[-1] if not done["image"] else done["image"][0].shape[1]
+                # An empty shard still gets a (0 x dim) file; the dimension then comes from one empty text.
+                dim = (
+                    done["image"][0].shape[1]
+                    if done["image"]
+                    else model.encode_text(tokenizer([""]).to(device)).shape[-1]
+                )
                 image = np.concatenate(done["image"]) if done["image"] else np.zeros((0, dim), np.float32)
                 text = np.concatenate(done["text"]) if done["text"] else np.zeros((0, dim), np.float32)
                 write_atomically(

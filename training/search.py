@@ -98,6 +98,7 @@ class Searcher:
         self.device = device
         self.rows = pq.read_table(self.index_dir / ROWS_FILE)
         self.keys = self.rows.column("key").to_pylist()
+        self.alt_texts = self.rows.column("alt_text").to_pylist()
         self.row_of_key = {key: row for row, key in enumerate(self.keys)}
         self.indexes: dict[str, VectorIndex] = {}
         self._model: tuple[Any, Any, Any] | None = None
@@ -197,7 +198,7 @@ class Searcher:
             # Alt texts repeat: keep the first row of each distinct text, fetching more until k distinct are found.
             seen: set[str] = set()
             distinct = []
-            texts = self._column([row for row, _ in hits], Sample.ALT_TEXT)
+            texts = [self.alt_texts[row] for row, _ in hits]
             for (row, score), text in zip(hits, texts, strict=True):
                 if text not in seen:
                     seen.add(text)
@@ -224,11 +225,6 @@ class Searcher:
         vectors = index.vectors(allowed)
         scores, positions = exact_top_k(vectors, query, k)
         return [(int(allowed[p]), float(s)) for p, s in zip(positions[0], scores[0], strict=True)]
-
-    def _column(self, rows: list[int], column: str) -> list[Any]:
-        keys = [self.keys[row] for row in rows]
-        values = self._metadata(keys)
-        return [values.get(key, {}).get(column) for key in keys]
 
     def _metadata(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         if not keys:

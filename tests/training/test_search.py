@@ -150,7 +150,9 @@ def test_cli_image_query_returns_that_image_first_with_its_location(
     image_path.write_bytes(jpeg_of(searchable["corpus"], wanted["key"]))
     assert search.main(["--index", str(searchable["index"]), "--image", str(image_path), "-k", "5", "--json"]) == 0
     results = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert len(results) == 5 and results[0]["key"] == wanted["key"] and results[0]["score"] == pytest.approx(1, abs=1e-4)
+    assert (
+        len(results) == 5 and results[0]["key"] == wanted["key"] and results[0]["score"] == pytest.approx(1, abs=1e-4)
+    )
     first = results[0]
     assert first["alt_text"] == wanted["alt_text"] and first["page_url"] == wanted["page_url"]
     assert first["shard"] == "00001" and first["image_member"] == f"{wanted['key']}.jpg"
@@ -203,16 +205,16 @@ def test_text_targets_return_each_alt_text_once(searchable: dict[str, Path]) -> 
 
 
 def own_alt_text_top5_rate(index_dir: Path) -> float:
-    """Share of samples whose own alt text is among the 5 nearest distinct alt texts to their image."""
+    """Share of samples whose own alt text is among the 5 nearest distinct alt texts to their image (image->text)."""
     searcher = search.Searcher(index_dir)
     image_index = searcher.index("image")
     hits = 0
-    for row, key in enumerate(searcher.keys):
-        vector = image_index.vectors(np.array([row]))[0]
-        texts = [r.alt_text for r in searcher.results(searcher.nearest(vector, 5, target="text"))]
-        own = searcher.results([(row, 1.0)])[0].alt_text
-        hits += own in texts
-        assert key == searcher.keys[row]
+    for row in range(len(searcher.keys)):
+        texts = [
+            searcher.alt_texts[hit] for hit, _ in searcher.nearest(image_index.vectors(np.array([row]))[0], 5, "text")
+        ]
+        assert len(texts) == len(set(texts)) == 5
+        hits += searcher.alt_texts[row] in texts
     return hits / len(searcher.keys)
 
 
@@ -232,6 +234,6 @@ def test_a_trained_model_finds_each_images_own_alt_text(tmp_path: Path) -> None:
     untrained = embed_and_index(untrained_checkpoint(tmp_path / "untrained_run"), corpus, tmp_path / "untrained")
     trained_rate, untrained_rate = own_alt_text_top5_rate(trained), own_alt_text_top5_rate(untrained)
     print(f"own alt text in the top 5 of 50 distinct texts: trained {trained_rate:.3f}, untrained {untrained_rate:.3f}")
-    # Chance is 5/50 = 10%. Measured here: see the printed rates (training/README.md records them).
+    # Chance is 5/50 = 10%. Measured: trained 0.979, untrained 0.074 (training/README.md).
     assert trained_rate >= 0.5
     assert untrained_rate < 0.3
