@@ -99,6 +99,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"altcorpus {version('altcorpus')}"
 
 
+@pytest.mark.slow  # a subprocess importing the CLI
 def test_help_into_a_closed_pipe_is_quiet() -> None:
     """``altcorpus --help | head`` must not end in a BrokenPipeError traceback when head stops reading."""
     for args in (["--help"], ["fetch", "--help"]):
@@ -135,6 +136,7 @@ def test_a_stage_help_shows_its_own_section_first_and_no_markup(capsys: pytest.C
         assert f"{section} options" in everything
 
 
+@pytest.mark.slow  # stage runs in subprocesses
 def test_a_run_with_no_readable_input_fails_and_keeps_the_previous_corpus(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

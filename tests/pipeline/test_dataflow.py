@@ -33,6 +33,9 @@ from schemas import ArchivedImage, Candidate, FetchedImage, SampleImage, TextKep
 from schemas.tables import EvalImageHash
 from tests.conftest import shared_path
 
+# Offline Dataflow translations and an sdist build: ~30 s; make test runs them, make test-fast does not.
+pytestmark = pytest.mark.slow
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: Our own source files: a lambda in one of them would give a step a label with a line number (unstable).
 OWN_FILES = tuple(path.name for path in (PROJECT_ROOT / "pipeline").glob("*.py"))

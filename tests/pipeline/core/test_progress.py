@@ -19,6 +19,9 @@ from tests.conftest import shared_path
 from tests.pipeline.stages.test_fetch import ARCHIVE_CASES, archived_rows, candidate_rows, write_table
 from tests.pipeline.stages.test_write_shards import make_corpus, stage_args
 
+# Each test runs a whole stage to read its progress lines.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[3]
 #: ``stage: done/total unit (pct%), rate/s, ETA h:mm:ss`` with numbers grouped by thousands.
 LINE = re.compile(

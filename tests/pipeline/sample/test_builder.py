@@ -80,6 +80,7 @@ def files_of(directory: Path) -> dict[str, bytes]:
 # --- determinism -----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # three sample builds
 def test_same_seed_gives_byte_identical_files_and_another_seed_differs(sample_dir: Path, tmp_path: Path) -> None:
     again = generate_sample(str(tmp_path / "again"), pages=PAGES, seed=0)
     first, second = files_of(sample_dir), files_of(tmp_path / "again")

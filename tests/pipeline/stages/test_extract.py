@@ -336,6 +336,7 @@ def test_angle_bracketed_target_uris_of_wget_are_unwrapped(tmp_path: Path) -> No
     assert image[FetchedImage.STATUS] == "ok" and image[FetchedImage.SOURCE] == "archive"
 
 
+@pytest.mark.slow  # two full stage runs
 def test_the_pure_python_tag_scanner_is_loud(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -159,6 +159,7 @@ def rare_ngrams_in_beam(counts: dict[str, int], vocab_size: int, root: Path) -> 
     # BLAKE2b-64: c = 373f..., b = 8472..., d = b5a5...: among b, c, d (count 3) c ranks first, then b, then d.
     [(1, ["b", "c", "d", "e"]), (2, ["b", "d", "e"]), (3, ["d", "e"]), (4, ["e"]), (5, [])],
 )
+@pytest.mark.slow  # one stage run per cut-off
 def test_rare_ngrams_with_a_tie_at_a_small_cut_off(vocab_size: int, expected_rare: list[str], tmp_path: Path) -> None:
     counts = {"a": 5, "b": 3, "c": 3, "d": 3, "e": 1}
     assert sorted(counts, key=lambda gram: (-counts[gram], hash_order(gram)))[vocab_size:] == sorted(
