@@ -144,7 +144,19 @@ class FetchConfig:
         2, "Retries for transient errors (timeouts, 429, 5xx), with jittered exponential back-off.", minimum=0
     )
     concurrency: int = setting(32, "Concurrent requests per worker.", minimum=1)
-    per_host_concurrency: int = setting(4, "Concurrent requests to one host per worker.", minimum=1)
+    per_host_concurrency: int = setting(
+        4, "Concurrent requests to one host for the whole job (one worker at a time fetches a host).", minimum=1
+    )
+    per_host_requests_per_s: float | None = setting(
+        None,
+        "Most requests per second started to one host for the whole job (None: no cap but the concurrency).",
+        above=0,
+    )
+    max_crawl_delay_s: float = setting(
+        30.0,
+        "Honour robots.txt Crawl-delay (seconds between requests to a host) up to this; 0 ignores it.",
+        minimum=0.0,
+    )
     allow_private_addresses: bool = setting(
         False, "Allow loopback/private/link-local targets (tests and intranet crawls only)."
     )
