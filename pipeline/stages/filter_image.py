@@ -25,8 +25,11 @@ evaluated and counted by ``pipeline.core.rules`` (the protocol every filter stag
 Counting alts (it scales to a picture with millions of alts: no step holds one key's values as a list): distinct
 ``(image URL, alt-text hash)`` pairs of candidates/ (``Distinct``, a combiner); a streamed join with each ok image's
 sha256 by URL (tagged values + ``GroupByKey``, iterated, never listed); distinct ``(sha256, alt hash)`` pairs;
-``Count.PerKey``. The count then joins the surviving rows of its content in the ``GroupByKey(sha256)`` the content
-rules need anyway.
+``Count.PerKey``. The count then joins the surviving rows of its content by sha256 (``TooManyAltsPerContent``), and
+``duplicate_image_alt``'s winner per ``(sha256, alt text)`` is a combiner (``FirstByIdentity``: one identity per
+accumulator) joined back to that pair's rows (``OneSamplePerContentAlt``). Both joins iterate their group twice
+(the small tagged value first, then the rows one at a time): one image at a million URLs, or a million copies of
+one (image, alt) pair, is never listed or sorted in one worker's memory (``tests/pipeline/stages/test_hot_keys.py``).
 
 Counters: ``candidates``, ``image_not_ok``, ``kept``/``dropped`` and one per reason of the per-image rules (via
 ``pipeline.core.rules.apply_rules``), one per reason of the grouping rules, and ``samples`` (rows written to samples/).
@@ -57,9 +60,10 @@ STAGE = "filter-image"
 OK = "ok"
 #: Transient field (never written) carrying the eval-index match from the annotating DoFn to the rule.
 EVAL_MATCH = "_eval_match"
-#: Tags of the streamed joins: by URL (an image's sha256, a raw alt hash), by sha256 (a surviving row, the alt count).
+#: Tags of the streamed joins: by URL (an image's sha256, a raw alt hash), by sha256 (a surviving row, the alt count),
+#: by (sha256, alt text) (a surviving row, the winner's identity).
 _SHA, _ALT = 0, 1
-_ROW, _ALT_COUNT = 0, 1
+_ROW, _ALT_COUNT, _WINNER = 0, 1, 2
 
 
 # -- per-image rules ------------------------------------------------------------------------------------------------
@@ -268,42 +272,139 @@ class CountRawAltsPerContent(beam.PTransform):
         )
 
 
-class ContentRules(beam.DoFn):
-    """Rules over all candidates of one image content: too many distinct alts, then one sample per alt text.
+class TooManyAltsPerContent(beam.DoFn):
+    """Join by sha256, streamed: reject every surviving row of a content with too many distinct alts; pass the
+    others on keyed by ``(sha256, alt text)``.
 
-    The group holds the content's surviving rows (tagged ``_ROW``) and, when the alt rule is on, its raw distinct alt
-    count (tagged ``_ALT_COUNT``; see ``CountRawAltsPerContent``).
+    The group holds the content's surviving rows (tagged ``_ROW``) and its raw distinct alt count (tagged
+    ``_ALT_COUNT``; see ``CountRawAltsPerContent``). Two passes over the (re-iterable) group: the count first, then
+    the rows one at a time, so an image at a million URLs is never held as a list.
     """
 
-    def __init__(self, max_alts: int | None) -> None:
+    def __init__(self, max_alts: int) -> None:
         self.max_alts = max_alts
 
     def setup(self) -> None:
         self.decisions = Decisions(STAGE)
 
-    def process(self, element: tuple[str, Iterable[tuple[int, Any]]]) -> Iterable[Any]:
+    def process(self, element: tuple[str, Iterable[tuple[int, Any]]]) -> Iterator[Any]:
         sha256, values = element
-        ordered = sorted((value for tag, value in values if tag == _ROW), key=_identity)
-        if not ordered:
-            return  # a content none of whose candidates survived: its count has nothing to apply to
         distinct_alts = sum(value for tag, value in values if tag == _ALT_COUNT)
-        if self.max_alts is not None and distinct_alts > self.max_alts:
-            detail = f"{distinct_alts} distinct alt texts > {self.max_alts} for sha256 {sha256}"
-            for row in ordered:
+        too_many = distinct_alts > self.max_alts
+        detail = f"{distinct_alts} distinct alt texts > {self.max_alts} for sha256 {sha256}"
+        for tag, row in values:
+            if tag != _ROW:
+                continue
+            if too_many:
                 rejected = self.decisions.drop(row, FilterImageReason.IMAGE_HAS_TOO_MANY_ALTS, detail)
                 yield beam.pvalue.TaggedOutput(REJECTED, rejected)
-            return
-        kept_by_alt: dict[str, str] = {}
-        for row in ordered:
-            alt_text = row[Sample.ALT_TEXT]
-            if alt_text not in kept_by_alt:
-                kept_by_alt[alt_text] = row[Sample.KEY]
+            else:
+                yield _by_content_alt(row)
+
+
+def _by_content_alt(row: dict[str, Any]) -> tuple[tuple[str, str], dict[str, Any]]:
+    return (row[Sample.SHA256], row[Sample.ALT_TEXT]), row
+
+
+class OneSamplePerContentAlt(beam.DoFn):
+    """Join by ``(sha256, alt text)``, streamed: keep the row whose identity is the group's winner, reject the rest.
+
+    The winner (the smallest ``(key, candidate_id)``) comes from a combiner (``FirstByIdentity``), tagged
+    ``_WINNER``; two passes over the re-iterable group find it, then judge the rows one at a time.
+    """
+
+    def setup(self) -> None:
+        self.decisions = Decisions(STAGE)
+
+    def process(self, element: tuple[tuple[str, str], Iterable[tuple[int, Any]]]) -> Iterator[Any]:
+        _, values = element
+        winner = next((value for tag, value in values if tag == _WINNER), None)
+        for tag, row in values:
+            if tag != _ROW:
+                continue
+            if _identity(row) == winner:
                 yield row
                 continue
-            detail = f"same image and alt text as sample {kept_by_alt[alt_text]}"
+            detail = f"same image and alt text as sample {winner[0] if winner else None}"
             yield beam.pvalue.TaggedOutput(
                 REJECTED, self.decisions.drop(row, FilterImageReason.DUPLICATE_IMAGE_ALT, detail)
             )
+
+
+class ContentRules(beam.PTransform):
+    """Rules over all candidates of one image content: too many distinct alts, then one sample per alt text.
+
+    Scales to one picture at millions of URLs: counts and the winner of each ``(sha256, alt text)`` come from
+    combiners (accumulators of one count or one identity), and the rows meet them in joins that are iterated, never
+    listed or sorted. Input: the surviving rows; ``alt_counts`` (``(sha256, count)``) when the alt rule is on.
+    Outputs: ``kept`` and ``REJECTED``.
+    """
+
+    def __init__(self, max_alts: int | None, alt_counts: beam.PCollection | None = None) -> None:
+        super().__init__()
+        self.max_alts = max_alts
+        self.alt_counts = alt_counts
+
+    def expand(self, rows: beam.PCollection) -> dict[str, beam.PCollection]:
+        rejections = []
+        if self.max_alts is not None and self.alt_counts is not None:
+            by_sha = (
+                rows | "KeyBySha256" >> beam.Map(lambda row: (row[Sample.SHA256], (_ROW, row))),
+                self.alt_counts | "TagAltCount" >> beam.MapTuple(lambda sha256, count: (sha256, (_ALT_COUNT, count))),
+            )
+            counted = (
+                by_sha
+                | "ContentJoinInputs" >> beam.Flatten()
+                | "GroupBySha256" >> beam.GroupByKey()
+                | "TooManyAlts" >> beam.ParDo(TooManyAltsPerContent(self.max_alts)).with_outputs(REJECTED, main="kept")
+            )
+            rejections.append(counted[REJECTED])
+            by_pair = counted.kept
+        else:
+            by_pair = rows | "KeyByContentAlt" >> beam.Map(_by_content_alt)
+        winners = by_pair | "WinnerPerContentAlt" >> FirstByIdentity()
+        judged = (
+            (
+                by_pair | "TagRow" >> beam.MapTuple(lambda pair, row: (pair, (_ROW, row))),
+                winners | "TagWinner" >> beam.MapTuple(lambda pair, identity: (pair, (_WINNER, identity))),
+            )
+            | "PairJoinInputs" >> beam.Flatten()
+            | "GroupByContentAlt" >> beam.GroupByKey()
+            | "OneSamplePerAlt" >> beam.ParDo(OneSamplePerContentAlt()).with_outputs(REJECTED, main="kept")
+        )
+        rejections.append(judged[REJECTED])
+        return {"kept": judged.kept, REJECTED: rejections | "ContentRejections" >> beam.Flatten()}
+
+
+class FirstByIdentity(beam.PTransform):
+    """``(k, row)`` -> ``(k, smallest (key, candidate_id))``: a combiner whose accumulator is one identity."""
+
+    def expand(self, keyed_rows: beam.PCollection) -> beam.PCollection:
+        return (
+            keyed_rows
+            | "Identity" >> beam.MapTuple(lambda group, row: (group, _identity(row)))
+            | "Smallest" >> beam.CombinePerKey(SmallestFn())
+        )
+
+
+class SmallestFn(beam.CombineFn):
+    """The smallest of comparable values (``None`` when there is none): one value per accumulator."""
+
+    def create_accumulator(self) -> Any:
+        return None
+
+    def add_input(self, smallest: Any, value: Any) -> Any:
+        return value if smallest is None or value < smallest else smallest
+
+    def merge_accumulators(self, accumulators: Iterable[Any]) -> Any:
+        smallest = None
+        for value in accumulators:
+            if value is not None:
+                smallest = self.add_input(smallest, value)
+        return smallest
+
+    def extract_output(self, smallest: Any) -> Any:
+        return smallest
 
 
 class AttachImageBytes(beam.DoFn):
@@ -356,29 +457,19 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
         )
         rows = rows | "MatchEvalIndex" >> beam.Map(annotate_eval_match, index=beam.pvalue.AsSingleton(index))
     passed, rejected_per_image = apply_rules(rows, STAGE, FilterImageReason, image_rules(image_config), "ImageRules")
-    by_sha = [
-        passed
-        | "DropEvalMatch" >> beam.Map(lambda row: Sample.project(row))
-        | "KeyBySha256" >> beam.Map(lambda row: (row[Sample.SHA256], (_ROW, row)))
-    ]
+    content_rows = passed | "DropEvalMatch" >> beam.Map(lambda row: Sample.project(row))
+    alt_counts = None
     if image_config.max_alts_per_image_content is not None:
         columns = [Candidate.IMAGE_URL, Candidate.ALT_TEXT]
-        by_sha.append(
+        alt_counts = (
             pipeline
             | "ReadRawCandidates" >> ReadTable(layout.glob(Candidate), columns=columns)
             | "CountRawAltsPerContent" >> CountRawAltsPerContent(ok_images)
-            | "TagAltCount" >> beam.MapTuple(lambda sha256, count: (sha256, (_ALT_COUNT, count)))
         )
-    by_content = (
-        by_sha
-        | "ContentJoinInputs" >> beam.Flatten()
-        | "GroupBySha256" >> beam.GroupByKey()
-        | "ContentRules"
-        >> beam.ParDo(ContentRules(image_config.max_alts_per_image_content)).with_outputs(REJECTED, main="kept")
-    )
+    by_content = content_rows | "ContentRules" >> ContentRules(image_config.max_alts_per_image_content, alt_counts)
     samples = (
         {
-            "samples": by_content.kept | "SampleByUrl" >> beam.Map(lambda row: (row[Sample.IMAGE_URL], row)),
+            "samples": by_content["kept"] | "SampleByUrl" >> beam.Map(lambda row: (row[Sample.IMAGE_URL], row)),
             "image": ok_images
             | "BytesByUrl" >> beam.Map(lambda image: (image[FetchedImage.IMAGE_URL], image[FetchedImage.IMAGE])),
         }
