@@ -16,7 +16,13 @@ from pipeline.core.config import CorpusOptions, resolve_config
 from pipeline.core.dry_run import dry_run
 from pipeline.core.layout import CorpusLayout
 from pipeline.core.registry import STAGE_SPECS
-from pipeline.core.stage import fingerprint_changes, input_files, is_dry_run, pipeline_options, stage_fingerprint
+from pipeline.core.stage import (
+    fingerprint_changes,
+    is_dry_run,
+    pipeline_options,
+    stage_fingerprint,
+    stage_input_files,
+)
 
 log = logging.getLogger("altcorpus")
 
@@ -25,13 +31,14 @@ def run(argv: Sequence[str]) -> int:
     """Run the stages not done with these inputs and settings, then print the funnel; non-zero when unbalanced."""
     options = pipeline_options(argv)
     corpus = options.view_as(CorpusOptions)
-    if not corpus.input:
-        raise SystemExit("build-corpus needs --input (a WARC file or glob)")
+    crawl = "--crawl" in argv or any(str(arg).startswith("--crawl=") for arg in argv)
+    if not corpus.input and not crawl:
+        raise SystemExit("build-corpus needs --input (a WARC file or glob) or --crawl (a Common Crawl id)")
     if is_dry_run(options):  # every graph built (and translated for Dataflow); nothing read, written or marked done
         return dry_run(argv)
     # Every mistake in the flags is refused here, before any stage runs (and each stage checks again).
     config = resolve_config(options)
-    input_files(corpus.input)
+    stage_input_files(options, config)  # --input matches files, or --crawl's listing is read and selects some
     layout = CorpusLayout(corpus.output)
     force = bool(corpus.force)
     for spec in STAGE_SPECS:

@@ -53,6 +53,7 @@ SECTION_TITLES = {
     "fetch": "fetch",
     "image": "filter-image",
     "shards": "write-shards",
+    "crawl": "crawl input (extract --crawl)",
 }
 
 _HELP_WIDTH, _HELP_INDENT = 100, 26

@@ -263,6 +263,40 @@ class ShardConfig:
 
 
 @dataclass(frozen=True)
+class CrawlConfig:
+    """Where extract reads a Common Crawl crawl by id (``--crawl``) instead of ``--input`` files (``pipeline.crawl``)."""
+
+    crawl: str = setting("", "Common Crawl id (CC-MAIN-YYYY-WW) whose files extract reads instead of --input.")
+    source: str = setting(
+        "warc", "Which files of the crawl: WARC (whole pages) or WAT (link metadata).", choices=("warc", "wat")
+    )
+    files: int | None = setting(None, "Read only the first N files of the selection (none: all of them).", minimum=1)
+    files_from: str = setting(
+        "", "A paths listing (.gz or plain, one path or URL a line) to read instead of the crawl's own listing."
+    )
+    segment_range: str = setting(
+        "", "START:END (Python slice) of the crawl's segments, in the order the listing names them; empty: all."
+    )
+    cc_base_url: str = setting(
+        "https://data.commoncrawl.org/",
+        "Where crawl-data/ lives: Common Crawl's HTTPS endpoint, s3://commoncrawl/, or a mirror.",
+    )
+    crawl_max_retries: int = setting(
+        6,
+        "Retries of one crawl-file request after a 503/SlowDown, 5xx or connection error (back-off doubles).",
+        minimum=0,
+    )
+    crawl_backoff_s: float = setting(1.0, "First back-off before a crawl-file retry (then doubling).", minimum=0.0)
+    crawl_max_backoff_s: float = setting(
+        60.0, "Longest back-off (and Retry-After honoured) between retries.", minimum=0.0
+    )
+    crawl_max_resumes: int = setting(
+        50, "Times one crawl file may resume (Range request) after its connection dropped mid-body.", minimum=0
+    )
+    crawl_timeout_s: float = setting(60.0, "Seconds to wait for a crawl-file connection or its next bytes.", above=0)
+
+
+@dataclass(frozen=True)
 class CorpusConfig:
     """Everything a corpus build depends on besides its inputs; recorded whole in ``manifest.json``."""
 
@@ -272,6 +306,7 @@ class CorpusConfig:
     fetch: FetchConfig = field(default_factory=FetchConfig, metadata={"help": "fetch's client settings."})
     image: ImageFilterConfig = field(default_factory=ImageFilterConfig, metadata={"help": "filter-image's rules."})
     shards: ShardConfig = field(default_factory=ShardConfig, metadata={"help": "write-shards' settings."})
+    crawl: CrawlConfig = field(default_factory=CrawlConfig, metadata={"help": "extract's crawl input (--crawl)."})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form for the manifest."""
@@ -284,6 +319,7 @@ SECTIONS: dict[str, type] = {
     "fetch": FetchConfig,
     "image": ImageFilterConfig,
     "shards": ShardConfig,
+    "crawl": CrawlConfig,
 }
 
 PRESETS: dict[str, CorpusConfig] = {
@@ -783,6 +819,13 @@ def _file_problems(config: CorpusConfig) -> list[str]:
     return problems
 
 
+def _crawl_problems(crawl: CrawlConfig) -> list[str]:
+    """The crawl selection's mistakes (a malformed id, range or base URL), found before anything is read or written."""
+    from pipeline.crawl.listing import selection_problems  # the crawl package owns what a crawl id looks like
+
+    return selection_problems(crawl)
+
+
 def check_settings(config: CorpusConfig) -> None:
     """One ``UsageError`` naming every value outside its field's range or choices, every missing file or unknown
     language code (instead of a failure in a worker, or a run that silently does something else)."""
@@ -793,6 +836,7 @@ def check_settings(config: CorpusConfig) -> None:
         if (problem := _value_problem(item, getattr(getattr(config, section_name), item.name))) is not None
     ]
     problems += _file_problems(config)
+    problems += _crawl_problems(config.crawl)
     if problems:
         raise UsageError("; ".join(problems))
 

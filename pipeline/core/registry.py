@@ -67,7 +67,8 @@ EXTRACT = StageSpec(
     extra_outputs=(ArchivedImage, RecordError),
     colour="#a855f7",
     inputs=(),
-    config_sections=("extract", "fetch.max_image_bytes"),  # archived images above the fetch byte cap are dropped
+    # Archived images above the fetch byte cap are dropped; "crawl" selects the files of a --crawl.
+    config_sections=("extract", "crawl", "fetch.max_image_bytes"),
 )
 FILTER_TEXT = StageSpec(
     name="filter-text",

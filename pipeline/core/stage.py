@@ -79,6 +79,20 @@ def input_files(text: str | None) -> list[dict[str, Any]]:
     return [files[path] for path in sorted(files)]
 
 
+def stage_input_files(options: PipelineOptions, config: CorpusConfig) -> list[dict[str, Any]]:
+    """What the first stage reads: ``--input``'s files with sizes and mtimes, or the URLs of ``--crawl``'s selected
+    files (a crawl's files never change, so their names say enough). ``--crawl`` and ``--input`` together are refused.
+    """
+    text = options.view_as(CorpusOptions).input
+    if not config.crawl.crawl:
+        return input_files(text)
+    if text:
+        raise UsageError(f"--input and --crawl {config.crawl.crawl} both name the input: give one of them")
+    from pipeline.crawl.listing import crawl_files  # reads the crawl's paths listing
+
+    return [{"path": url, "size": None, "mtime": None} for url in crawl_files(config.crawl)]
+
+
 def stage_fingerprint(
     stage: str, layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions
 ) -> dict[str, Any]:
@@ -94,8 +108,8 @@ def stage_fingerprint(
         "config": settings,
         "upstream": {upstream: layout.run_id(upstream) for upstream in spec.inputs},
     }
-    if not spec.inputs:  # the first stage reads --input
-        fingerprint["input_files"] = input_files(options.view_as(CorpusOptions).input)
+    if not spec.inputs:  # the first stage reads --input, or --crawl's selected files
+        fingerprint["input_files"] = stage_input_files(options, config)
     # In the form _SUCCESS gives back (tuples become lists), so a recorded fingerprint compares equal.
     return json.loads(json.dumps(fingerprint, default=str))
 

@@ -50,6 +50,8 @@ from pipeline.core.progress import StageProgress, file_progress, with_progress
 from pipeline.core.reasons import ExtractReason
 from pipeline.core.rules import counter, rejection
 from pipeline.core.stage import LOCAL_RUNNERS, run_stage
+from pipeline.crawl.listing import crawl_files, retry_policy
+from pipeline.crawl.stream import CrawlStream, open_crawl_url
 from pipeline.html.alt_text import normalise_alt
 from pipeline.html.images import ImgTag, find_images, tag_scanner
 from pipeline.html.urls import UrlResolver, page_base, url_host
@@ -247,9 +249,21 @@ def iter_extracted(
             yield RECORD_ERRORS, _record_error(item)
 
 
-def open_input(path: str) -> BinaryIO:
-    """Open a WARC on any Beam filesystem as raw bytes: fastwarc detects gzip, lz4, zstd or plain itself."""
+def open_input(path: str, config: CorpusConfig | None = None) -> BinaryIO:
+    """Open a WARC on any Beam filesystem as raw bytes: fastwarc detects gzip, lz4, zstd or plain itself. An http(s)
+    URL (a ``--crawl`` file) is streamed, resumed after a dropped connection and retried within the ``crawl``
+    section's bounds (``pipeline.crawl.stream``)."""
+    if path.startswith(("http://", "https://")):
+        return open_crawl_url(path, retry_policy(config.crawl if config is not None else None))
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def _count_crawl_requests(stream: Any, counts: Counter) -> None:
+    """A crawl file's retries and resumptions, in the stage's counters (``crawl_file_retries``, ...)."""
+    raw = getattr(stream, "raw", None)
+    if isinstance(raw, CrawlStream):
+        for name, value in raw.stats.items():
+            counts[f"crawl_file_{name}"] += value
 
 
 class ExtractFromWarcFile(beam.DoFn):
@@ -280,8 +294,9 @@ class ExtractFromWarcFile(beam.DoFn):
         counts: Counter = Counter()
         pending: dict[str, list[dict[str, Any]]] = {tag: [] for tag in TABLES}
         body_bytes = seen = 0
+        stream = None
         try:
-            with open_input(path) as stream:
+            with open_input(path, self.config) as stream:
                 for tag, row in iter_extracted(stream, path, self.config, counts):
                     rows = pending[tag]
                     rows.append(row)
@@ -312,6 +327,7 @@ class ExtractFromWarcFile(beam.DoFn):
                     RecordError.DETAIL: f"{type(error).__name__}: {error}",
                 }
             )
+        _count_crawl_requests(stream, counts)
         for tag, rows in pending.items():  # the rows read before the end (or the error) of the file
             if rows:
                 yield self._batch(tag, rows)
@@ -342,17 +358,25 @@ def input_patterns(text: str | None) -> list[str]:
 class ExtractCandidates(beam.PTransform):
     """Input patterns -> a tagged PCollection bundle (candidates, archived_images, record_errors, rejected)."""
 
-    def __init__(self, patterns: Sequence[str], config: CorpusConfig) -> None:
+    def __init__(self, patterns: Sequence[str], config: CorpusConfig, listed: bool = False) -> None:
         super().__init__()
         self.patterns = list(patterns)
         self.config = config
+        #: The patterns are the files themselves (a crawl's URLs, already listed): nothing to match.
+        self.listed = listed
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> Any:
+        if self.listed:
+            paths = pbegin | "CrawlFiles" >> beam.Create(self.patterns)
+        else:
+            paths = (
+                pbegin
+                | "InputPatterns" >> beam.Create(self.patterns)
+                | "MatchFiles" >> fileio.MatchAll()
+                | "FilePaths" >> beam.Map(_metadata_path)
+            )
         return (
-            pbegin
-            | "InputPatterns" >> beam.Create(self.patterns)
-            | "MatchFiles" >> fileio.MatchAll()
-            | "FilePaths" >> beam.Map(_metadata_path)
+            paths
             | "DistinctFiles" >> beam.Distinct()
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadWarcFiles"
@@ -401,8 +425,11 @@ def runs_locally(options: PipelineOptions) -> bool:
 
 def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions) -> None:
     """The extract graph: read every input file once, write the four tables from Arrow record batches."""
-    patterns = input_patterns(options.view_as(CorpusOptions).input)
-    outputs = pipeline | "Extract" >> ExtractCandidates(patterns, config)
+    if config.crawl.crawl:  # --crawl: the selected files of the crawl's listing, as URLs (pipeline.crawl.listing)
+        outputs = pipeline | "Extract" >> ExtractCandidates(crawl_files(config.crawl), config, listed=True)
+    else:
+        patterns = input_patterns(options.view_as(CorpusOptions).input)
+        outputs = pipeline | "Extract" >> ExtractCandidates(patterns, config)
     candidates = outputs[CANDIDATES]
     if not runs_locally(options):
         # On a distributed runner batches of candidates are spread over workers, so one huge input file does not
@@ -428,4 +455,8 @@ def run(argv: Sequence[str]) -> dict[str, int]:
 def _run_info(layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions) -> dict[str, Any]:
     """What extract adds to its ``_SUCCESS``: the tag scanner pages went through, as the launching process has it
     (workers elsewhere can differ: they count their pages in ``python_tag_scanner_pages``)."""
-    return {"tag_scanner": _scanner_in_use(config.extract.full_parse)}
+    info: dict[str, Any] = {"tag_scanner": _scanner_in_use(config.extract.full_parse)}
+    if config.crawl.crawl:  # write-shards' manifest.json names the crawl and the files read (its "inputs")
+        info["crawl"] = {"id": config.crawl.crawl, "source": config.crawl.source, "base_url": config.crawl.cc_base_url}
+        info["inputs"] = list(crawl_files(config.crawl))
+    return info

@@ -1,0 +1,156 @@
+"""Which files of a Common Crawl crawl a run reads: the crawl id, its paths listing, and the selection flags.
+
+A crawl ``CC-MAIN-YYYY-WW`` lists its files in ``crawl-data/<id>/warc.paths.gz`` (``wat.paths.gz`` for WAT), one
+path a line (``crawl-data/<id>/segments/<segment>/warc/<name>.warc.gz``), segment after segment. The selection is
+applied in this order: ``--files-from`` replaces the crawl's listing, ``--segment-range START:END`` keeps those
+segments (a Python slice of the segments in the order the listing first names them), ``--files N`` keeps the first
+N files. Paths become URLs under ``--cc-base-url`` (``https://data.commoncrawl.org/``, ``s3://commoncrawl/`` or a
+mirror); a listed entry that is already a URL is kept as it is.
+
+``selection_problems`` runs inside ``check_settings`` (no I/O), so a malformed id, range or base URL stops the run
+with one line before anything is read or written; ``crawl_files`` then reads the listing (also before any output is
+touched: the stage's fingerprint needs the file list).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import re
+from typing import TYPE_CHECKING
+
+from pipeline.core.errors import InputError
+from pipeline.crawl.stream import RetryPolicy, read_url
+
+if TYPE_CHECKING:
+    from pipeline.core.config import CrawlConfig
+
+#: What a Common Crawl main-crawl id looks like (``CC-MAIN-2024-33``: year, ISO week).
+CRAWL_ID = re.compile(r"^CC-MAIN-(?P<year>\d{4})-(?P<week>\d{2})$")
+#: The listing file of each source, under ``crawl-data/<id>/``.
+LISTINGS = {"warc": "warc.paths.gz", "wat": "wat.paths.gz"}
+#: A listing longer than this is not a paths listing (CC's largest lists about 100,000 files, 10 MB unpacked).
+MAX_LISTING_BYTES = 256 << 20
+_SEGMENT_RANGE = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*$")
+_SEGMENT = re.compile(r"/segments/([^/]+)/")
+_URL_SCHEMES = ("http://", "https://", "s3://", "gs://", "file://")
+
+
+def selection_problems(crawl: CrawlConfig) -> list[str]:
+    """Every mistake in the ``crawl`` section that can be seen without reading anything, as one phrase each."""
+    problems = []
+    if crawl.crawl and not CRAWL_ID.match(crawl.crawl):
+        problems.append(
+            f"--crawl {crawl.crawl!r} is not a Common Crawl id: expected CC-MAIN-YYYY-WW (e.g. CC-MAIN-2024-33)"
+        )
+    elif crawl.crawl and not 1 <= int(CRAWL_ID.match(crawl.crawl)["week"]) <= 53:
+        problems.append(f"--crawl {crawl.crawl!r}: the week must be 01 to 53")
+    if crawl.segment_range and not _SEGMENT_RANGE.match(crawl.segment_range):
+        problems.append(f"--segment-range {crawl.segment_range!r} is not START:END (e.g. 0:3)")
+    if not crawl.cc_base_url.startswith(_URL_SCHEMES) and "://" in crawl.cc_base_url:
+        problems.append(f"--cc-base-url {crawl.cc_base_url!r}: use http(s)://, s3://, gs:// or a local folder")
+    if not crawl.crawl:
+        given = [
+            flag
+            for flag, value in (
+                ("--files", crawl.files),
+                ("--files-from", crawl.files_from),
+                ("--segment-range", crawl.segment_range),
+            )
+            if value
+        ]
+        if given:
+            problems.append(f"{', '.join(given)} select files of a crawl: give --crawl CC-MAIN-YYYY-WW too")
+    return problems
+
+
+def listing_path(crawl_id: str, source: str) -> str:
+    """``crawl-data/<id>/warc.paths.gz`` (or ``wat.paths.gz``), relative to the base URL."""
+    return f"crawl-data/{crawl_id}/{LISTINGS[source]}"
+
+
+def join_url(base: str, path: str) -> str:
+    """A listed path under the base URL (an entry that is already a URL or absolute path stays as it is)."""
+    if path.startswith(_URL_SCHEMES) or path.startswith("/"):
+        return path
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def parse_listing(data: bytes) -> list[str]:
+    """The paths of a listing, gzipped or plain: one a line, blank lines and ``#`` comments skipped, order kept."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    text = data.decode("utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def segment_of(path: str) -> str | None:
+    """The segment a listed path belongs to (``1722640353668.0``), or None for a path outside ``segments/``."""
+    match = _SEGMENT.search(path)
+    return match.group(1) if match else None
+
+
+def segment_slice(text: str) -> slice:
+    """``"0:3"`` -> ``slice(0, 3)``; empty -> every segment."""
+    match = _SEGMENT_RANGE.match(text or ":")
+    if not match:
+        raise ValueError(f"--segment-range {text!r} is not START:END")
+    start, end = (int(part) if part is not None else None for part in match.groups())
+    return slice(start, end)
+
+
+def select(paths: list[str], segment_range: str = "", files: int | None = None) -> list[str]:
+    """The listed paths kept by ``--segment-range`` (segments in the order the listing first names them; a path
+    outside ``segments/`` is its own segment) then ``--files`` (the first N), in listing order."""
+    if segment_range:
+        order = list(dict.fromkeys(segment_of(path) or path for path in paths))
+        kept = set(order[segment_slice(segment_range)])
+        paths = [path for path in paths if (segment_of(path) or path) in kept]
+    if files is not None:
+        paths = paths[:files]
+    return paths
+
+
+def read_bytes(location: str, crawl: CrawlConfig | None = None) -> bytes:
+    """A small file (a listing) from an http(s) URL (with the crawl reader's retries) or any Beam filesystem."""
+    if location.startswith(("http://", "https://")):
+        return read_url(location, retry_policy(crawl), MAX_LISTING_BYTES)
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(location, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+        return stream.read(MAX_LISTING_BYTES + 1)
+
+
+def retry_policy(crawl: CrawlConfig | None) -> RetryPolicy:
+    """The crawl reader's bounds from the ``crawl`` section (defaults without one)."""
+    if crawl is None:
+        return RetryPolicy()
+    return RetryPolicy(
+        max_retries=crawl.crawl_max_retries,
+        backoff_s=crawl.crawl_backoff_s,
+        max_backoff_s=crawl.crawl_max_backoff_s,
+        max_resumes=crawl.crawl_max_resumes,
+        timeout_s=crawl.crawl_timeout_s,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def crawl_files(crawl: CrawlConfig) -> tuple[str, ...]:
+    """The URLs of the selected files of ``crawl`` (listing read once per process and selection); ``InputError``
+    when the listing cannot be read or the selection is empty."""
+    where = crawl.files_from or join_url(crawl.cc_base_url, listing_path(crawl.crawl, crawl.source))
+    try:
+        data = read_bytes(where, crawl)
+        paths = parse_listing(data)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read the paths listing of {crawl.crawl} ({where}): {error}") from None
+    if len(data) > MAX_LISTING_BYTES:
+        raise InputError(f"{where} is larger than {MAX_LISTING_BYTES} bytes: not a paths listing")
+    selected = select(paths, crawl.segment_range, crawl.files)
+    if not selected:
+        raise InputError(
+            f"the selection of {crawl.crawl} is empty: {len(paths)} files listed in {where}, "
+            f"--segment-range {crawl.segment_range or ':'} and --files {crawl.files} keep none"
+        )
+    return tuple(join_url(crawl.cc_base_url, path) for path in selected)

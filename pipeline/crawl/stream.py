@@ -1,0 +1,270 @@
+"""A crawl file read over HTTP(S) as one stream: never downloaded whole, resumed with a Range request when the
+connection drops, retried with bounded exponential back-off on 503/SlowDown and other transient answers.
+
+Common Crawl serves its files from ``https://data.commoncrawl.org/`` (CloudFront in front of S3): a 1 GB WARC takes
+minutes, connections drop mid-body, and under load the endpoint answers ``503 Slow Down``. ``CrawlStream`` hides
+that from the reader (fastwarc pulls bytes with ``read``): after a drop it asks for ``Range: bytes=<reached>-`` and
+checks the ``Content-Range`` start, so the bytes it returns are exactly the file's, in order, once.
+
+Bounds: each request waits at most ``timeout_s`` to connect and between two reads; at most ``max_retries + 1``
+attempts per (re)open, with back-off ``backoff_s * 2**attempt`` (jittered, at most ``max_backoff_s``; a
+``Retry-After`` is honoured up to that cap); at most ``max_resumes`` resumptions per file. Past any bound the read
+raises ``CrawlFileError`` (an ``OSError``): extract records the file in ``record_errors/`` and goes on.
+
+The base URL is the user's own setting, not a stranger's link, so no address guard applies here (``pipeline.net``
+guards fetch's image URLs).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+#: Answers worth another attempt: S3's SlowDown is a 503; CloudFront answers 502/504 when S3 is slow.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Bytes asked of the connection per read: large reads keep the per-call overhead out of the profile.
+READ_BYTES = 1 << 20
+USER_AGENT = "altcorpus/0.1 (+https://github.com/altcorpus/altcorpus; crawl reader)"
+
+
+class CrawlFileError(OSError):
+    """A crawl file that could not be read to its end within the retry and resume bounds; says why."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard one crawl file is tried (the ``crawl`` config section's numbers)."""
+
+    max_retries: int = 6
+    backoff_s: float = 1.0
+    max_backoff_s: float = 60.0
+    max_resumes: int = 50
+    timeout_s: float = 60.0
+
+    def backoff(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
+        """Seconds to wait before attempt ``attempt + 1``: doubling from ``backoff_s``, jittered, capped."""
+        wait = self.backoff_s * (2**attempt) * rng.uniform(0.5, 1.0)
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        return min(wait, self.max_backoff_s)
+
+
+_POOL: urllib3.PoolManager | None = None
+
+
+def shared_pool() -> urllib3.PoolManager:
+    """One connection pool per process for every crawl file and listing (created on first use, so it pickles)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = urllib3.PoolManager(num_pools=16, maxsize=8, retries=False, headers={"User-Agent": USER_AGENT})
+    return _POOL
+
+
+def _retry_after(response: Any) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class CrawlStream(io.RawIOBase):
+    """A read-only, forward stream over one HTTP(S) URL that resumes and retries within ``RetryPolicy``'s bounds.
+
+    ``stats`` counts what it took (``requests``, ``retries``, ``resumes``), for the stage's counters.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        policy: RetryPolicy | None = None,
+        pool: urllib3.PoolManager | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self.policy = policy or RetryPolicy()
+        self.pool = pool or shared_pool()
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.position = 0
+        self.length: int | None = None  # the whole file's size, once a response said it
+        self.stats = {"requests": 0, "retries": 0, "resumes": 0}
+        self._response: Any = None
+
+    # -- io.RawIOBase -----------------------------------------------------------------------------------------------
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Absolute seeks reopen at that byte (a Range request); ``seek(0, SEEK_CUR)`` is ``tell``."""
+        if whence == io.SEEK_CUR and offset == 0:
+            return self.position
+        if whence != io.SEEK_SET or offset < 0:
+            raise io.UnsupportedOperation("a crawl stream seeks only to absolute positions")
+        if offset != self.position:
+            self._drop()
+            self.position = offset
+        return self.position
+
+    def close(self) -> None:
+        self._drop()
+        super().close()
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` from the file at ``position``; 0 only at the file's end. Drops resume, within bounds."""
+        view = memoryview(buffer).cast("B")
+        if not len(view):
+            return 0
+        while True:
+            if self.length is not None and self.position >= self.length:
+                return 0
+            if self._response is None and not self._open():
+                return 0  # 416: the position is the end of the file
+            try:
+                count = self._response.readinto(view)
+            except (Urllib3Error, OSError) as error:
+                self._resume(f"{type(error).__name__}: {error}")
+                continue
+            if count:
+                self.position += count
+                return count
+            # The body ended: the file's end, or a connection closed early (no Content-Length to catch it).
+            if self.length is None or self.position >= self.length:
+                self._drop()
+                self.length = self.position if self.length is None else self.length
+                return 0
+            self._resume(f"connection closed at byte {self.position} of {self.length}")
+
+    # -- requests ---------------------------------------------------------------------------------------------------
+    def _drop(self) -> None:
+        if self._response is not None:
+            try:
+                self._response.close()
+                self._response.release_conn()
+            except Exception:  # a broken connection may fail to close; it is discarded either way
+                pass
+            self._response = None
+
+    def _resume(self, why: str) -> None:
+        self._drop()
+        self.stats["resumes"] += 1
+        if self.stats["resumes"] > self.policy.max_resumes:
+            raise CrawlFileError(
+                f"{self.url}: gave up after {self.policy.max_resumes} resumptions at byte {self.position} ({why})"
+            )
+
+    def _open(self) -> bool:
+        """Open the file at ``position`` (a Range request past 0); False when the position is its end."""
+        policy = self.policy
+        headers = {"Range": f"bytes={self.position}-"} if self.position else {}
+        timeout = urllib3.Timeout(connect=policy.timeout_s, read=policy.timeout_s)
+        last = ""
+        for attempt in range(policy.max_retries + 1):
+            if attempt:
+                self.stats["retries"] += 1
+            self.stats["requests"] += 1
+            retry_after = None
+            try:
+                response = self.pool.urlopen(
+                    "GET",
+                    self.url,
+                    headers=headers,
+                    preload_content=False,
+                    decode_content=False,  # the bytes as stored: positions must be the file's
+                    redirect=True,
+                    timeout=timeout,
+                )
+            except (Urllib3Error, OSError) as error:
+                last = f"{type(error).__name__}: {error}"
+            else:
+                status = response.status
+                if status in (200, 206):
+                    self._start(response, status)
+                    return True
+                if status == 416 and self.position:
+                    response.release_conn()
+                    self.length = self.position
+                    return False
+                reason = _reason(response)
+                response.drain_conn()
+                response.release_conn()
+                if status not in TRANSIENT_STATUSES:
+                    raise CrawlFileError(f"{self.url}: HTTP {status}{reason}")
+                last = f"HTTP {status}{reason}"
+                retry_after = _retry_after(response)
+            if attempt < policy.max_retries:
+                self.sleep(policy.backoff(attempt, self.rng, retry_after))
+        raise CrawlFileError(f"{self.url}: {last} after {policy.max_retries + 1} attempts (byte {self.position})")
+
+    def _start(self, response: Any, status: int) -> None:
+        """Take a 200/206 response as the stream from ``position``: a 206 must start there; a 200 (the server
+        ignored Range) is read forward to it."""
+        if status == 206:
+            start, total = _content_range(response.headers.get("Content-Range"))
+            if start != self.position:
+                response.release_conn()
+                raise CrawlFileError(f"{self.url}: asked for byte {self.position}, got a range from {start}")
+            self.length = total if total is not None else self.length
+        else:
+            size = response.headers.get("Content-Length")
+            self.length = int(size) if size and size.isdigit() else None
+            skip = self.position
+            while skip:  # bounded: at most the bytes already read once
+                chunk = response.read(min(skip, READ_BYTES))
+                if not chunk:
+                    response.release_conn()
+                    raise CrawlFileError(f"{self.url}: a full response ended before byte {self.position}")
+                skip -= len(chunk)
+        self._response = response
+
+
+def _reason(response: Any) -> str:
+    """S3's error code (``SlowDown``) or the status phrase, for the message: ``HTTP 503 (SlowDown)``."""
+    try:
+        body = response.read(2048, decode_content=True) or b""
+    except Exception:
+        body = b""
+    start = body.find(b"<Code>")
+    if start >= 0:
+        end = body.find(b"</Code>", start)
+        return f" ({body[start + 6 : end].decode('ascii', 'replace')})"
+    return f" ({response.reason})" if getattr(response, "reason", None) else ""
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """``bytes 100-199/1000`` -> (100, 1000); the total may be ``*``."""
+    try:
+        unit_range, _, total = (value or "").partition("/")
+        start = int(unit_range.split()[-1].split("-")[0])
+        return start, (int(total) if total.strip().isdigit() else None)
+    except (ValueError, IndexError):
+        return None, None
+
+
+def open_crawl_url(url: str, policy: RetryPolicy | None = None) -> io.BufferedReader:
+    """A buffered binary stream over a crawl file's URL (what extract hands fastwarc)."""
+    return io.BufferedReader(CrawlStream(url, policy), READ_BYTES)
+
+
+def read_url(url: str, policy: RetryPolicy | None = None, limit: int = 256 << 20) -> bytes:
+    """A small file (a paths listing) read whole through the same retries; refuses more than ``limit`` bytes."""
+    with open_crawl_url(url, policy) as stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise CrawlFileError(f"{url}: more than {limit} bytes; not a paths listing")
+    return data
