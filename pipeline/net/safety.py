@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from pipeline.net.errors import FetchError
+from pipeline.net.resolver import install_from_environment
 
 ALLOWED_SCHEMES = ("http", "https")
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -124,3 +125,7 @@ def check_connected_peer(sock: socket.socket, policy: AddressPolicy) -> None:
     if reason is not None:
         sock.close()
         raise FetchError("private_address", f"connected peer {reason}")
+
+
+# Test-only *.test host names (the crawl simulator's), only when ALTCORPUS_TEST_HOSTS names them: see resolver.py.
+install_from_environment()
