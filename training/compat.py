@@ -7,6 +7,7 @@
    open_clip_train.main`` reads the shards and nothing is patched; :func:`check_webdataset` turns a drifted install
    into a clear error at start-up instead of that KeyError after the first shard.
 2. DDP on CPU: see :func:`install_cpu_ddp`.
+3. Caption choice (alt text, enhanced caption or a mix): see :func:`install_caption_choice`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from torch.nn.parallel import DistributedDataParallel
 from webdataset import filters as wds_filters
 from webdataset import tariterators
 from webdataset import utils as wds_utils
+
+from training.captions import CaptionChoice, CaptionSource
 
 
 def check_webdataset() -> None:
@@ -120,3 +123,47 @@ _ORIGINAL_GET_WDS_DATASET = open_clip_data.get_wds_dataset
 def install_seeded_data_order() -> None:
     """Make open_clip_train's WebDataset order a function of ``--seed``, epoch, rank and worker (idempotent)."""
     open_clip_data.get_wds_dataset = seeded_get_wds_dataset
+
+
+def insert_caption_choice(info: Any, source: CaptionSource, seed: int) -> CaptionChoice:
+    """Put a :class:`CaptionChoice` into a training pipeline open_clip_train built, just before its ``txt`` rename.
+
+    The hook point is open_clip_train 3.3's ``wds.rename(image="jpg;png;jpeg;webp", text="txt")``: everything before
+    it (shard order, shuffles, decoding) and after it (image transform, tokenizer, batching) stays open_clip_train's.
+    A release without that stage fails here, at start-up, instead of silently training on alt text.
+    """
+    pipeline = info.dataloader.pipeline[0].dataset.pipeline
+    for index, stage in enumerate(pipeline):
+        if (
+            isinstance(stage, wds_filters.FilterFunction)
+            and stage.f is wds_filters._rename
+            and stage.kw.get("text") == "txt"
+        ):
+            choice = CaptionChoice(source, seed, info.shared_epoch)
+            pipeline.insert(index, choice)
+            return choice
+    raise RuntimeError(
+        f"open_clip_train {version('open_clip_torch')}'s WebDataset pipeline has no rename(text='txt') stage to put "
+        "the caption choice before; `caption_source` needs open_clip_train 3.3's get_wds_dataset"
+    )
+
+
+def install_caption_choice(source: CaptionSource) -> None:
+    """Train on the text ``source`` picks per sample (alt, enhanced, mix), inside open_clip_train's own data path.
+
+    Wraps the (seeded) ``get_wds_dataset`` in place; call after :func:`install_seeded_data_order`. Alt text only
+    restores the seeded loader untouched.
+    """
+    if source.is_alt_only:
+        open_clip_data.get_wds_dataset = seeded_get_wds_dataset
+        return
+
+    def get_wds_dataset_with_caption_choice(
+        args: Any, preprocess_img: Any, is_train: bool, epoch: int = 0, **kwargs: Any
+    ) -> Any:
+        info = seeded_get_wds_dataset(args, preprocess_img, is_train, epoch=epoch, **kwargs)
+        if is_train:
+            insert_caption_choice(info, source, args.seed)
+        return info
+
+    open_clip_data.get_wds_dataset = get_wds_dataset_with_caption_choice

@@ -14,6 +14,10 @@ A config is flat YAML. These keys belong to altcorpus:
   converted into that many chunks, so ``resume: latest`` loses at most one chunk after a crash. Unset: 20M samples
   (an ALIGN-size corpus of 1.8B pairs then checkpoints 90 times a pass); a corpus no larger than that trains in
   whole-corpus epochs as before; ``0``/``false`` turns it off.
+- ``caption_source``: which text each sample trains on: ``alt`` (default), ``enhanced`` or ``mix`` (with
+  ``enhanced_probability``), optionally ``split_sentences``; see ``training.captions``.
+- ``one_tower_objectives``: OneR's extra objectives for one-tower models, objective -> weight (``{xmc: 0.5, cic:
+  0.5}``; see ``training.one_tower``); null: the contrastive loss alone.
 - ``extra_args``: raw open_clip_train arguments appended last.
 Every other key is an ``open_clip_train`` option, spelled as its flag without dashes (``batch_size`` or
 ``batch-size``): ``true`` gives a bare flag (``local_loss: true`` -> ``--local-loss``), ``false``/null leaves it out,
@@ -26,12 +30,13 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from training.captions import CaptionSource, caption_source_from_config
 from training.corpus import CorpusShards
 
 #: Keys of a config file that altcorpus handles itself; the rest go to open_clip_train.
@@ -44,6 +49,8 @@ ALTCORPUS_KEYS = (
     "slurm",
     "extra_args",
     "checkpoint_every_samples",
+    "caption_source",
+    "one_tower_objectives",
 )
 #: Where runs are logged and checkpointed when the config does not say.
 DEFAULT_LOGS = "build/train"
@@ -67,6 +74,8 @@ class TrainConfig:
     extra_args: list[str] = field(default_factory=list)
     source: str = ""
     checkpoint_every_samples: int | None = None
+    caption_source: CaptionSource = field(default_factory=CaptionSource)
+    one_tower_objectives: dict[str, float] = field(default_factory=dict)
 
     @property
     def model(self) -> str:
@@ -111,6 +120,8 @@ def config_from_mapping(values: dict[str, Any], source: str = "") -> TrainConfig
         extra_args=[str(arg) for arg in extra_args],
         source=source,
         checkpoint_every_samples=_checkpoint_every(settings.get("checkpoint_every_samples")),
+        caption_source=caption_source_from_config(settings.get("caption_source")),
+        one_tower_objectives=_objective_weights(settings.get("one_tower_objectives")),
     )
 
 
@@ -135,6 +146,8 @@ def apply_overrides(config: TrainConfig, assignments: list[str]) -> TrainConfig:
         slurm=dict(config.slurm),
         extra_args=list(config.extra_args),
         checkpoint_every_samples=config.checkpoint_every_samples,
+        caption_source=asdict(config.caption_source),
+        one_tower_objectives=dict(config.one_tower_objectives),
     )
     for assignment in assignments:
         key, separator, raw_value = assignment.partition("=")
@@ -145,6 +158,10 @@ def apply_overrides(config: TrainConfig, assignments: list[str]) -> TrainConfig:
             merged["slurm"][key.removeprefix("slurm.")] = raw_value
             continue
         value = yaml.safe_load(raw_value) if raw_value else None
+        if key.startswith("caption_source."):
+            current = asdict(caption_source_from_config(merged["caption_source"]))
+            merged["caption_source"] = {**current, key.removeprefix("caption_source."): value}
+            continue
         merged[_option_key(key)] = value
     return config_from_mapping(merged, source=config.source)
 
@@ -224,6 +241,12 @@ def _checkpoint_every(value: Any) -> int | None:
     if value is True:
         raise ValueError("`checkpoint_every_samples` takes a number of samples (or false/0 to turn it off)")
     return int(value)
+
+
+def _objective_weights(value: Any) -> dict[str, float]:
+    from training.one_tower import parse_objectives  # imports torch: only configs that set the key pay for it
+
+    return parse_objectives(value) if value else {}
 
 
 def _optional_float(value: Any) -> float | None:

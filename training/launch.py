@@ -8,6 +8,7 @@ open_clip_train reads before SLURM's own variables, so every GPU becomes one ope
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -31,6 +32,10 @@ def worker_args(config: TrainConfig, corpus: CorpusShards) -> list[str]:
         ours += ["--init-temperature", repr(config.init_temperature)]
     if config.cpu_threads is not None:
         ours += ["--cpu-threads", str(config.cpu_threads)]
+    if not config.caption_source.is_alt_only:
+        ours += ["--caption-source", config.caption_source.to_json()]
+    if config.one_tower_objectives:
+        ours += ["--one-tower-objectives", json.dumps(config.one_tower_objectives, sort_keys=True)]
     return [*ours, "--", *open_clip_argv(config, corpus)]
 
 

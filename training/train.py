@@ -14,7 +14,7 @@ import logging
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from training import launch
@@ -149,6 +149,7 @@ def write_run_info(plan: TrainPlan) -> Path:
         "num_shards": plan.corpus.num_shards,
         "label_smoothing": plan.config.label_smoothing,
         "init_temperature": plan.config.init_temperature,
+        "caption_source": asdict(plan.config.caption_source),
         "worker_args": plan.worker_args,
     }
     path = run_dir / RUN_INFO_FILE

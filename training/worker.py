@@ -8,11 +8,13 @@ goes to open_clip_train unchanged; open_clip_train reads rank and world size fro
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import torch
 
-from training import compat, loss
+from training import compat, loss, one_tower
+from training.captions import CaptionSource, caption_source_from_json
 from training.models import register_model_configs
 
 
@@ -31,6 +33,8 @@ def parse_worker_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--label-smoothing", type=float, default=None, help="ALIGN: 0.1; unset: open_clip's ClipLoss.")
     parser.add_argument("--init-temperature", type=float, default=None, help="ALIGN: 1.0; unset: the model config's.")
     parser.add_argument("--cpu-threads", type=int, default=None, help="torch intra-op threads; unset: torch's default.")
+    parser.add_argument("--caption-source", default=None, help="caption_source as JSON (training.captions); unset: alt.")
+    parser.add_argument("--one-tower-objectives", type=json.loads, default={}, help='JSON, e.g. {"xmc": 0.5}.')
     return parser.parse_args(ours), open_clip_args
 
 
@@ -41,8 +45,12 @@ def run(argv: list[str]) -> None:
     compat.check_webdataset()
     compat.install_cpu_ddp()
     compat.install_seeded_data_order()  # batches follow --seed, epoch, rank: reproducible and resumable
+    source = CaptionSource() if options.caption_source is None else caption_source_from_json(options.caption_source)
+    compat.install_caption_choice(source)  # alt text, enhanced caption or a mix, per sample and epoch
     loss.install(label_smoothing=options.label_smoothing, init_temperature=options.init_temperature)
     import open_clip_train.main as open_clip_main
+
+    one_tower.install_objectives(options.one_tower_objectives, open_clip_main)  # after loss.install: wraps its hooks
 
     threads_before = torch.get_num_threads()
     if options.cpu_threads is not None:
