@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pipeline.core.config import CorpusOptions, resolve_config
 from pipeline.core.dry_run import dry_run
 from pipeline.core.layout import CorpusLayout
-from pipeline.core.registry import STAGE_SPECS
+from pipeline.core.registry import ALL_STAGE_SPECS
 from pipeline.core.stage import (
     fingerprint_changes,
     is_dry_run,
@@ -41,8 +41,11 @@ def run(argv: Sequence[str]) -> int:
     stage_input_files(options, config)  # --input matches files, or --crawl's listing is read and selects some
     layout = CorpusLayout(corpus.output)
     force = bool(corpus.force)
-    for spec in STAGE_SPECS:
+    for spec in ALL_STAGE_SPECS:
         stage = spec.name
+        if not spec.is_enabled(config.to_dict()):  # an optional stage (caption) its setting leaves off
+            log.info("%s: off (set --%s to run it)", stage, spec.enabled_by.partition(".")[2].replace("_", "-"))
+            continue
         if layout.is_done(stage) and not force:
             recorded = layout.read_success(stage).get("fingerprint")
             changes = fingerprint_changes(recorded, stage_fingerprint(stage, layout, config, options))

@@ -13,12 +13,12 @@ import re
 import sys
 from collections.abc import Sequence
 
-from pipeline.core.registry import STAGE_SPECS, stage_spec
+from pipeline.core.registry import ALL_STAGE_SPECS, stage_spec
 
 #: command -> (module:function, one-line help); the stages come from the registry, in data-path order.
 COMMANDS: dict[str, tuple[str, str]] = {
     "make-sample": ("pipeline.sample.builder:main", "Generate the bundled sample web archive (and its eval set)"),
-    **{spec.name: (spec.entry_point, spec.summary) for spec in STAGE_SPECS},
+    **{spec.name: (spec.entry_point, spec.summary) for spec in ALL_STAGE_SPECS},
     "build-corpus": ("pipeline.build:run", "Run every stage in order, then print the funnel"),
     "stats": ("pipeline.corpus.stats:main", "DuckDB statistics of a corpus: funnel with balance check, distributions"),
     "eval-index": ("pipeline.images.eval_index:main", "Perceptual-hash index of evaluation images for decontamination"),
@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 #: Commands that are Beam jobs: their flags are the corpus options plus Beam's own.
-BEAM_COMMANDS = {*(spec.name for spec in STAGE_SPECS), "build-corpus"}
+BEAM_COMMANDS = {*(spec.name for spec in ALL_STAGE_SPECS), "build-corpus"}
 
 
 def stage_options(command: str) -> dict[str, tuple[str, ...] | None]:
@@ -54,6 +54,7 @@ SECTION_TITLES = {
     "image": "filter-image",
     "shards": "write-shards",
     "crawl": "crawl input (extract --crawl)",
+    "caption": "caption (optional)",
 }
 
 _HELP_WIDTH, _HELP_INDENT = 100, 26

@@ -255,6 +255,42 @@ class SampleImage(Sample):
     IMAGE = FetchedImage.IMAGE
 
 
+class Caption(Table):
+    """One sample's enhanced caption from an image-to-text model, or why it has none (written by ``caption``)."""
+
+    FOLDER = "captions"
+    DOC = "One row per sample of samples/: the caption model's text, or the reason it wrote none (alt text kept)."
+    CANDIDATE_ID = Candidate.CANDIDATE_ID
+    KEY = Candidate.KEY
+    ENHANCED_CAPTION = Sample.ENHANCED_CAPTION
+    CAPTION_MODEL = _c(
+        "caption_model", pa.string(), "The caption model (local folder or hub name) that wrote enhanced_caption."
+    )
+    CAPTION_STATUS = _c(
+        "caption_status",
+        pa.string(),
+        "ok, or why there is no enhanced caption: decode_error, model_error, empty_caption.",
+        False,
+    )
+    CAPTION_ERROR = _c("caption_error", pa.string(), "The error message when caption_status is not ok.")
+
+
+class CaptionedSample(Sample):
+    """A sample of a corpus built with the ``caption`` stage: Sample's columns, then the caption model's id."""
+
+    FOLDER = "shards"
+    DOC = "One row per sample in the shard of the same name, with the model that wrote its enhanced caption."
+    CAPTION_MODEL = Caption.CAPTION_MODEL
+
+
+class CaptionedSampleImage(CaptionedSample):
+    """A captioned sample with its image bytes, on its way into a shard (never written as a table of its own)."""
+
+    FOLDER = "samples"
+    DOC = "Captioned samples with image bytes, before sharding."
+    IMAGE = FetchedImage.IMAGE
+
+
 class EvalImageHash(Table):
     """One evaluation image (or an unreadable one) of the decontamination index (``python -m pipeline eval-index``)."""
 
@@ -287,5 +323,7 @@ def all_tables() -> list[type[Table]]:
         FetchedImage,
         SampleImage,
         Sample,
+        Caption,
+        CaptionedSample,
         EvalImageHash,
     ]

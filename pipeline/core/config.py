@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -297,6 +298,33 @@ class CrawlConfig:
 
 
 @dataclass(frozen=True)
+class CaptionConfig:
+    """The optional ``caption`` stage: an image-text-to-text model writes an enhanced caption per sample."""
+
+    caption_model: str = setting(
+        "",
+        "Local folder or Hugging Face hub name of an image-text-to-text checkpoint (e.g. a BLIP, GIT or small VLM "
+        "captioner); empty: no caption stage, shards carry the alt text only.",
+    )
+    caption_prompt: str = setting(
+        "",
+        "Text each caption starts from; ``{alt_text}`` is replaced by the sample's alt text (e.g. 'alt text: "
+        "{alt_text}. a photo of'); empty: the caption comes from the image alone.",
+    )
+    caption_max_new_tokens: int = setting(40, "Most tokens the model generates per caption.", minimum=1)
+    caption_num_beams: int = setting(1, "Beam-search width of generation (1: greedy, deterministic).", minimum=1)
+    caption_batch_size: int = setting(16, "Most images per model call (RunInference's batch).", minimum=1)
+    caption_device: str = setting(
+        "auto", "Where the model runs: auto picks the worker's GPU when it has one.", choices=("auto", "cpu", "cuda")
+    )
+    caption_dtype: str = setting(
+        "auto",
+        "Weights' dtype: auto keeps the checkpoint's.",
+        choices=("auto", "float32", "float16", "bfloat16"),
+    )
+
+
+@dataclass(frozen=True)
 class CorpusConfig:
     """Everything a corpus build depends on besides its inputs; recorded whole in ``manifest.json``."""
 
@@ -307,6 +335,7 @@ class CorpusConfig:
     image: ImageFilterConfig = field(default_factory=ImageFilterConfig, metadata={"help": "filter-image's rules."})
     shards: ShardConfig = field(default_factory=ShardConfig, metadata={"help": "write-shards' settings."})
     crawl: CrawlConfig = field(default_factory=CrawlConfig, metadata={"help": "extract's crawl input (--crawl)."})
+    caption: CaptionConfig = field(default_factory=CaptionConfig, metadata={"help": "caption's model and prompt."})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form for the manifest."""
@@ -320,6 +349,7 @@ SECTIONS: dict[str, type] = {
     "image": ImageFilterConfig,
     "shards": ShardConfig,
     "crawl": CrawlConfig,
+    "caption": CaptionConfig,
 }
 
 PRESETS: dict[str, CorpusConfig] = {
@@ -816,7 +846,22 @@ def _file_problems(config: CorpusConfig) -> list[str]:
                 f"--eval-index {image.eval_index!r} matches no file (build it with `python -m pipeline eval-index`); "
                 "without it nothing is decontaminated"
             )
+    problems += _caption_problems(config.caption)
     return problems
+
+
+#: What a Hugging Face hub model id looks like (``name`` or ``org/name``): anything else must be a local folder.
+_HUB_MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+def _caption_problems(caption: CaptionConfig) -> list[str]:
+    """The caption model must be a local folder or read as a hub id (a typo in a path is not sent to the hub)."""
+    model = caption.caption_model
+    if not model or Path(model).is_dir():
+        return []
+    if model.startswith((".", "/", "~")) or not _HUB_MODEL_ID.fullmatch(model):
+        return [f"--caption-model {model!r} is neither a folder nor a Hugging Face hub id (org/name)"]
+    return []
 
 
 def _crawl_problems(crawl: CrawlConfig) -> list[str]:

@@ -9,9 +9,10 @@ DAG, the sample's oracle) derives it from here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from schemas import ArchivedImage, Candidate, FetchedImage, RecordError, SampleImage, Table, TextKept
-from schemas.tables import Sample
+from schemas.tables import Caption, Sample
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,16 @@ class StageSpec:
     config_sections: tuple[str, ...] = ()
     #: Whether its outputs record the whole resolved config (write-shards' manifest): then any change reruns it.
     fingerprints_whole_config: bool = False
+    #: For an optional stage, the setting (``section.field``) that switches it on when non-empty (``build-corpus``
+    #: runs it only then); empty for the stages every corpus runs.
+    enabled_by: str = ""
+
+    def is_enabled(self, config: dict[str, Any]) -> bool:
+        """Whether ``build-corpus`` runs this stage under ``config`` (``CorpusConfig.to_dict()``)."""
+        if not self.enabled_by:
+            return True
+        section, _, field_name = self.enabled_by.partition(".")
+        return bool(config[section][field_name])
 
     @property
     def folder(self) -> str:
@@ -97,13 +108,24 @@ FILTER_IMAGE = StageSpec(
     inputs=("filter-text", "fetch", "extract"),
     config_sections=("image",),
 )
+CAPTION = StageSpec(
+    name="caption",
+    module="pipeline.stages.caption",
+    summary="samples/ -> captions/ (optional: an image-text-to-text model's enhanced caption per sample)",
+    output=Caption,
+    colour="#2563eb",
+    inputs=("filter-image",),
+    config_sections=("caption",),
+    enabled_by="caption.caption_model",
+)
 WRITE_SHARDS = StageSpec(
     name="write-shards",
     module="pipeline.stages.write_shards",
-    summary="samples/ -> shards/*.tar + *.parquet, sizes.json, manifest.json",
+    summary="samples/ (+ captions/) -> shards/*.tar + *.parquet, sizes.json, manifest.json",
     output=Sample,
     colour="#0f766e",
-    inputs=("filter-image", "extract"),
+    # caption last: its run id is None (equal to an older _SUCCESS's missing entry) while it has not run.
+    inputs=("filter-image", "extract", "caption"),
     config_sections=("shards",),
     fingerprints_whole_config=True,
 )
@@ -112,7 +134,10 @@ WRITE_SHARDS = StageSpec(
 STAGE_SPECS: tuple[StageSpec, ...] = (EXTRACT, FILTER_TEXT, FETCH, FILTER_IMAGE, WRITE_SHARDS)
 #: Their names, in the same order.
 STAGES: tuple[str, ...] = tuple(spec.name for spec in STAGE_SPECS)
-_BY_NAME = {spec.name: spec for spec in STAGE_SPECS}
+#: Every stage, the optional ones (``enabled_by``) included, in the order ``build-corpus`` runs them. The optional
+#: ones are not in STAGE_SPECS: the funnel, the balance check and the DAG count on every stage there having run.
+ALL_STAGE_SPECS: tuple[StageSpec, ...] = (EXTRACT, FILTER_TEXT, FETCH, FILTER_IMAGE, CAPTION, WRITE_SHARDS)
+_BY_NAME = {spec.name: spec for spec in ALL_STAGE_SPECS}
 
 
 def stage_spec(name: str) -> StageSpec:
@@ -120,4 +145,4 @@ def stage_spec(name: str) -> StageSpec:
     try:
         return _BY_NAME[name]
     except KeyError:
-        raise KeyError(f"unknown stage {name!r}; the stages are {', '.join(STAGES)}") from None
+        raise KeyError(f"unknown stage {name!r}; the stages are {', '.join(_BY_NAME)}") from None
