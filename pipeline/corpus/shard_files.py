@@ -1,9 +1,10 @@
 """How a WebDataset shard and its Parquet twin are written: the file format ``write-shards`` and ``reshard`` share.
 
-A shard is ``NNNNN.tar`` (``{key}.jpg`` image, ``{key}.txt`` alt text, ``{key}.json`` portable metadata, per sample,
-in ``(key, candidate_id)`` order, with fixed tar metadata: the same samples give byte-identical tars anywhere) and its
+A shard is ``NNNNN.tar`` (``{key}.jpg`` image, ``{key}.txt`` alt text, ``{key}.enhanced.txt`` enhanced caption when
+the sample has one, ``{key}.json`` portable metadata, per sample, in ``(key, candidate_id)`` order, with fixed tar metadata: the same samples give byte-identical tars anywhere) and its
 twin ``NNNNN.parquet`` (Sample rows). Each file is written under a temporary name and renamed over the final one, the
-twin last, so a tar with its twin is complete; ``sizes.json`` (``{"00000.tar": n, ...}``) lists the shards.
+twin last, so a tar with its twin is complete (its columns: ``Sample``'s, or ``CaptionedSample``'s with the caption
+model's id when the corpus was captioned); ``sizes.json`` (``{"00000.tar": n, ...}``) lists the shards.
 
 The image member's extension is the format its bytes announce (``image_extension``): ``.jpg`` for the JPEGs fetch
 writes by default, ``.png`` or ``.webp`` for originals kept with ``--keep-original-bytes``. WebDataset loaders pick
@@ -28,7 +29,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.core.layout import CorpusLayout, delete_matching, list_matching, write_text_atomically
 from pipeline.images.sniff import SNIFF_BYTES, sniff_raster_type
-from schemas import Candidate, Sample, SampleImage
+from schemas import Candidate, Sample, SampleImage, Table
+from schemas.tables import CaptionedSample, CaptionedSampleImage
 
 SIZES_JSON = "sizes.json"
 SHARD_NAME_DIGITS = 5
@@ -44,6 +46,10 @@ IMAGE_EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "gif": "gif"}
 IMAGE_MEMBER_EXTENSIONS = ("jpg", "png", "webp", "gif")
 #: Columns that are local file paths: reduced to their base name in the tar's JSON so tars are portable.
 _PATH_COLUMNS = (str(Candidate.WARC_FILE),)
+#: The tar member of a sample's enhanced caption (WebDataset key ``enhanced.txt``); absent when it has none.
+ENHANCED_MEMBER = "enhanced.txt"
+#: The twin's table -> the same rows with image bytes (what a shard is built from).
+_WITH_IMAGE: dict[type[Table], type[Table]] = {Sample: SampleImage, CaptionedSample: CaptionedSampleImage}
 #: Non-nullable string columns a caller of ``write_shard`` may leave out (e.g. a corpus not built from the web).
 _REQUIRED_DEFAULTS = (str(Sample.IMAGE_URL), str(Sample.PAGE_URL))
 
@@ -58,11 +64,12 @@ def sort_identity(sample: dict[str, Any]) -> tuple[str, str]:
     return (str(sample[Sample.KEY]), str(sample.get(Sample.CANDIDATE_ID) or ""))
 
 
-def _normalise(samples: Sequence[dict[str, Any]], name: str) -> pa.Table:
+def _normalise(samples: Sequence[dict[str, Any]], name: str, twin: type[Table] = Sample) -> pa.Table:
     """SampleImage rows (sorted, ``shard`` set, defaults filled) as an Arrow table: float32 etc. rounded once."""
+    with_image = _WITH_IMAGE[twin]
     rows = []
     for sample in samples:
-        row = SampleImage.project(sample)
+        row = with_image.project(sample)
         row[SampleImage.SHARD] = name
         if row[SampleImage.CANDIDATE_ID] is None:
             row[SampleImage.CANDIDATE_ID] = row[SampleImage.KEY]
@@ -77,12 +84,12 @@ def _normalise(samples: Sequence[dict[str, Any]], name: str) -> pa.Table:
     if len(set(keys)) != len(keys):
         duplicated = sorted({k for k in keys if keys.count(k) > 1})[:5]
         raise ValueError(f"shard {name}: duplicate sample keys {duplicated} would merge samples in WebDataset")
-    return pa.Table.from_pylist(rows, schema=SampleImage.schema())
+    return pa.Table.from_pylist(rows, schema=with_image.schema())
 
 
-def _portable_metadata(row: dict[str, Any]) -> bytes:
-    """The ``{key}.json`` member: every Sample column, local paths reduced to base names, stable formatting."""
-    metadata = Sample.project(row)
+def _portable_metadata(row: dict[str, Any], twin: type[Table] = Sample) -> bytes:
+    """The ``{key}.json`` member: every column of the twin, local paths reduced to base names, stable formatting."""
+    metadata = twin.project(row)
     for column in _PATH_COLUMNS:
         if metadata.get(column):
             metadata[column] = posixpath.basename(str(metadata[column]).replace("\\", "/"))
@@ -94,31 +101,31 @@ def image_extension(image: bytes) -> str:
     return IMAGE_EXTENSIONS.get(sniff_raster_type(image[:SNIFF_BYTES]) or "", "jpg")
 
 
-def _members(row: dict[str, Any]) -> list[tuple[str, bytes]]:
+def _members(row: dict[str, Any], twin: type[Table] = Sample) -> list[tuple[str, bytes]]:
     key = row[SampleImage.KEY]
     image = row[SampleImage.IMAGE]
-    return [
-        (f"{key}.{image_extension(image)}", image),
-        (f"{key}.txt", row[SampleImage.ALT_TEXT].encode("utf-8")),
-        (f"{key}.json", _portable_metadata(row)),
-    ]
+    members = [(f"{key}.{image_extension(image)}", image), (f"{key}.txt", row[SampleImage.ALT_TEXT].encode("utf-8"))]
+    if row.get(SampleImage.ENHANCED_CAPTION) is not None:
+        members.append((f"{key}.{ENHANCED_MEMBER}", row[SampleImage.ENHANCED_CAPTION].encode("utf-8")))
+    members.append((f"{key}.json", _portable_metadata(row, twin)))
+    return members
 
 
 def _padded(size: int) -> int:
     return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
 
-def _tar_size(rows: Sequence[dict[str, Any]]) -> int:
-    total = sum(tarfile.BLOCKSIZE + _padded(len(data)) for row in rows for _, data in _members(row))
+def _tar_size(rows: Sequence[dict[str, Any]], twin: type[Table] = Sample) -> int:
+    total = sum(tarfile.BLOCKSIZE + _padded(len(data)) for row in rows for _, data in _members(row, twin))
     total += 2 * tarfile.BLOCKSIZE  # end-of-archive marker
     return -(-total // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
 
 
-def _write_tar(handle: Any, rows: Sequence[dict[str, Any]]) -> None:
+def _write_tar(handle: Any, rows: Sequence[dict[str, Any]], twin: type[Table] = Sample) -> None:
     # Stream mode ("w|") needs no seek/tell, so the same code writes to gs:// and s3:// handles.
     with tarfile.open(fileobj=handle, mode="w|", format=tarfile.USTAR_FORMAT) as archive:
         for row in rows:
-            for member_name, data in _members(row):
+            for member_name, data in _members(row, twin):
                 info = tarfile.TarInfo(member_name)
                 info.size = len(data)
                 info.mtime = TAR_MTIME
@@ -143,43 +150,52 @@ def _paths(shard_dir: str, name: str) -> tuple[str, str]:
     return FileSystems.join(shard_dir, f"{name}.tar"), FileSystems.join(shard_dir, f"{name}.parquet")
 
 
-def _existing_shard_matches(shard_dir: str, name: str, table: pa.Table, rows: Sequence[dict[str, Any]]) -> bool:
+def _existing_shard_matches(
+    shard_dir: str, name: str, table: pa.Table, rows: Sequence[dict[str, Any]], twin: type[Table] = Sample
+) -> bool:
     """Whether a complete shard from an earlier run holds exactly these samples (resume reuses it)."""
     tar_path, parquet_path = _paths(shard_dir, name)
     if not (FileSystems.exists(tar_path) and FileSystems.exists(parquet_path)):
         return False
     metadata = FileSystems.match([tar_path])[0].metadata_list
-    if not metadata or metadata[0].size_in_bytes != _tar_size(rows):
+    if not metadata or metadata[0].size_in_bytes != _tar_size(rows, twin):
         return False
     try:
         with FileSystems.open(parquet_path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             existing = pq.read_table(io.BytesIO(handle.read()))
     except Exception:  # an unreadable twin is simply rewritten
         return False
-    return existing.to_pylist() == table.select(Sample.names()).to_pylist()
+    return existing.to_pylist() == table.select(twin.names()).to_pylist()
 
 
-def write_shard(shard_dir: str, shard_name: str, samples: list[dict[str, Any]], reuse_existing: bool = False) -> int:
+def write_shard(
+    shard_dir: str,
+    shard_name: str,
+    samples: list[dict[str, Any]],
+    reuse_existing: bool = False,
+    twin: type[Table] = Sample,
+) -> int:
     """Write one shard: ``{shard_name}.tar`` then its Parquet twin, each via a temporary name; returns its size.
 
     ``samples`` are SampleImage rows (at least ``key``, ``alt_text`` and ``image`` bytes; other columns may be
     missing). They are sorted by key here, so the caller's order does not matter. With ``reuse_existing``, a complete
-    shard already holding exactly these samples is kept as it is (resume).
+    shard already holding exactly these samples is kept as it is (resume). ``twin`` is the Parquet twin's table:
+    ``CaptionedSample`` for a captioned corpus (its rows then carry ``caption_model``).
     """
     name = shard_name.removesuffix(".tar")
-    table = _normalise(samples, name)
+    table = _normalise(samples, name, twin)
     rows = table.to_pylist()
-    if reuse_existing and _existing_shard_matches(shard_dir, name, table, rows):
+    if reuse_existing and _existing_shard_matches(shard_dir, name, table, rows, twin):
         return len(rows)
     tar_path, parquet_path = _paths(shard_dir, name)
     # The twin goes first: a tar without its twin, or a twin whose tar is being rewritten, is never "complete".
     delete_matching(parquet_path)
     temporary = _temporary(tar_path)
     with FileSystems.create(temporary, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        _write_tar(handle, rows)
+        _write_tar(handle, rows, twin)
     _rename_over(temporary, tar_path)
     buffer = io.BytesIO()
-    pq.write_table(table.select(Sample.names()).cast(Sample.schema()), buffer)
+    pq.write_table(table.select(twin.names()).cast(twin.schema()), buffer)
     temporary = _temporary(parquet_path)
     with FileSystems.create(temporary, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         handle.write(buffer.getvalue())

@@ -14,6 +14,12 @@ Resume: the stage does not clear its outputs. It deletes only temporary files an
 tar has the planned size, rewrites the others, deletes shards beyond the new shard count, and writes
 ``sizes.json`` then ``manifest.json`` last.
 
+Captions: with ``--caption-model`` set (the ``caption`` stage ran with the same caption settings, or this stage
+refuses to start), each sample is joined by ``candidate_id`` with its ``captions/`` row: a caption becomes the
+``{key}.enhanced.txt`` member and the ``enhanced_caption`` column, the Parquet twins take ``CaptionedSample``'s
+columns (``caption_model`` added), and ``manifest.json`` records the model, prompt, generation settings and counts
+under ``captions``. Without it captions/ is not read and the shards are exactly those of an uncaptioned corpus.
+
 Files: ``shards/NNNNN.tar`` + ``shards/NNNNN.parquet`` and ``shards/sizes.json``, written by
 ``pipeline.corpus.shard_files`` (the shard format, shared with ``reshard``), and ``manifest.json`` at the corpus root.
 Test hook: ``ALTCORPUS_TEST_SHARD_DELAY_S`` (seconds, float) sleeps after each shard is written, so a test can kill
@@ -34,6 +40,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.config import CorpusConfig
+from pipeline.core.errors import UsageError
 from pipeline.core.layout import STAGES, CorpusLayout, ReadTable, delete_matching, write_text_atomically
 from pipeline.core.progress import StageProgress, table_progress, with_progress
 from pipeline.core.rules import counter
@@ -47,7 +54,8 @@ from pipeline.corpus.shard_files import (
     write_shard,
     write_sizes,
 )
-from schemas import SCHEMA_VERSION, Candidate, Sample, SampleImage
+from schemas import SCHEMA_VERSION, Candidate, Sample, SampleImage, Table
+from schemas.tables import Caption, CaptionedSample
 
 STAGE = "write-shards"
 #: Key-prefix length of the counting buckets: 16**4 = 65,536 buckets, a small side input at any corpus size.
@@ -90,8 +98,9 @@ class WriteShardDoFn(beam.DoFn):
 
     progress = StageProgress(STAGE, "samples")
 
-    def __init__(self, shard_dir: str) -> None:
+    def __init__(self, shard_dir: str, twin: type[Table] = Sample) -> None:
         self.shard_dir = shard_dir
+        self.twin = twin
         self.delay_s = 0.0
 
     def setup(self) -> None:
@@ -102,7 +111,7 @@ class WriteShardDoFn(beam.DoFn):
     def process(self, element: tuple[int, Iterable[dict[str, Any]]]) -> Iterable[tuple[str, int]]:
         index, samples = element
         name = shard_name(index)
-        count = write_shard(self.shard_dir, name, list(samples), reuse_existing=True)
+        count = write_shard(self.shard_dir, name, list(samples), reuse_existing=True, twin=self.twin)
         self.written.inc()
         self.samples.inc(count)
         self.progress.add(count)
@@ -136,9 +145,10 @@ def _extract_inputs(layout: CorpusLayout) -> list[str]:
 class FinishCorpus(beam.DoFn):
     """After every shard exists: drop stale shards, then write ``sizes.json`` and ``manifest.json`` (last)."""
 
-    def __init__(self, root: str, config: dict[str, Any]) -> None:
+    def __init__(self, root: str, config: dict[str, Any], captions: dict[str, Any] | None = None) -> None:
         self.root = root
         self.config = config
+        self.captions = captions
 
     def process(self, _: Any, written: list[tuple[str, int]], warc_files: list[str]) -> Iterable[int]:
         layout = CorpusLayout(self.root)
@@ -156,6 +166,8 @@ class FinishCorpus(beam.DoFn):
             "sample_count": sum(sizes.values()),
             "shards": sizes,
         }
+        if self.captions is not None:
+            manifest["captions"] = self.captions
         write_text_atomically(layout.manifest_path(), json.dumps(manifest, indent=2, sort_keys=True, default=str))
         yield len(sizes)
 
@@ -169,14 +181,67 @@ def prepare_resume(layout: CorpusLayout) -> None:
     delete_matching(FileSystems.join(shard_dir, f"*{TEMPORARY_MARK}*"))
 
 
+def caption_record(layout: CorpusLayout, config: CorpusConfig) -> dict[str, Any]:
+    """What the manifest records of the captions this run joins; refuses captions missing or made otherwise.
+
+    The caption stage's ``_SUCCESS`` must record the same caption settings as this run's (``--caption-*``) and the
+    filter-image run whose samples are being sharded, so every shard's captions are of these samples by this model.
+    """
+    settings = config.to_dict()["caption"]
+    if not layout.is_done("caption"):
+        raise UsageError(
+            f"--caption-model is set but caption has not run on {layout.root}: run `python -m pipeline caption` "
+            "with the same --caption-* flags first (or leave --caption-model empty for alt-text-only shards)"
+        )
+    success = layout.read_success("caption")
+    fingerprint = success.get("fingerprint") or {}
+    if fingerprint.get("config", {}).get("caption") != settings:
+        raise UsageError(
+            f"captions/ of {layout.root} was written with other caption settings than these --caption-* flags: "
+            "run caption again with them (build-corpus does)"
+        )
+    if fingerprint.get("upstream", {}).get("filter-image") != layout.run_id("filter-image"):
+        raise UsageError(f"captions/ of {layout.root} is of an earlier filter-image run: run caption again")
+    record = dict(success.get("captions") or {})
+    record.update(counters=success.get("counters", {}), run_id=success.get("run_id"))
+    return record
+
+
+def _with_caption(joined: tuple[str, dict[str, list[dict[str, Any]]]]) -> Iterable[dict[str, Any]]:
+    """A sample with its caption (and the caption model) when its ``captions/`` row holds one."""
+    _, groups = joined
+    captions = [row for row in groups["captions"] if row.get(Caption.ENHANCED_CAPTION) is not None]
+    for sample in groups["samples"]:
+        if captions:
+            sample = dict(
+                sample,
+                **{
+                    CaptionedSample.ENHANCED_CAPTION: captions[0][Caption.ENHANCED_CAPTION],
+                    CaptionedSample.CAPTION_MODEL: captions[0][Caption.CAPTION_MODEL],
+                },
+            )
+        yield sample
+
+
 def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions) -> None:
     """The write-shards graph: rank by key, assign shards, write them, then sizes.json and manifest.json."""
     samples_per_shard = config.shards.samples_per_shard
     if samples_per_shard < 1:
         raise ValueError("--samples-per-shard must be at least 1")
+    captions = caption_record(layout, config) if config.caption.caption_model else None
     prepare_resume(layout)
     shard_dir = layout.folder(Sample)
     samples = pipeline | "ReadSamples" >> ReadTable(layout.glob(SampleImage))
+    if captions is not None:  # joined by candidate_id: one captions/ row per sample
+        caption_rows = pipeline | "ReadCaptions" >> ReadTable(layout.glob(Caption))
+        samples = (
+            {
+                "samples": samples | "SampleById" >> beam.Map(lambda row: (row[SampleImage.CANDIDATE_ID], row)),
+                "captions": caption_rows | "CaptionById" >> beam.Map(lambda row: (row[Caption.CANDIDATE_ID], row)),
+            }
+            | "JoinCaptions" >> beam.CoGroupByKey()
+            | "WithCaption" >> beam.FlatMap(_with_caption)
+        )
     identities = samples | "SortIdentity" >> beam.Map(sort_identity)
     offsets = (
         identities
@@ -201,7 +266,8 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
         | "WriteShard"
         >> beam.ParDo(
             with_progress(
-                WriteShardDoFn(shard_dir), table_progress(STAGE, "samples", layout.glob(SampleImage), pipeline)
+                WriteShardDoFn(shard_dir, Sample if captions is None else CaptionedSample),
+                table_progress(STAGE, "samples", layout.glob(SampleImage), pipeline),
             )
         )
     )
@@ -216,7 +282,7 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
         | "Finish" >> beam.Create([None])
         | "WriteSizesAndManifest"
         >> beam.ParDo(
-            FinishCorpus(layout.root, config.to_dict()),
+            FinishCorpus(layout.root, config.to_dict(), captions),
             written=beam.pvalue.AsList(written),
             warc_files=beam.pvalue.AsList(warc_files),
         )
