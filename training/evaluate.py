@@ -14,6 +14,10 @@
   Identical captions are one text (web corpora repeat alt texts): an image's positives are its caption, a caption's
   positives are all images that carry it, and a query scores a hit at K when any positive is among its top K. With
   unique captions this is the usual one-to-one protocol.
+- Compositionality: ``--compositional ITEMS.jsonl``, an image with its caption and hard negatives per line
+  (SugarCrepe/ARO items, format in ``training.compositional``); accuracy overall and per category.
+- Long descriptions: ``--long-retrieval FILE.jsonl`` in DOCCI's format (``image_file`` + ``description``, images in
+  ``--long-retrieval-images`` or beside the file, ``--long-retrieval-split test``); Recall@1/5/10 both ways, as above.
 Results print as a table; ``--output FILE`` also writes them as JSON. ``--model``, ``--force-image-size`` and the
 image transform (``image_mean``, ``image_std``, ``image_interpolation``, ``image_resize_mode``) follow the run's
 ``params.txt`` (``RUN/checkpoints/epoch_N.pt`` -> ``RUN/params.txt``).
@@ -36,6 +40,7 @@ import torch
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
 from PIL import Image
 
+from training import compositional
 from training.models import register_model_configs
 
 RECALL_KS = (1, 5, 10)
@@ -329,9 +334,13 @@ def retrieval_recall(
 def format_table(results: dict[str, Any]) -> str:
     """The results as a two-column text table."""
     rows: list[tuple[str, str]] = [("checkpoint", str(results["checkpoint"])), ("model", str(results["model"]))]
-    for section in ("zeroshot", "retrieval", "linear_probe"):
+    for section in ("zeroshot", "retrieval", "long_retrieval", "linear_probe"):
         for key, value in (results.get(section) or {}).items():
             rows.append((f"{section} {key}", f"{100 * value:.2f}%" if isinstance(value, float) else str(value)))
+    if results.get("compositional"):
+        rows.append(("compositional accuracy", f"{100 * results['compositional']['accuracy']:.2f}%"))
+        for category, scores in results["compositional"]["categories"].items():
+            rows.append((f"compositional {category}", f"{100 * scores['accuracy']:.2f}% of {scores['num_items']}"))
     width = max(len(name) for name, _ in rows)
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  -----"]
     lines += [f"{name:<{width}}  {value}" for name, value in rows]
@@ -357,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--caption-column", default="alt_text", help="Parquet column of captions")
     parser.add_argument("--max-retrieval-pairs", type=int, help="evaluate retrieval on at most this many pairs")
     parser.add_argument("--linear-probe", help="folder with train/ and test/ ImageFolders: logistic regression probe")
+    parser.add_argument("--compositional", help="JSONL of image + caption + hard negatives: accuracy per category")
+    parser.add_argument("--long-retrieval", help="DOCCI-format JSONL (image_file, description): long-text retrieval")
+    parser.add_argument("--long-retrieval-images", help="folder of --long-retrieval's images (default: beside it)")
+    parser.add_argument("--long-retrieval-split", help="only this split of --long-retrieval (DOCCI: test)")
     parser.add_argument("--output", help="also write the results as JSON here")
     return parser
 
@@ -365,9 +378,11 @@ def run(argv: list[str]) -> dict[str, Any]:
     """Evaluate a checkpoint as the command line asks; print the table and return the results."""
     cli = build_parser().parse_args(argv)
     retrieval_source = cli.retrieval_shards or cli.retrieval_parquet or cli.retrieval_imagefolder
-    if not (cli.zeroshot_imagefolder or retrieval_source or cli.linear_probe):
+    wanted = (cli.zeroshot_imagefolder, retrieval_source, cli.linear_probe, cli.compositional, cli.long_retrieval)
+    if not any(wanted):
         raise SystemExit(
-            "nothing to evaluate: give --zeroshot-imagefolder, --linear-probe and/or "
+            "nothing to evaluate: give --zeroshot-imagefolder, --linear-probe, --compositional, "
+            "--long-retrieval and/or "
             "--retrieval-shards/--retrieval-parquet/--retrieval-imagefolder"
         )
     model, preprocess, tokenizer, model_name = load_model(
@@ -399,6 +414,20 @@ def run(argv: list[str]) -> dict[str, Any]:
             "source": source,
             **retrieval_recall(
                 model, preprocess, tokenizer, pairs, cli.batch_size, cli.max_retrieval_pairs, cli.device
+            ),
+        }
+    if cli.compositional:
+        results["compositional"] = compositional.compositional_accuracy(
+            model, preprocess, tokenizer, cli.compositional, cli.batch_size, cli.device
+        )
+    if cli.long_retrieval:
+        descriptions = compositional.pairs_from_descriptions(
+            cli.long_retrieval, cli.long_retrieval_images, cli.long_retrieval_split
+        )
+        results["long_retrieval"] = {
+            "source": cli.long_retrieval,
+            **retrieval_recall(
+                model, preprocess, tokenizer, descriptions, cli.batch_size, cli.max_retrieval_pairs, cli.device
             ),
         }
     print(format_table(results))

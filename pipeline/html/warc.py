@@ -37,6 +37,7 @@ from typing import BinaryIO
 from fastwarc import ArchiveIterator, WarcRecordType
 from fastwarc.stream_io import BrotliReader, ZstdReader
 
+from pipeline.crawl.stream import CrawlFileError
 from pipeline.images.sniff import sniff_image_type
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -213,6 +214,8 @@ def iter_warc_items(
                 yield from item
             else:
                 yield item
+    except CrawlFileError:
+        raise  # the input itself failed (a crawl file past its retries), not a record: the caller records the file
     except Exception as error:
         yield RecordProblem(info, "malformed_record", f"{type(error).__name__}: {error} (after offset {info.offset})")
         return
