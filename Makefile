@@ -9,6 +9,12 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 SAMPLE_DIR ?= build/sample
 SAMPLE := $(SAMPLE_DIR)/sample.warc.gz
 INPUT ?=
+# CRAWL=CC-MAIN-YYYY-WW reads that Common Crawl crawl instead of INPUT (CC_BASE_URL: a mirror, or s3://commoncrawl/).
+CRAWL ?=
+CC_BASE_URL ?=
+CRAWL_SOURCE ?= warc
+CRAWL_FILES ?=
+SEGMENT_RANGE ?=
 OUTPUT ?= build/corpus
 PRESET ?= align
 RUNNER ?= DirectRunner
@@ -57,8 +63,13 @@ $(SAMPLE_DIR)/eval_index.parquet: $(SAMPLE)
 
 sample: $(SAMPLE) $(SAMPLE_DIR)/eval_index.parquet
 
-# The main job: on the bundled sample unless INPUT is given; BEAM_ARGS pass through to Beam.
-ifeq ($(strip $(INPUT)),)
+# The main job: on the bundled sample unless CRAWL or INPUT is given; BEAM_ARGS pass through to Beam.
+CRAWL_ARGS := --crawl '$(CRAWL)' --source $(CRAWL_SOURCE) $(if $(strip $(CC_BASE_URL)),--cc-base-url '$(CC_BASE_URL)') \
+  $(if $(strip $(CRAWL_FILES)),--files $(CRAWL_FILES)) $(if $(strip $(SEGMENT_RANGE)),--segment-range '$(SEGMENT_RANGE)')
+ifneq ($(strip $(CRAWL)),)
+build-corpus: $(VENV)/.installed
+	$(BIN)/python -m pipeline build-corpus $(CRAWL_ARGS) --output '$(OUTPUT)' --preset $(PRESET) $(RUNNER_ARGS) $(BEAM_ARGS)
+else ifeq ($(strip $(INPUT)),)
 build-corpus: $(SAMPLE) $(SAMPLE_DIR)/eval_index.parquet
 	$(BIN)/python -m pipeline build-corpus --input '$(SAMPLE)' --output '$(OUTPUT)' --preset $(PRESET) \
 	  --eval-index '$(SAMPLE_DIR)/eval_index.parquet' $(RUNNER_ARGS) $(BEAM_ARGS)
