@@ -1,12 +1,19 @@
 """``reshard``: rewrite a corpus with a new shard size and/or a DuckDB ``WHERE`` subset, without re-fetching.
 
-``python -m pipeline reshard --corpus DIR --output DIR2 [--samples-per-shard N] [--where "language = 'en'"]``
+``python -m pipeline reshard --corpus DIR --output DIR2 [--samples-per-shard N] [--where "language = 'en'"]
+[--captions DIR/captions]``
 
 The selection runs in DuckDB over the corpus's ``shards/*.parquet``; image bytes come from the existing tars (each
 row's ``shard`` column says which). Output shards follow the same rule as ``write-shards`` (sorted by key, exactly
 N per shard but the last, written through ``pipeline.corpus.shard_files.write_shard``), so resharding a corpus to
 its own size reproduces its tars byte for byte. Because both corpora are in key order, each source tar is read
 once and only the images still needed are held in memory. ``manifest.json`` records the source corpus and the filter.
+
+``--captions`` adds enhanced captions without re-fetching: the ``captions/`` table the ``caption`` stage wrote for
+the corpus (``python -m pipeline caption --output DIR --caption-model M``) is joined by ``candidate_id``, so every
+sample takes its caption from there (none when its row has none) and the new shards carry the ``enhanced.txt``
+member and ``CaptionedSample``'s columns, exactly as write-shards would have written them. A source that already has
+captions keeps them when no ``--captions`` is given.
 
 A resharded corpus holds ``shards/`` and ``manifest.json`` only: its funnel (candidates, rejections, stage markers)
 is the source's, which a ``--where`` subset no longer balances against. ``stats`` on it prints what it holds
@@ -36,7 +43,8 @@ from pipeline.corpus.shard_files import (
     write_shard,
     write_sizes,
 )
-from schemas import SCHEMA_VERSION, Sample, SampleImage
+from schemas import SCHEMA_VERSION, Sample, SampleImage, Table
+from schemas.tables import Caption, CaptionedSample
 
 log = logging.getLogger("altcorpus")
 
@@ -44,13 +52,29 @@ log = logging.getLogger("altcorpus")
 class Selection:
     """The samples of a corpus matching a DuckDB condition, streamed in key order in Arrow batches."""
 
-    def __init__(self, corpus: str, where: str | None) -> None:
+    def __init__(self, corpus: str, where: str | None, captions: str | None = None) -> None:
         import duckdb
 
-        pattern = CorpusLayout(corpus).glob(Sample)
-        self.source = f"read_parquet('{pattern.replace(chr(39), chr(39) * 2)}')"
-        self.condition = f"({where})" if where and where.strip() else "true"
         self.connection = duckdb.connect()
+        self.source = _quoted_parquet(CorpusLayout(corpus).glob(Sample))
+        try:
+            columns = [row[0] for row in self.connection.sql(f"describe select * from {self.source}").fetchall()]
+        except duckdb.IOException:  # no shards: the same error as before, from the first query that reads them
+            columns = []
+        #: The twins' table: captioned when the source has captions or ``captions`` brings them.
+        self.twin: type[Table] = CaptionedSample if captions or CaptionedSample.CAPTION_MODEL in columns else Sample
+        if captions:
+            if not list_matching(captions):
+                raise UsageError(f"--captions {captions!r} matches no file (the caption stage writes DIR/captions/)")
+            replaced = [str(Caption.ENHANCED_CAPTION), *(c for c in [str(Caption.CAPTION_MODEL)] if c in columns)]
+            self.source = (
+                f"(select samples.* exclude ({', '.join(replaced)}), captions.{Caption.ENHANCED_CAPTION}, "
+                # the model only beside a caption, as write-shards joins them (a failed row names the model too)
+                f"case when captions.{Caption.ENHANCED_CAPTION} is not null then captions.{Caption.CAPTION_MODEL} end "
+                f"as {Caption.CAPTION_MODEL} from {self.source} as samples left join "
+                f"{_quoted_parquet(captions)} as captions using ({Caption.CANDIDATE_ID}))"
+            )
+        self.condition = f"({where})" if where and where.strip() else "true"
         if where and where.strip():
             try:  # bind the condition (no rows read) so a typo is one line before anything is written
                 self.connection.sql(f"select * from {self.source} where {self.condition} limit 0").fetchall()
@@ -79,8 +103,21 @@ class Selection:
         query = f"select {Sample.KEY} from {self.source} where {self.condition} and {Sample.SHARD} = ?"
         return {key for (key,) in self.connection.execute(query, [source]).fetchall()}
 
+    def models(self) -> list[str]:
+        """The caption models named by the selected rows (empty for an uncaptioned selection)."""
+        if self.twin is not CaptionedSample:
+            return []
+        column = CaptionedSample.CAPTION_MODEL
+        query = f"select distinct {column} from {self.source} where {self.condition} and {column} is not null"
+        return sorted(model for (model,) in self.connection.execute(query).fetchall())
+
     def close(self) -> None:
         self.connection.close()
+
+
+def _quoted_parquet(pattern: str) -> str:
+    """``read_parquet('pattern')`` with the pattern quoted for SQL."""
+    return f"read_parquet('{pattern.replace(chr(39), chr(39) * 2)}')"
 
 
 class SourceImages:
@@ -187,10 +224,12 @@ def reshard(
     samples_per_shard: int | None = None,
     where: str | None = None,
     overwrite: bool = False,
+    captions: str | None = None,
 ) -> dict[str, int]:
     """Write the selected samples of ``corpus`` as a new corpus under ``output``; returns its ``sizes.json``.
 
-    ``output`` must not hold a corpus, unless it is an earlier reshard's and ``overwrite`` is true.
+    ``output`` must not hold a corpus, unless it is an earlier reshard's and ``overwrite`` is true. ``captions`` (a
+    glob of the caption stage's ``captions/`` Parquet files) gives every sample its enhanced caption.
     """
     source = CorpusLayout(corpus)
     target = CorpusLayout(output)
@@ -203,7 +242,7 @@ def reshard(
     size = samples_per_shard or manifest.get("config", {}).get("shards", {}).get("samples_per_shard") or 10_000
     if size < 1:
         raise UsageError("--samples-per-shard must be at least 1")
-    selection = Selection(corpus, where)
+    selection = Selection(corpus, where, captions)
     images = SourceImages(source.folder(Sample), selection)
     shard_dir = target.folder(Sample)
     sizes: dict[str, int] = {}
@@ -211,7 +250,7 @@ def reshard(
 
     def flush() -> None:
         name = shard_name(len(sizes))
-        sizes[f"{name}.tar"] = write_shard(shard_dir, name, chunk, reuse_existing=True)
+        sizes[f"{name}.tar"] = write_shard(shard_dir, name, chunk, reuse_existing=True, twin=selection.twin)
         log.info("reshard: wrote %s (%d samples)", name, sizes[f"{name}.tar"])
         chunk.clear()
 
@@ -221,6 +260,7 @@ def reshard(
             flush()
     if chunk:
         flush()
+    models = selection.models()
     selection.close()
     delete_stale_shards(shard_dir, len(sizes))
     write_sizes(shard_dir, sizes)
@@ -235,6 +275,8 @@ def reshard(
         }
     )
     manifest.setdefault("config", {}).setdefault("shards", {})["samples_per_shard"] = size
+    if captions:  # the source's own caption record (if any) described other captions
+        manifest["captions"] = {"from": captions, "models": models}
     write_text_atomically(target.manifest_path(), json.dumps(manifest, indent=2, sort_keys=True, default=str))
     return sizes
 
@@ -249,7 +291,14 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the shards and manifest of an earlier reshard at --output"
     )
+    parser.add_argument(
+        "--captions", default=None, help="the caption stage's captions/*.parquet (glob): adds enhanced captions"
+    )
     args = parser.parse_args(list(argv))
-    sizes = reshard(args.corpus, args.output, args.samples_per_shard, args.where, overwrite=args.overwrite)
+    if args.captions and not args.captions.endswith(".parquet"):
+        args.captions = FileSystems.join(args.captions, "*.parquet")  # a captions/ folder
+    sizes = reshard(
+        args.corpus, args.output, args.samples_per_shard, args.where, overwrite=args.overwrite, captions=args.captions
+    )
     print(f"{sum(sizes.values())} samples in {len(sizes)} shards under {CorpusLayout(args.output).folder(Sample)}")
     return 0

@@ -66,6 +66,8 @@ DISTRIBUTIONS: tuple[str, ...] = (
     "languages",
     "alt_length",
     "alt_length_histogram",
+    "caption_coverage",
+    "caption_length",
     "image_size",
     "image_size_heatmap",
     "aspect_ratio",
@@ -300,6 +302,8 @@ SECTION_TITLES = {
     "languages": "LANGUAGES (fastText top-1 of the alt text)",
     "alt_length": "ALT-TEXT LENGTH PERCENTILES",
     "alt_length_histogram": "ALT-TEXT LENGTH HISTOGRAM (whitespace words; 41 = more than 40)",
+    "caption_coverage": "ENHANCED CAPTIONS (caption stage; the others keep their alt text only)",
+    "caption_length": "ENHANCED-CAPTION LENGTH PERCENTILES (beside the alt texts of the same samples)",
     "image_size": "ORIGINAL IMAGE SIZE PERCENTILES",
     "image_size_heatmap": "ORIGINAL IMAGE SIZE GRID (log2 width x log2 height)",
     "aspect_ratio": "ASPECT RATIOS (long/short side)",
@@ -316,6 +320,8 @@ def format_text(stats: dict[str, Any]) -> str:
     for name in DISTRIBUTIONS:
         if name in ("alt_length_histogram", "image_size_heatmap"):
             continue  # charts in the HTML report; the percentiles above carry the same information in text
+        if name.startswith("caption_") and not any(row["captioned"] for row in stats["caption_coverage"]):
+            continue  # an uncaptioned corpus (the caption stage is optional): --json still has the zeros
         parts.append(f"\n{SECTION_TITLES[name]}\n{format_table(stats[name])}")
     parts.append(f"\n({stats['seconds']:.2f} s)")
     return "\n".join(parts)
