@@ -72,7 +72,9 @@ def caption_source_from_config(value: Any) -> CaptionSource:
         raise ValueError(f"caption_source must be alt|enhanced|mix or a mapping; got {value!r}")
     unknown = set(value) - {"text", "enhanced_probability", "split_sentences"}
     if unknown:
-        raise ValueError(f"caption_source: unknown keys {sorted(unknown)} (text, enhanced_probability, split_sentences)")
+        raise ValueError(
+            f"caption_source: unknown keys {sorted(unknown)} (text, enhanced_probability, split_sentences)"
+        )
     return CaptionSource(
         text=str(value.get("text", "alt")),
         enhanced_probability=float(value.get("enhanced_probability", 0.5)),
@@ -111,8 +113,8 @@ class CaptionChoice:
     """WebDataset stage: set each sample's ``txt`` to the text :class:`CaptionSource` picks for it this epoch.
 
     ``epoch`` is an int or open_clip_train's ``SharedEpoch`` (read at the start of each pass, as the shuffle does).
-    ``counts`` holds, per pass, how many samples got ``alt``, ``enhanced``, and ``fallback`` (wanted the enhanced
-    caption, had none, kept the alt text).
+    ``counts`` holds, for the current pass over the loader's shards, how many samples got ``alt``, ``enhanced``, and
+    ``fallback`` (wanted the enhanced caption, had none, kept the alt text); the pass's counts are logged at its end.
     """
 
     def __init__(self, source: CaptionSource, seed: int, epoch: Any = 0) -> None:
@@ -143,15 +145,14 @@ class CaptionChoice:
 
     def __call__(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         epoch = self._epoch()
-        counts: Counter[str] = Counter()
+        self.counts = counts = Counter()
         try:
             for sample in samples:
                 text, which = self.choose(sample, epoch)
                 counts[which] += 1
                 yield {**sample, ALT_MEMBER: text}
         finally:
-            # A pass ends when open_clip_train stops pulling (with_epoch), which closes this generator.
-            self.counts = counts
+            # Runs when open_clip_train stops pulling (with_epoch) and drops this generator, or at a shard list's end.
             log.info(
                 "caption choice (%s, epoch %d): %d enhanced, %d alt, %d without an enhanced caption kept their alt "
                 "text",
