@@ -366,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--caption-column", default="alt_text", help="Parquet column of captions")
     parser.add_argument("--max-retrieval-pairs", type=int, help="evaluate retrieval on at most this many pairs")
     parser.add_argument("--linear-probe", help="folder with train/ and test/ ImageFolders: logistic regression probe")
+    parser.add_argument("--localize", nargs="+", metavar="IMAGE", help="one-tower models: heat map of --query per image")
+    parser.add_argument("--query", help="the text query of --localize")
+    parser.add_argument("--localize-output", default="localize", help="folder of overlay PNGs (or one .png path)")
     parser.add_argument("--compositional", help="JSONL of image + caption + hard negatives: accuracy per category")
     parser.add_argument("--long-retrieval", help="DOCCI-format JSONL (image_file, description): long-text retrieval")
     parser.add_argument("--long-retrieval-images", help="folder of --long-retrieval's images (default: beside it)")
@@ -378,13 +381,22 @@ def run(argv: list[str]) -> dict[str, Any]:
     """Evaluate a checkpoint as the command line asks; print the table and return the results."""
     cli = build_parser().parse_args(argv)
     retrieval_source = cli.retrieval_shards or cli.retrieval_parquet or cli.retrieval_imagefolder
-    wanted = (cli.zeroshot_imagefolder, retrieval_source, cli.linear_probe, cli.compositional, cli.long_retrieval)
+    wanted = (
+        cli.zeroshot_imagefolder,
+        retrieval_source,
+        cli.linear_probe,
+        cli.localize,
+        cli.compositional,
+        cli.long_retrieval,
+    )
     if not any(wanted):
         raise SystemExit(
-            "nothing to evaluate: give --zeroshot-imagefolder, --linear-probe, --compositional, "
+            "nothing to evaluate: give --zeroshot-imagefolder, --linear-probe, --localize, --compositional, "
             "--long-retrieval and/or "
             "--retrieval-shards/--retrieval-parquet/--retrieval-imagefolder"
         )
+    if cli.localize and not cli.query:
+        raise SystemExit("--localize needs --query TEXT")
     model, preprocess, tokenizer, model_name = load_model(
         cli.checkpoint, cli.model, device=cli.device, force_image_size=cli.force_image_size
     )
@@ -416,6 +428,12 @@ def run(argv: list[str]) -> dict[str, Any]:
                 model, preprocess, tokenizer, pairs, cli.batch_size, cli.max_retrieval_pairs, cli.device
             ),
         }
+    if cli.localize:
+        from training.localize import localize
+
+        results["localize"] = localize(
+            model, preprocess, tokenizer, cli.localize, cli.query, cli.localize_output, cli.device
+        )
     if cli.compositional:
         results["compositional"] = compositional.compositional_accuracy(
             model, preprocess, tokenizer, cli.compositional, cli.batch_size, cli.device

@@ -35,6 +35,9 @@ def register_model_configs(config_dir: Path = MODEL_CONFIG_DIR) -> list[str]:
     if missing:
         # add_model_config rescans the whole folder, so one call registers every file of it.
         open_clip.add_model_config(config_dir)
+    from training import one_tower
+
+    one_tower.install()  # the one-tower family (model_configs/one_tower/), built by open_clip's own factory
     return names
 
 

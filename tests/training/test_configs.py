@@ -50,6 +50,8 @@ def _tiny_model(model: str) -> str:
         return "ALIGN-tiny"  # timm EfficientNet (test_efficientnet) + Transformer text tower, as every ALIGN config
     if model.startswith("ViT-"):
         return "ViT-tiny-test"
+    if model.startswith(("OneR-", "CLIPPO-")):
+        return model.split("-")[0] + "-tiny"  # the one-tower family's own tiny configs (training/one_tower.py)
     raise AssertionError(f"no tiny stand-in for {model}: add one to this test")
 
 
