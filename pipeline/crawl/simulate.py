@@ -88,6 +88,7 @@ OBJECT_ALTS = (
     "Photo of a toy on a plain background",
 )
 _IMG_OR_BASE = re.compile(rb"<(?:img|base|source)\b[^>]*>", re.IGNORECASE)
+_HREF = re.compile(rb"<a\b[^>]*?\bhref=[\"']([^\"'>]{1,300})", re.IGNORECASE)
 _BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
 _PLACEHOLDER = "data:image/gif;base64,R0lGODlhAQABAAAAACw="
 
@@ -321,6 +322,9 @@ class Generator:
         self.page_hosts = Zipf(spec.page_hosts, spec.zipf_s, self.rng)
         shared = Path(spec.shared_data) if spec.shared_data else None
         self.templates = real_pages(shared)
+        self.anchors = [
+            [match.decode("utf-8", "replace") for match in _HREF.findall(template)[:500]] for template in self.templates
+        ]
         from pipeline.sample.pools import PAGE_WORDS
 
         self.words = " ".join(PAGE_WORDS.values()).split()
@@ -389,17 +393,29 @@ class Generator:
             imgs.append(PlannedImg(url, alt, attribute, markup, body))
         return imgs
 
-    def _page_html(self, imgs: list[PlannedImg], base: str | None) -> bytes:
-        template = self.rng.choice(self.templates) if self.templates else plain_page(self.rng, self.words)
+    def _page_html(self, imgs: list[PlannedImg], base: str | None) -> tuple[bytes, list[str]]:
+        """The page's HTML (a real page with the generated figures before ``</body>``) and its ``<a href>``s."""
+        if self.templates:
+            chosen = self.rng.randrange(len(self.templates))
+            template, anchors = self.templates[chosen], self.anchors[chosen]
+        else:
+            template, anchors = plain_page(self.rng, self.words), []
         figures = "\n".join(f"<figure>{img.markup}</figure>" for img in imgs).encode()
         if base is not None:
             figures = f'<base href="{base}">\n'.encode() + figures
         ends = list(_BODY_END.finditer(template))
         cut = ends[-1].start() if ends else len(template)
-        return template[:cut] + b"\n" + figures + b"\n" + template[cut:]
+        return template[:cut] + b"\n" + figures + b"\n" + template[cut:], anchors
 
     def _wat_record(
-        self, page_url: str, title: str, base: str | None, imgs: list[PlannedImg], offset: int, warc_name: str
+        self,
+        page_url: str,
+        title: str,
+        base: str | None,
+        imgs: list[PlannedImg],
+        anchors: list[str],
+        offset: int,
+        warc_name: str,
     ) -> bytes:
         links = [
             {"path": "IMG@/src", "url": _src_of(img), "alt": img.alt}
@@ -408,7 +424,8 @@ class Generator:
             for img in imgs
             if img.attribute != "srcset"  # an <img> with only a srcset has no IMG@/src link in a WAT
         ]
-        links.append({"path": "A@/href", "url": "/about.html", "text": "About"})
+        # The page's own links, as a WAT lists them: most of a real WAT record's bytes.
+        links += [{"path": "A@/href", "url": href} for href in anchors]
         head: dict[str, Any] = {"Title": title}
         if base is not None:
             head["Base"] = base
@@ -498,7 +515,7 @@ class Generator:
                         else None
                     )
                     imgs = self._imgs(page, page_url, base, bodies, zipf)
-                    body = self._page_html(imgs, base)
+                    body, anchors = self._page_html(imgs, base)
                     http = (
                         b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
                         + f"Content-Length: {len(body)}\r\n\r\n".encode()
@@ -544,7 +561,10 @@ class Generator:
                     )
                     wat.write(
                         gzip_member(
-                            self._wat_record(page_url, f"Article {page}", base, imgs, offset, f"{name}.warc.gz"), level
+                            self._wat_record(
+                                page_url, f"Article {page}", base, imgs, anchors, offset, f"{name}.warc.gz"
+                            ),
+                            level,
                         )
                     )
                     for img in imgs:
