@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 import torch
@@ -53,12 +54,18 @@ def run(argv: list[str]) -> None:
     one_tower.install_objectives(options.one_tower_objectives, open_clip_main)  # after loss.install: wraps its hooks
 
     threads_before = torch.get_num_threads()
+    handlers_before = list(logging.root.handlers)
     if options.cpu_threads is not None:
         torch.set_num_threads(options.cpu_threads)
     try:
         status = open_clip_main.main(open_clip_args)
     finally:
         torch.set_num_threads(threads_before)  # an in-process run leaves its caller's setting as it was
+        # open_clip_train adds a console and an out.log handler to the root logger per run and never removes them: a
+        # second run in this process would print every line twice and write its log into the first run's out.log.
+        for handler in [handler for handler in logging.root.handlers if handler not in handlers_before]:
+            logging.root.removeHandler(handler)
+            handler.close()
     if status == -1:
         raise RuntimeError(
             "open_clip_train refused to start (its message is above): typically the run folder already has a log; "
