@@ -71,7 +71,7 @@ from pipeline.core.config import CorpusConfig, TextFilterConfig
 from pipeline.core.layout import CorpusLayout, WriteTableBatches, list_matching
 from pipeline.core.progress import StageProgress, table_progress, with_progress
 from pipeline.core.reasons import FilterTextReason
-from pipeline.core.rules import REJECTED, Decisions, Rule, RuleResult, counter, evaluate
+from pipeline.core.rules import REJECTED, Decisions, Rule, RuleResult, counter
 from pipeline.core.stage import run_stage
 from pipeline.text.langid import LanguageIdentifier
 from pipeline.text.ngram_vocab import RARE, bucket_boundary, count_boundary, tie_bucket, tie_order
@@ -224,6 +224,65 @@ def text_rules(config: TextFilterConfig) -> list[Rule]:
     ]
 
 
+@dataclass
+class PairColumns:
+    """The facts of many pairs at once, one array per fact: what ``text_rule_masks`` reads."""
+
+    alt_texts: list[str]
+    unigram_count: np.ndarray
+    images_per_alt: np.ndarray
+    alts_per_image_url: np.ndarray
+    rare_ngram: np.ndarray  # object array: the smallest rare n-gram, or None
+    language: np.ndarray | None = None  # object array of language codes (only read when ``languages`` is set)
+    language_score: np.ndarray | None = None
+
+
+def text_rule_masks(config: TextFilterConfig, columns: PairColumns) -> list[np.ndarray]:
+    """``text_rules(config)`` over many pairs at once: one mask per rule, in the same order (True: the rule fails).
+
+    The vectorised form the stage applies (a rule that needs no per-row Python should not pay for it, as in
+    DataComp's metadata filters); the per-pair rules stay the definition, give the recorded detail, and a test holds
+    the two to the same answers.
+    """
+    size = len(columns.alt_texts)
+    never = np.zeros(size, dtype=bool)
+
+    def below(values: np.ndarray, limit: int | None) -> np.ndarray:
+        return never if limit is None else values < limit
+
+    def above(values: np.ndarray, limit: int | None) -> np.ndarray:
+        return never if limit is None else values > limit
+
+    chars = words = never
+    if config.min_chars is not None:
+        chars = np.fromiter(map(len, columns.alt_texts), np.int64, size) < config.min_chars
+    if config.min_words is not None:
+        counts = np.fromiter((len(alt.split()) for alt in columns.alt_texts), np.int64, size)
+        words = counts < config.min_words
+    rare = never
+    if config.ngram_vocab_size is not None:
+        rare = np.fromiter((gram is not None for gram in columns.rare_ngram), bool, size)
+    language = never
+    if config.languages:
+        assert columns.language is not None and columns.language_score is not None
+        allowed = set(config.languages)
+        outside = np.fromiter((code not in allowed for code in columns.language), bool, size)
+        language = outside | (columns.language_score < config.min_language_score)
+    return [
+        below(columns.unigram_count, config.min_unigrams),
+        above(columns.unigram_count, config.max_unigrams),
+        chars,
+        words,
+        above(columns.images_per_alt, config.max_images_per_alt),
+        above(columns.alts_per_image_url, config.max_alts_per_image_url),
+        rare,
+        language,
+    ]
+
+
+#: The reason of each entry of ``text_rules`` / ``text_rule_masks``, in order.
+TEXT_RULE_REASONS: tuple[FilterTextReason, ...] = tuple(FilterTextReason)[1:]
+
 # -- the batched graph ------------------------------------------------------------------------------------------------
 #: Candidates per hash partition: every shuffle moves one payload per (read unit, partition), never one per row.
 ROWS_PER_PARTITION = 500_000
@@ -288,6 +347,14 @@ def _group_starts(*sorted_columns: np.ndarray) -> np.ndarray:
     for column in sorted_columns:
         change[1:] |= column[1:] != column[:-1]
     return np.append(np.flatnonzero(change), size)
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer array (a sort and a mask: numpy's hash-based ``unique`` is slower here)."""
+    values = np.sort(values)
+    keep = np.ones(len(values), dtype=bool)
+    keep[1:] = values[1:] != values[:-1]
+    return values[keep]
 
 
 def _by_unit(rows: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
@@ -364,38 +431,28 @@ class PrepareUnit(beam.DoFn):
     def _ngrams(
         self, tokens: list[list[str]], weights: np.ndarray, alt_high: np.ndarray, alt_low: np.ndarray
     ) -> Iterator[Any]:
-        index: dict[str, int] = {}
-        counts: list[int] = []
-        member_gram: list[int] = []
-        member_alt: list[int] = []
-        for position, alt_tokens in enumerate(tokens):
-            weight = int(weights[position])
-            seen: set[int] = set()
-            for gram in ngrams(alt_tokens):
-                number = index.get(gram)
-                if number is None:
-                    number = index[gram] = len(counts)
-                    counts.append(0)
-                # Raw-corpus counts: every occurrence in every candidate row.
-                counts[number] += weight
-                if number not in seen:
-                    seen.add(number)
-                    member_gram.append(number)
-                    member_alt.append(position)
-        if not counts:
+        # Vectorised: one flat Arrow array of every n-gram occurrence of the unit's distinct alt texts, dictionary-
+        # encoded in C; counts and the distinct (n-gram, alt) memberships are numpy reductions over its codes.
+        grams_per_alt = [ngrams(alt_tokens) for alt_tokens in tokens]
+        lengths = np.fromiter(map(len, grams_per_alt), np.int64, len(grams_per_alt))
+        if not lengths.any():
             return
-        grams = list(index)
+        encoded = pa.array(list(itertools.chain.from_iterable(grams_per_alt)), pa.string()).dictionary_encode()
+        gram_array = encoded.dictionary
+        codes = encoded.indices.to_numpy().astype(np.int64)
+        owners = np.repeat(np.arange(len(tokens), dtype=np.int64), lengths)
+        # Raw-corpus counts: every occurrence in every candidate row (an alt text's rows are its weight).
+        count_array = np.bincount(codes, weights=weights[owners], minlength=len(gram_array)).astype(np.int64)
+        pairs = _distinct(codes * len(tokens) + owners)
+        members, member_alts = np.divmod(pairs, len(tokens))
         gram_partitions = np.fromiter(
-            (zlib.crc32(gram.encode("utf-8")) % self.partitions for gram in grams), np.int64, len(grams)
+            (zlib.crc32(gram.encode("utf-8")) % self.partitions for gram in gram_array.to_pylist()),
+            np.int64,
+            len(gram_array),
         )
-        count_array = np.asarray(counts, dtype=np.int64)
-        members = np.asarray(member_gram, dtype=np.int64)
-        member_alts = np.asarray(member_alt, dtype=np.int64)
         # Renumber each partition's n-grams 0..k-1 so its memberships index its own list.
-        local = np.empty(len(grams), dtype=np.int64)
-        gram_array = pa.array(grams, pa.string())
-        member_partitions = gram_partitions[members]
-        member_groups = dict(_by_partition(member_partitions, self.partitions))
+        local = np.empty(len(gram_array), dtype=np.int64)
+        member_groups = dict(_by_partition(gram_partitions[members], self.partitions))
         for partition, indices in _by_partition(gram_partitions, self.partitions):
             local[indices] = np.arange(len(indices))
             chosen = member_groups[partition]
@@ -530,27 +587,29 @@ def merge_histograms(histograms: Iterable[Counter]) -> Counter:
     return merged
 
 
-def _tied(merged: tuple[Any, ...], boundary: tuple[int, int] | None) -> tuple[list[str], np.ndarray]:
+def with_ties(merged: tuple[Any, ...], boundary: tuple[int, int] | None) -> tuple[Any, ...]:
+    """One merged n-gram partition plus its n-grams counted exactly c* and their tie buckets, hashed once here
+    (BLAKE2b per tied n-gram; the tie histogram, the boundary bucket and the rare hits all read them)."""
     if boundary is None:
-        return [], np.zeros(0, dtype=np.int64)
+        return (*merged, [], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     positions = np.flatnonzero(merged[1] == boundary[0])
-    return merged[0].take(pa.array(positions)).to_pylist(), positions
+    grams = merged[0].take(pa.array(positions)).to_pylist()
+    buckets = np.fromiter(map(tie_bucket, grams), np.int64, len(grams))
+    return (*merged, grams, positions, buckets)
 
 
-def tie_bucket_histogram(merged: tuple[Any, ...], boundary: tuple[int, int] | None) -> Counter:
+def tie_bucket_histogram(annotated: tuple[Any, ...]) -> Counter:
     """Tie bucket -> number of this partition's n-grams counted exactly c*."""
-    grams, _ = _tied(merged, boundary)
-    return Counter(tie_bucket(gram) for gram in grams)
+    values, numbers = np.unique(annotated[-1], return_counts=True)
+    return Counter(dict(zip(values.tolist(), numbers.tolist(), strict=True)))
 
 
-def boundary_bucket_members(
-    merged: tuple[Any, ...], boundary: tuple[int, int] | None, buckets: tuple[int, int] | None
-) -> Iterator[str]:
+def boundary_bucket_members(annotated: tuple[Any, ...], buckets: tuple[int, int] | None) -> Iterator[str]:
     """This partition's n-grams counted c* in the boundary tie bucket b* (about ties / 65,536 in all)."""
     if buckets is None:
         return
-    grams, _ = _tied(merged, boundary)
-    yield from (gram for gram in grams if tie_bucket(gram) == buckets[0])
+    grams, bucket_of = annotated[-3], annotated[-1]
+    yield from (grams[index] for index in np.flatnonzero(bucket_of == buckets[0]).tolist())
 
 
 def rare_in_boundary(members: list[str], buckets: tuple[int, int] | None) -> list[str]:
@@ -569,43 +628,47 @@ class RareHitsByAlt(beam.DoFn):
 
     def process(
         self,
-        merged: tuple[Any, ...],
+        annotated: tuple[Any, ...],
         boundary: tuple[int, int] | None,
         buckets: tuple[int, int] | None,
         boundary_rare: list[str],
     ) -> Iterator[Any]:
         if boundary is None:
             return
-        dictionary, totals, members, high, low = merged
+        dictionary, totals, members, high, low, tied_grams, tied_positions, tied_buckets = annotated
         rare = totals < boundary[0]
-        tied_grams, tied_positions = _tied(merged, boundary)
         if buckets is not None:
-            rare_ties = set(boundary_rare)
-            for gram, position in zip(tied_grams, tied_positions.tolist(), strict=True):
-                bucket = tie_bucket(gram)
-                if bucket > buckets[0] or (bucket == buckets[0] and gram in rare_ties):
-                    rare[position] = True
+            rare[tied_positions[tied_buckets > buckets[0]]] = True
+            if boundary_rare:
+                rare_ties = set(boundary_rare)
+                for index in np.flatnonzero(tied_buckets == buckets[0]).tolist():
+                    if tied_grams[index] in rare_ties:
+                        rare[tied_positions[index]] = True
         hit = np.flatnonzero(rare[members])
         if not len(hit):
             return
-        grams = dictionary.take(pa.array(members[hit])).to_pylist()
-        smallest: dict[tuple[int, int], str] = {}
-        for key, gram in zip(zip(high[hit].tolist(), low[hit].tolist(), strict=True), grams, strict=True):
-            previous = smallest.get(key)
-            if previous is None or gram < previous:
-                smallest[key] = gram
-        alt_high = np.fromiter((key[0] for key in smallest), np.uint64, len(smallest))
-        alt_low = np.fromiter((key[1] for key in smallest), np.uint64, len(smallest))
-        values = list(smallest.values())
+        # The smallest rare n-gram of each alt text: sort hits by (alt id, n-gram) and keep each alt's first. Arrow
+        # sorts strings by UTF-8 bytes, which is code point order, i.e. Python's ``<`` on str.
+        hits = pa.table({"high": high[hit], "low": low[hit], "gram": dictionary.take(pa.array(members[hit]))})
+        hits = hits.take(pc.sort_indices(hits, [("high", "ascending"), ("low", "ascending"), ("gram", "ascending")]))
+        alt_high, alt_low = hits["high"].to_numpy(), hits["low"].to_numpy()
+        first = _group_starts(alt_high, alt_low)[:-1]
+        alt_high, alt_low = alt_high[first], alt_low[first]
+        values = hits["gram"].take(pa.array(first)).to_pylist()
         for partition, indices in _by_partition(
             (alt_high % np.uint64(self.partitions)).astype(np.int64), self.partitions
         ):
-            payload = (alt_high[indices], alt_low[indices], [values[index] for index in indices])
+            payload = (alt_high[indices], alt_low[indices], [values[index] for index in indices.tolist()])
             yield partition, (RARE, payload)
 
 
 class DecideUnit(beam.DoFn):
-    """Per read unit: its rows read again, joined with their facts, every rule applied (``text_rules``)."""
+    """Per read unit: its rows read again, joined with their facts, every rule applied (``text_rule_masks``).
+
+    Vectorised: the facts land in arrays, the rules are masks, the outputs are columns taken from the unit's Arrow
+    table; per-row Python is left only where a row needs it (the recorded detail of a dropped pair, fastText once per
+    distinct alt text).
+    """
 
     def __init__(self, config: TextFilterConfig, units: list[tuple[str, int]]) -> None:
         self.config = config
@@ -614,23 +677,24 @@ class DecideUnit(beam.DoFn):
     def setup(self) -> None:
         self.identifier = LanguageIdentifier(self.config.language_model).load()
         self.rules = text_rules(self.config)
+        assert len(self.rules) == len(TEXT_RULE_REASONS)
         self.decisions = Decisions(STAGE)
         self.kept_schema = TextKept.schema()
         self.rejected_schema = Rejection.schema()
 
     def process(self, element: tuple[int, Iterable[tuple]]) -> Iterator[Any]:
         unit, facts_of_unit = element
-        rows = read_unit(self.units[unit]).to_pylist()
-        size = len(rows)
+        table = read_unit(self.units[unit])
+        size = table.num_rows
         multiplicity = np.zeros(size, dtype=np.int64)
         unigram_counts = np.zeros(size, dtype=np.int64)
         alts_per_url = np.zeros(size, dtype=np.int64)
         images_per_alt = np.zeros(size, dtype=np.int64)
-        rare: list[str | None] = [None] * size
-        kept_ids: dict[int, str] = {}
+        rare = np.full(size, None, dtype=object)
+        duplicate_of = np.full(size, None, dtype=object)
         for tag, positions, *values in facts_of_unit:
             if tag == _DUP:
-                kept_ids.update(zip(positions.tolist(), values[0].to_pylist(), strict=True))
+                duplicate_of[positions] = _objects(values[0].to_pylist())
             elif tag == _PAIR_FACT:
                 multiplicity[positions] = values[0]
                 unigram_counts[positions] = values[1]
@@ -638,60 +702,131 @@ class DecideUnit(beam.DoFn):
                 alts_per_url[positions] = values[0]
             else:
                 images_per_alt[positions] = values[0]
-                for position, gram in zip(positions.tolist(), values[1], strict=True):
-                    rare[position] = gram
-        kept: list[dict[str, Any]] = []
-        rejected_rows: list[dict[str, Any]] = []
+                rare[positions] = _objects(values[1])
+        duplicates = np.fromiter((kept is not None for kept in duplicate_of), bool, size)
+        pairs = np.flatnonzero(~duplicates)
+        if (multiplicity[pairs] <= 0).any():
+            raise AssertionError("a candidate with neither a duplicate nor a pair fact")
+        alt_texts = table[Candidate.ALT_TEXT].to_pylist()
+        pair_alts = [alt_texts[position] or "" for position in pairs.tolist()]
         languages: dict[str, tuple[str, float]] = {}
-        for position, row in enumerate(rows):
-            kept_id = kept_ids.get(position)
-            if kept_id is not None:
-                detail = f"same image URL and alt text as candidate {kept_id}"
-                rejected_rows.append(self.decisions.drop(row, FilterTextReason.DUPLICATE_PAIR, detail))
-                continue
-            weight = int(multiplicity[position])
-            assert weight > 0, "a candidate with neither a duplicate nor a pair fact"
-            alt_text = _alt_text(row)
-            facts = PairFacts(
-                row=row,
-                multiplicity=weight,
-                alts_per_image_url=int(alts_per_url[position]),
-                unigram_count=int(unigram_counts[position]),
-                images_per_alt=int(images_per_alt[position]),
-                rare_ngram=rare[position],
-            )
-            # fastText runs once per distinct alt text of the unit, and only when its answer is used.
-            if self.config.languages:
-                facts.language, facts.language_score = self._language(languages, alt_text)
-            rejected = self.decisions.record(row, evaluate(self.rules, facts, FilterTextReason), reason_weight=weight)
-            if rejected is not None:
-                rejected_rows.append(rejected)
-                continue
-            facts.language, facts.language_score = self._language(languages, alt_text)
-            kept.append(
-                TextKept.row(
-                    **Candidate.project(row),
-                    **{
-                        TextKept.LANGUAGE: facts.language,
-                        TextKept.LANGUAGE_SCORE: facts.language_score,
-                        TextKept.UNIGRAM_COUNT: facts.unigram_count,
-                        TextKept.DUPLICATE_COUNT: facts.multiplicity,
-                    },
+        columns = PairColumns(pair_alts, unigram_counts[pairs], images_per_alt[pairs], alts_per_url[pairs], rare[pairs])
+        if self.config.languages:
+            # fastText once per distinct alt text of the unit, and only when its answer is used.
+            tags = [self._language(languages, alt) for alt in pair_alts]
+            columns.language = _objects([code for code, _ in tags])
+            columns.language_score = np.fromiter((score for _, score in tags), np.float64, len(tags))
+        failing = np.vstack(text_rule_masks(self.config, columns))
+        dropped = failing.any(axis=0)
+        self._count(duplicates, failing, dropped, multiplicity[pairs])
+        rejected_positions = [np.flatnonzero(duplicates), pairs[dropped]]
+        reasons = [FilterTextReason.DUPLICATE_PAIR.value] * len(rejected_positions[0])
+        details = [f"same image URL and alt text as candidate {kept}" for kept in duplicate_of[duplicates]]
+        for index in np.flatnonzero(dropped).tolist():
+            reason, detail = self._first_failure(columns, failing[:, index], index, int(multiplicity[pairs[index]]))
+            reasons.append(reason.value)
+            details.append(detail)
+        kept = pairs[~dropped]
+        if len(kept):
+            kept_tags = [self._language(languages, pair_alts[index]) for index in np.flatnonzero(~dropped).tolist()]
+            yield from self._kept_batches(table, kept, kept_tags, unigram_counts[kept], multiplicity[kept])
+        positions = np.concatenate(rejected_positions)
+        if len(positions):
+            order = np.argsort(positions, kind="stable")  # rows leave in input order, as one batch per unit
+            yield from (
+                beam.pvalue.TaggedOutput(REJECTED, batch)
+                for batch in self._rejected_batches(
+                    table, positions[order], [reasons[i] for i in order.tolist()], [details[i] for i in order.tolist()]
                 )
             )
-        # One Arrow record batch per output and unit: no per-row Beam element on the way to the Parquet writer.
-        if kept:
-            yield pa.RecordBatch.from_pylist(kept, schema=self.kept_schema)
-        if rejected_rows:
-            yield beam.pvalue.TaggedOutput(
-                REJECTED, pa.RecordBatch.from_pylist(rejected_rows, schema=self.rejected_schema)
-            )
+
+    def _count(self, duplicates: np.ndarray, failing: np.ndarray, dropped: np.ndarray, weights: np.ndarray) -> None:
+        """The counters ``Decisions.record`` would add row by row: each failing rule adds the pair's weight (its
+        duplicate count), kept/dropped add one per candidate; duplicates count as ``duplicate_pair`` and dropped."""
+        amounts: list[tuple[str, int]] = [
+            (FilterTextReason.DUPLICATE_PAIR, int(duplicates.sum())),
+            *((reason, int(weights[mask].sum())) for reason, mask in zip(TEXT_RULE_REASONS, failing, strict=True)),
+            ("kept", int((~dropped).sum())),
+            ("dropped", int(duplicates.sum() + dropped.sum())),
+        ]
+        for name, amount in amounts:
+            if amount:
+                self.decisions.count(name, amount)
+
+    def _first_failure(
+        self, columns: PairColumns, failing: np.ndarray, index: int, weight: int
+    ) -> tuple[FilterTextReason, str | None]:
+        """The recorded reason and detail of a dropped pair: its first failing rule, asked per pair."""
+        rule = int(failing.argmax())
+        facts = PairFacts(
+            row={Candidate.ALT_TEXT: columns.alt_texts[index]},
+            multiplicity=weight,
+            alts_per_image_url=int(columns.alts_per_image_url[index]),
+            unigram_count=int(columns.unigram_count[index]),
+            images_per_alt=int(columns.images_per_alt[index]),
+            rare_ngram=columns.rare_ngram[index],
+        )
+        if columns.language is not None and columns.language_score is not None:
+            facts.language, facts.language_score = columns.language[index], float(columns.language_score[index])
+        result = self.rules[rule](facts)
+        if result is None:
+            raise AssertionError(f"text_rule_masks and text_rules disagree on {TEXT_RULE_REASONS[rule]}")
+        reason, detail = result if isinstance(result, tuple) else (result, None)
+        return reason, detail
+
+    def _kept_batches(
+        self,
+        table: pa.Table,
+        kept: np.ndarray,
+        tags: list[tuple[str, float]],
+        unigram_counts: np.ndarray,
+        duplicate_counts: np.ndarray,
+    ) -> Iterator[pa.RecordBatch]:
+        taken = table.take(pa.array(kept))
+        added = {
+            TextKept.LANGUAGE: pa.array([code for code, _ in tags], pa.string()),
+            TextKept.LANGUAGE_SCORE: pa.array([score for _, score in tags], pa.float32()),
+            TextKept.UNIGRAM_COUNT: pa.array(unigram_counts, pa.int32()),
+            TextKept.DUPLICATE_COUNT: pa.array(duplicate_counts, pa.int64()),
+        }
+        yield from _batches(taken, added, self.kept_schema)
+
+    def _rejected_batches(
+        self, table: pa.Table, positions: np.ndarray, reasons: list[str], details: list[str | None]
+    ) -> Iterator[pa.RecordBatch]:
+        taken = table.take(pa.array(positions))
+        added = {
+            Rejection.STAGE: pa.array([STAGE] * len(positions), pa.string()),
+            Rejection.REASON: pa.array(reasons, pa.string()),
+            Rejection.DETAIL: pa.array(details, pa.string()),
+        }
+        yield from _batches(taken, added, self.rejected_schema)
 
     def _language(self, cache: dict[str, tuple[str, float]], alt_text: str) -> tuple[str, float]:
         language = cache.get(alt_text)
         if language is None:
             language = cache[alt_text] = self.identifier.identify(alt_text)
         return language
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    """A 1-d object array of ``values`` (``np.array`` would make strings a fixed-width unicode array)."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+def _batches(taken: pa.Table, added: dict[str, pa.Array], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """``schema``'s columns from ``added`` or else from ``taken`` (null when neither has it), as record batches."""
+    arrays = []
+    for field in schema:
+        if field.name in added:
+            arrays.append(added[field.name])
+        elif field.name in taken.column_names:
+            arrays.append(taken[field.name].cast(field.type))
+        else:
+            arrays.append(pa.nulls(taken.num_rows, field.type))
+    yield from pa.Table.from_arrays(arrays, schema=schema).combine_chunks().to_batches()
 
 
 class FilterText(beam.PTransform):
@@ -740,9 +875,10 @@ class FilterText(beam.PTransform):
                 | "MergeCountHistograms" >> beam.CombineGlobally(merge_histograms)
                 | "CountBoundary" >> beam.Map(count_boundary, config.ngram_vocab_size)
             )
+            annotated = merged | "TiedNgrams" >> beam.Map(with_ties, boundary)
             buckets = beam.pvalue.AsSingleton(
-                merged
-                | "TieBucketHistogram" >> beam.Map(tie_bucket_histogram, boundary)
+                annotated
+                | "TieBucketHistogram" >> beam.Map(tie_bucket_histogram)
                 | "MergeTieHistograms" >> beam.CombineGlobally(merge_histograms)
                 | "TieBucketBoundary"
                 >> beam.Map(
@@ -750,13 +886,13 @@ class FilterText(beam.PTransform):
                 )
             )
             boundary_rare = beam.pvalue.AsSingleton(
-                merged
-                | "BoundaryBucketMembers" >> beam.FlatMap(boundary_bucket_members, boundary, buckets)
+                annotated
+                | "BoundaryBucketMembers" >> beam.FlatMap(boundary_bucket_members, buckets)
                 | "AllBoundaryMembers" >> beam.combiners.ToList()
                 | "RareInBoundaryBucket" >> beam.Map(rare_in_boundary, buckets)
             )
             by_alt.append(
-                merged | "RareHitsByAlt" >> beam.ParDo(RareHitsByAlt(partitions), boundary, buckets, boundary_rare)
+                annotated | "RareHitsByAlt" >> beam.ParDo(RareHitsByAlt(partitions), boundary, buckets, boundary_rare)
             )
         alt_facts = (
             by_alt

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -105,6 +107,51 @@ def test_every_failing_rule_is_reported_in_the_documented_order() -> None:
     assert reasons(pair, TextFilterConfig(min_unigrams=None, max_images_per_alt=None, ngram_vocab_size=None)) == [
         "image_url_has_too_many_alts"
     ]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ALIGN,
+        TextFilterConfig(languages=("en", "de"), min_language_score=0.5, min_chars=6, min_words=3),
+        TextFilterConfig(min_unigrams=None, max_unigrams=None, max_images_per_alt=None, ngram_vocab_size=None),
+    ],
+    ids=["align", "everything-on", "most-off"],
+)
+def test_vectorised_masks_give_the_per_pair_rules_answers(config: TextFilterConfig) -> None:
+    """The stage applies ``text_rule_masks``; ``text_rules`` define the rules: on pairs at and around every threshold
+    the two must agree rule by rule, and the mask order must be the reason order."""
+    rng = random.Random(16)
+    alts = ["x", "two words", "a b c", "state-of-the-art", "微信码", " ".join(["w"] * 21), "dog\u00a0on a\tbeach", ""]
+    pairs = [
+        facts(
+            rng.choice(alts),
+            unigram_count=rng.choice([0, 2, 3, 20, 21]),
+            images_per_alt=rng.choice([1, 10, 11]),
+            alts_per_image_url=rng.choice([1, 1000, 1001]),
+            rare_ngram=rng.choice([None, "zzz"]),
+            language=rng.choice(["en", "de", "fr", ""]),
+            language_score=rng.choice([0.1, 0.5, 0.9]),
+        )
+        for _ in range(400)
+    ]
+    columns = filter_text.PairColumns(
+        alt_texts=[pair.row[Candidate.ALT_TEXT] for pair in pairs],
+        unigram_count=np.array([pair.unigram_count for pair in pairs]),
+        images_per_alt=np.array([pair.images_per_alt for pair in pairs]),
+        alts_per_image_url=np.array([pair.alts_per_image_url for pair in pairs]),
+        rare_ngram=np.array([pair.rare_ngram for pair in pairs], dtype=object),
+        language=np.array([pair.language for pair in pairs], dtype=object),
+        language_score=np.array([pair.language_score for pair in pairs]),
+    )
+    masks = filter_text.text_rule_masks(config, columns)
+    assert len(masks) == len(text_rules(config)) == len(filter_text.TEXT_RULE_REASONS)
+    for index, pair in enumerate(pairs):
+        from_masks = [
+            str(reason) for reason, mask in zip(filter_text.TEXT_RULE_REASONS, masks, strict=True) if mask[index]
+        ]
+        assert from_masks == reasons(pair, config), pair
+    assert any(mask.any() for mask in masks) and not all(mask.all() for mask in masks)
 
 
 # -- the top-N n-gram cut -------------------------------------------------------------------------------------------------
