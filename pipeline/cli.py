@@ -96,7 +96,8 @@ def beam_command_help(command: str) -> str:
 
     needs_input = command in ("extract", "build-corpus")
     lines = [
-        f"usage: altcorpus {command} {'--input PATTERN ' if needs_input else ''}--output DIR [options] [Beam options]",
+        f"usage: altcorpus {command} {'(--input PATTERN | --crawl ID) ' if needs_input else ''}--output DIR [options] "
+        "[Beam options]",
         "",
         plain_help(COMMANDS[command][1]),
     ]
@@ -106,7 +107,8 @@ def beam_command_help(command: str) -> str:
     if needs_input:
         lines += _help_rows(
             "--input PATTERN",
-            "(required) WARC/WAT files: a path or glob (local, gs://, s3://); several separated by commas.",
+            "(required) WARC/WAT files: a path or glob (local, gs://, s3://); several separated by commas. Or, "
+            "instead, --crawl CC-MAIN-YYYY-WW: a Common Crawl crawl (see the crawl input options).",
         )
     lines += _help_rows("--output DIR", "(required) The corpus folder every stage reads and writes under.")
     lines += _help_rows(

@@ -12,6 +12,7 @@ import pytest
 from pipeline import cli
 from pipeline.core.config import CorpusConfig
 from pipeline.core.layout import CorpusLayout
+from pipeline.core.registry import STAGES
 from pipeline.crawl.simulate import Fault, SimulatedCrawl
 from pipeline.stages import extract
 from pipeline.stages.extract import iter_extracted
@@ -68,6 +69,7 @@ def test_crawl_files_are_streamed_resumed_retried_and_a_failing_one_is_recorded(
     assert [item["path"] for item in success["fingerprint"]["input_files"]] == success["inputs"]
 
 
+@pytest.mark.slow  # a second extract run (about 5 s); compare_sources covers WAT reading in test_simulate
 def test_wat_source_and_files_select_from_the_wat_listing(mirror: Path, tmp_path: Path) -> None:
     wat_files = plan(mirror)["wat_files"]
     output = tmp_path / "corpus"
@@ -130,6 +132,10 @@ def test_build_corpus_from_a_crawl_id_with_two_workers_fetches_images_from_many_
         ]  # fmt: skip
         assert build.run(argv) == 0
         image_hosts = {host for host in sim.stats.requests if host.startswith("img-")}
+        run_ids = {stage: CorpusLayout(str(output)).run_id(stage) for stage in STAGES}
+        # Run again: the listing selects the same files, so every stage is skipped (its fingerprint matches).
+        assert build.run(argv) == 0
+        assert {stage: CorpusLayout(str(output)).run_id(stage) for stage in STAGES} == run_ids
     manifest = json.loads((output / "manifest.json").read_text())
     assert manifest["config"]["crawl"]["crawl"] == CRAWL
     assert manifest["inputs"] == [sim.base_url + relative for relative in files[:2]]
