@@ -22,6 +22,7 @@ import argparse
 import io
 import json
 import random
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -190,7 +191,7 @@ class DemoSettings:
 
     train_samples: int = 2000
     eval_images: int = 200
-    epochs: int = 4
+    epochs: int = 2
     seed: int = 0
     samples_per_shard: int = 500
 
@@ -206,6 +207,7 @@ def run_demo(output: str | Path, settings: DemoSettings = DemoSettings()) -> dic
     results: dict[str, Any] = {}
     for text in ("alt", "enhanced"):
         name = f"shapes-{text}"
+        shutil.rmtree(output / "runs" / name, ignore_errors=True)  # a fresh run each time: the demo is not resumed
         status = train.run([
             "--corpus", str(corpus), "--config", str(DEMO_CONFIG), "--logs", str(output / "runs"), "--name", name,
             "--set", f"caption_source={text}", "--set", f"epochs={settings.epochs}", "--set", f"seed={settings.seed}",
