@@ -100,6 +100,10 @@ def test_the_crawl_listing_is_read_from_the_mirror_and_selects_by_segment(mirror
         everything = crawl_files(CrawlConfig(crawl="CC-MAIN-2099-01", cc_base_url=sim.base_url))
         last_segment = crawl_files(CrawlConfig(crawl="CC-MAIN-2099-01", cc_base_url=sim.base_url, segment_range="1:"))
         wat = crawl_files(CrawlConfig(crawl="CC-MAIN-2099-01", cc_base_url=sim.base_url, source="wat", files=1))
+        # --files-from over HTTP: another listing (here the WAT one) replaces the crawl's own.
+        listing = f"{sim.base_url}crawl-data/CC-MAIN-2099-01/wat.paths.gz"
+        from_listing = crawl_files(CrawlConfig(crawl="CC-MAIN-2099-01", cc_base_url=sim.base_url, files_from=listing))
     assert everything == tuple(sim.base_url + path for path in files)
     assert last_segment == (sim.base_url + files[2],)  # three files over two segments: 0, 0, 1
     assert wat == (sim.base_url + plan(mirror)["wat_files"][0],)
+    assert from_listing == tuple(sim.base_url + path for path in plan(mirror)["wat_files"])
