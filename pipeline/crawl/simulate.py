@@ -438,6 +438,16 @@ class Generator:
                     "Actual-Content-Type": "application/http; msgtype=response",
                     "HTTP-Response-Metadata": {
                         "Response-Message": {"Version": "HTTP/1.1", "Status": "200", "Reason": "OK"},
+                        # What a real WAT record also carries (so its size and parse cost are closer to CC's).
+                        "Headers": {
+                            "Content-Type": "text/html; charset=utf-8",
+                            "Server": "nginx",
+                            "Cache-Control": "max-age=600",
+                            "Vary": "Accept-Encoding",
+                        },
+                        "Headers-Length": "180",
+                        "Entity-Length": str(self.rng.randint(5_000, 200_000)),
+                        "Entity-Digest": f"sha1:{hashlib.sha1(page_url.encode()).hexdigest().upper()[:32]}",
                         "HTML-Metadata": {"Head": head, "Links": links},
                     },
                 },
