@@ -126,7 +126,7 @@ WRITE_SHARDS = StageSpec(
     colour="#0f766e",
     # caption last: its run id is None (equal to an older _SUCCESS's missing entry) while it has not run.
     inputs=("filter-image", "extract", "caption"),
-    config_sections=("shards",),
+    config_sections=("shards", "caption"),  # --caption-model set: join the captions made with these settings
     fingerprints_whole_config=True,
 )
 

@@ -38,6 +38,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.config import CaptionConfig, CorpusConfig
 from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable
+from pipeline.core.progress import StageProgress, table_progress, with_progress
 from pipeline.core.reasons import Reason
 from pipeline.core.rules import counter
 from pipeline.core.stage import run_stage
@@ -107,9 +108,16 @@ class CaptionModelHandler(ModelHandler[dict[str, Any], PredictionResult, Any]):
     def load_model(self) -> Any:
         from transformers import pipeline
 
-        return pipeline(
+        captioner = pipeline(
             task=PIPELINE_TASK, model=self.config.caption_model, device=self.device(), dtype=self.config.caption_dtype
         )
+        if not getattr(captioner.model.config, "is_encoder_decoder", False):
+            # A decoder continues each prompt from its last token: in a batch of prompts of several lengths the
+            # padding must come first (right padding would make it continue after pad tokens).
+            for tokenizer in (captioner.tokenizer, getattr(captioner.processor, "tokenizer", None)):
+                if tokenizer is not None:
+                    tokenizer.padding_side = "left"
+        return captioner
 
     def run_inference(
         self, batch: Sequence[dict[str, Any]], model: Any, inference_args: dict[str, Any] | None = None
@@ -177,7 +185,9 @@ def failed_batch_rows(failed: tuple[Sequence[tuple[str, dict[str, Any]]], Any], 
 
 
 class CountCaptions(beam.DoFn):
-    """Count each row's outcome (``caption:captioned`` or ``caption:<reason>``) and pass it on."""
+    """Count each row's outcome (``caption:captioned`` or ``caption:<reason>``) and the stage's progress; pass it on."""
+
+    progress = StageProgress(STAGE, "samples")
 
     def setup(self) -> None:
         self.counters: dict[str, Any] = {}
@@ -188,6 +198,7 @@ class CountCaptions(beam.DoFn):
         if name not in self.counters:
             self.counters[name] = counter(STAGE, name)
         self.counters[name].inc()
+        self.progress.add(1)
         yield row
 
 
@@ -222,7 +233,10 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
         pipeline
         | "ReadSamples" >> ReadTable(layout.glob(SampleImage))
         | "Caption" >> CaptionSamples(config.caption)
-        | "Count" >> beam.ParDo(CountCaptions())
+        | "Count"
+        >> beam.ParDo(
+            with_progress(CountCaptions(), table_progress(STAGE, "samples", layout.glob(SampleImage), pipeline))
+        )
         | "WriteCaptions" >> WriteTable(layout.prefix(Caption), Caption)
     )
 

@@ -18,17 +18,17 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.core.config import resolve_config
 from pipeline.core.errors import UsageError
 from pipeline.core.layout import CorpusLayout
-from pipeline.core.registry import STAGES
+from pipeline.core.registry import ALL_STAGE_SPECS, STAGES
+from pipeline.core.stage import pipeline_options
 from pipeline.corpus import reshard, stats
 from pipeline.stages import caption, write_shards
 from schemas import Sample, SampleImage
 from schemas.tables import Caption, CaptionedSample
 from tests.fixtures.caption_model import MAX_POSITIONS, save_tiny_blip
 from tests.fixtures.image_corpus import PHOTOS, jpeg, photo, sample_image_row, write_rows
-
-pytestmark = pytest.mark.slow  # transformers' import and one Beam run per test module: about 30 s on a quiet box
 
 PROMPT = "{alt_text} a photo of"
 MAX_NEW_TOKENS = 6
@@ -96,6 +96,7 @@ def _oracle(model: Path, samples: list[dict[str, Any]]) -> dict[str, str]:
     return expected
 
 
+@pytest.mark.slow  # the module's caption run: transformers' import and two Beam jobs, about 30 s
 def test_every_sample_gets_one_caption_row_and_failures_keep_their_reason(corpus: dict[str, Any]) -> None:
     rows = {row[Caption.CANDIDATE_ID]: row for row in _read(corpus["root"] / Caption.FOLDER)}
     samples = {sample[SampleImage.CANDIDATE_ID]: sample for sample in corpus["samples"]}
@@ -116,6 +117,7 @@ def test_every_sample_gets_one_caption_row_and_failures_keep_their_reason(corpus
     assert corpus["counters"] == counted
 
 
+@pytest.mark.slow  # the module's caption run: transformers' import and two Beam jobs, about 30 s
 def test_shards_carry_alt_text_and_enhanced_caption(corpus: dict[str, Any]) -> None:
     root = corpus["root"]
     captions = {row[Caption.KEY]: row for row in _read(root / Caption.FOLDER)}
@@ -143,6 +145,7 @@ def test_shards_carry_alt_text_and_enhanced_caption(corpus: dict[str, Any]) -> N
     assert recorded["counters"] == corpus["counters"]
 
 
+@pytest.mark.slow  # the module's caption run: transformers' import and two Beam jobs, about 30 s
 def test_write_shards_refuses_captions_made_with_other_settings(corpus: dict[str, Any], tmp_path: Path) -> None:
     copy = tmp_path / "corpus"
     shutil.copytree(corpus["root"], copy)
@@ -153,6 +156,7 @@ def test_write_shards_refuses_captions_made_with_other_settings(corpus: dict[str
         write_shards.run(_flags(copy, corpus["model"]))
 
 
+@pytest.mark.slow  # the module's caption run: transformers' import and two Beam jobs, about 30 s
 def test_reshard_adds_captions_to_an_uncaptioned_corpus(corpus: dict[str, Any], tmp_path: Path) -> None:
     """An alt-text-only corpus plus the caption stage's captions/ reshards into the captioned corpus, byte for byte."""
     plain = tmp_path / "plain"
@@ -177,6 +181,7 @@ def _read_twin(path: Path) -> list[dict[str, Any]]:
     return pq.read_table(path).to_pylist()
 
 
+@pytest.mark.slow  # the module's caption run: transformers' import and two Beam jobs, about 30 s
 def test_stats_report_caption_coverage_and_lengths(corpus: dict[str, Any]) -> None:
     layout = CorpusLayout(str(corpus["root"]))
     connection = stats.connect(layout, list(STAGES))
@@ -195,3 +200,33 @@ def test_stats_report_caption_coverage_and_lengths(corpus: dict[str, Any]) -> No
     )
     words = lengths[("enhanced_caption", "words")]
     assert words["max"] == max(len(text.split()) for text in written)
+
+
+# -- without the model ------------------------------------------------------------------------------------------------
+def _config(*flags: str):
+    options = pipeline_options(["--output", "/tmp/unused", *flags])
+    return resolve_config(options)
+
+
+def test_build_corpus_runs_caption_after_filter_image_only_when_a_model_is_named(tmp_path: Path) -> None:
+    def order(config) -> list[str]:
+        return [spec.name for spec in ALL_STAGE_SPECS if spec.is_enabled(config.to_dict())]
+
+    assert order(_config()) == list(STAGES)  # the align preset: off, so the sample's shards stay as they were
+    captioned = order(_config("--caption-model", str(tmp_path)))
+    assert captioned == [*STAGES[:4], "caption", *STAGES[4:]]
+
+
+def test_caption_model_must_be_a_folder_or_a_hub_id(tmp_path: Path) -> None:
+    assert _config("--caption-model", "Salesforce/blip-image-captioning-base").caption.caption_model
+    with pytest.raises(UsageError, match="neither a folder nor a Hugging Face hub id"):
+        _config("--caption-model", str(tmp_path / "missing-folder"))
+    with pytest.raises(UsageError, match="--caption-device 'tpu' is not one of"):
+        _config("--caption-device", "tpu")
+
+
+def test_prompt_takes_the_alt_text_verbatim() -> None:
+    assert (
+        caption.caption_prompt("alt text: {alt_text}. a photo of", "a {red} cat") == "alt text: a {red} cat. a photo of"
+    )
+    assert caption.caption_prompt("", "a red cat") == ""
