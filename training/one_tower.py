@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import sys
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -315,12 +316,6 @@ class OneTowerCLIP(nn.Module):
         """There is no separate text tower to lock."""
         raise ValueError("a one-tower model has no separate text tower: --lock-text does not apply")
 
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set[str]:
-        """Parameters open_clip's optimiser grouping should not decay (positions and the class token)."""
-        names = {"class_embedding", "visual.positional_embedding"}
-        return names | ({"text.positional_embedding"} if self.text is not None else set())
-
 
 def shared_parameters(model: OneTowerCLIP) -> dict[str, int]:
     """Parameter counts by part: ``shared`` (the one encoder), ``image_input``, ``text_input`` (0 for CLIPPO)."""
@@ -455,8 +450,6 @@ def install() -> None:
     open_clip.factory.CustomTextCLIP = custom_text_or_one_tower
     open_clip.factory.get_tokenizer = get_tokenizer
     open_clip.get_tokenizer = get_tokenizer
-    import sys
-
     open_clip_main = sys.modules.get("open_clip_train.main")
     if open_clip_main is not None:
         open_clip_main.get_tokenizer = get_tokenizer
