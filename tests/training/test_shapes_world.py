@@ -110,3 +110,6 @@ def test_enhanced_captions_beat_alt_text_at_composition(tmp_path: Path) -> None:
     enhanced_log = (tmp_path / "runs" / "shapes-enhanced" / "out.log").read_text()
     assert "caption choice (enhanced, epoch 0): 1000 enhanced, 0 alt, 0 without" in enhanced_log
     assert "caption choice" not in (tmp_path / "runs" / "shapes-alt" / "out.log").read_text()
+    run_info = json.loads((tmp_path / "runs" / "shapes-enhanced" / "altcorpus_run.json").read_text())
+    assert run_info["caption_source"] == {"text": "enhanced", "enhanced_probability": 0.5, "split_sentences": False}
+    assert "--caption-source" in run_info["worker_args"]
