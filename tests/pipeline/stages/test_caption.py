@@ -164,8 +164,11 @@ def test_reshard_adds_captions_to_an_uncaptioned_corpus(corpus: dict[str, Any], 
     write_shards.run(["--output", str(plain), "--samples-per-shard=4"])
     assert pq.read_schema(next((plain / Sample.FOLDER).glob("*.parquet"))).names == Sample.names()
     target = tmp_path / "recaptioned"
-    captions_glob = str(corpus["root"] / Caption.FOLDER / "*.parquet")
-    sizes = reshard.reshard(str(plain), str(target), captions=captions_glob)
+    assert (
+        reshard.main(["--corpus", str(plain), "--output", str(target), "--captions", str(corpus["root"] / "captions")])
+        == 0
+    )
+    sizes = json.loads((target / Sample.FOLDER / "sizes.json").read_text())
     assert sum(sizes.values()) == len(corpus["samples"])
     for name in sizes:
         built = corpus["root"] / Sample.FOLDER / name
@@ -173,7 +176,7 @@ def test_reshard_adds_captions_to_an_uncaptioned_corpus(corpus: dict[str, Any], 
         twin = name.replace(".tar", ".parquet")
         assert _read_twin(target / Sample.FOLDER / twin) == _read_twin(built.with_name(twin))
     manifest = json.loads((target / "manifest.json").read_text())
-    assert manifest["captions"]["from"] == captions_glob
+    assert manifest["captions"]["from"] == str(corpus["root"] / Caption.FOLDER / "*.parquet")
     assert manifest["captions"]["models"] == [str(corpus["model"])]
 
 
