@@ -8,8 +8,11 @@ What every fetch guarantees (statuses are fetch's closed list, see ``pipeline/st
 - only http(s), and only public addresses, checked after DNS, on every redirect hop, and on the connected socket
   (``safety``);
 - robots.txt of every origin fetched once and honoured for ``robots_agent`` (``robots``);
-- at most ``per_host_concurrency`` requests in flight per origin, and a shared pause for the whole origin after a
-  429/503 (``Retry-After`` honoured up to ``max_retry_after_s``; a longer one ends the fetch instead of hammering);
+- at most ``per_host_concurrency`` requests in flight per host (every origin of a host name shares its gate), request
+  starts spaced by ``1 / per_host_requests_per_s`` or the host's robots.txt ``Crawl-delay`` (up to
+  ``max_crawl_delay_s``), whichever is longer, and a shared pause for the whole host after a 429/503 (``Retry-After``
+  honoured up to ``max_retry_after_s``; a longer one ends the fetch instead of hammering). These hold per client;
+  the fetch stage gives each host to one client for the whole job, so they hold for the job;
 - retries with jittered exponential back-off for transient failures only (connect/read timeouts, connection errors,
   429, 500, 502, 503, 504), never for a body that is too slow, too large or not an image;
 - ``X-Robots-Tag`` opt-outs and ``Content-Length`` above the byte cap end the fetch before the body is read;
@@ -46,7 +49,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -69,6 +72,15 @@ REDIRECT_HTTP = frozenset({301, 302, 303, 307, 308})
 
 CHUNK_BYTES = 256 * 1024
 ACCEPT = "image/avif,image/webp,image/png,image/jpeg,image/*;q=0.8,*/*;q=0.1"
+
+
+def host_key(url: str) -> str:
+    """The politeness unit of a URL: its lower-cased host name without port or user info ('' when none), the same as
+    ``safety.check_url``'s ``Target.host``: the key of a host's gate and of the fetch stage's routing."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
 
 
 @dataclass(frozen=True)
@@ -98,12 +110,38 @@ class _Response:
 
 
 class HostGate:
-    """Per-origin politeness: a bounded number of requests in flight and a shared 'not before' time."""
+    """Per-host politeness: a bounded number of requests in flight, a least interval between request starts (the
+    configured rate, or robots.txt's Crawl-delay) and a shared 'not before' time (a 429/503 pause)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, interval_s: float = 0.0) -> None:
         self.slots = threading.BoundedSemaphore(limit)
         self.lock = threading.Lock()
         self.not_before = 0.0
+        self.interval_s = interval_s
+        self.next_start = 0.0
+
+    def slow_to(self, interval_s: float) -> None:
+        """Space request starts at least ``interval_s`` apart from now on (the longest asked for wins)."""
+        with self.lock:
+            if interval_s > self.interval_s:
+                self.next_start += interval_s - self.interval_s
+                self.interval_s = interval_s
+
+    def ready_at(self) -> float:
+        """The monotonic time from which a request may start (a scheduler holds a URL back until then)."""
+        with self.lock:
+            return max(self.not_before, self.next_start)
+
+    def take_turn(self) -> None:
+        """Wait until a request may start, then claim that start: call it holding a slot, right before the request."""
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                delay = max(self.not_before, self.next_start) - now
+                if delay <= 0:
+                    self.next_start = now + self.interval_s
+                    return
+            time.sleep(min(delay, 1.0))
 
     def pause_until(self, moment: float) -> None:
         """Ask every thread to leave this origin alone until ``moment`` (monotonic clock)."""
@@ -285,6 +323,8 @@ class PoliteClient:
         self.pool.pool_classes_by_scheme = _guarded_connection_classes(self.policy)
         self.robots = RobotsCache(self._fetch_robots, config.robots_agent)
         self._gates: dict[str, HostGate] = {}
+        rate = config.per_host_requests_per_s
+        self._interval_s = 1.0 / rate if rate else 0.0
         self._gates_lock = threading.Lock()
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
@@ -293,13 +333,34 @@ class PoliteClient:
         """Close every pooled connection."""
         self.pool.clear()
 
-    def gate(self, origin: str) -> HostGate:
-        """The politeness gate of an origin (created on first use)."""
+    def gate(self, host: str) -> HostGate:
+        """The politeness gate of a host (``host_key``; created on first use): every origin of the host shares it."""
         with self._gates_lock:
-            gate = self._gates.get(origin)
+            gate = self._gates.get(host)
             if gate is None:
-                gate = self._gates[origin] = HostGate(self.config.per_host_concurrency)
+                gate = self._gates[host] = HostGate(self.config.per_host_concurrency, self._interval_s)
             return gate
+
+    def ready_at(self, host: str) -> float:
+        """When the next request to ``host`` may start (monotonic); a host not seen yet may start now."""
+        with self._gates_lock:
+            gate = self._gates.get(host)
+        return gate.ready_at() if gate is not None else 0.0
+
+    def interval_s(self, host: str) -> float:
+        """The least time between two request starts to ``host`` (its rate or Crawl-delay; 0 when unspaced)."""
+        with self._gates_lock:
+            gate = self._gates.get(host)
+        return gate.interval_s if gate is not None else self._interval_s
+
+    def _honour_crawl_delay(self, target: Target) -> None:
+        """Slow the host's gate to its robots.txt Crawl-delay, capped at ``max_crawl_delay_s`` (0: ignored)."""
+        cap = self.config.max_crawl_delay_s
+        if cap <= 0:
+            return
+        delay = self.robots.rules(target.origin).crawl_delay(self.config.robots_agent)
+        if delay is not None:
+            self.gate(target.host).slow_to(min(delay, cap))
 
     # -- public --------------------------------------------------------------------------------------------------
     def fetch(self, url: str) -> FetchResult:
@@ -316,6 +377,7 @@ class PoliteClient:
                     refusal = self.robots.refusal(target.origin, current)
                     if refusal is not None:
                         raise FetchError(refusal[0], refusal[1])
+                    self._honour_crawl_delay(target)
                 response = self._with_retries(target, current, attempts, image=True)
                 http_status, content_type = response.http_status, response.content_type
                 if response.location is not None:
@@ -347,13 +409,14 @@ class PoliteClient:
     # -- attempts and retries ------------------------------------------------------------------------------------
     def _with_retries(self, target: Target, url: str, attempts: list[int], image: bool) -> _Response:
         """One request, retried with jittered back-off while the failure is transient."""
-        gate = self.gate(target.origin)
+        gate = self.gate(target.host)
         for attempt in range(self.config.max_retries + 1):
             gate.wait_turn()
             attempts[0] += 1
             retry_after: float | None = None
             try:
                 with gate.slots:
+                    gate.take_turn()
                     response = self._request(url, image=image)
                 if response.http_status not in TRANSIENT_HTTP:
                     return response
@@ -502,7 +565,9 @@ class PoliteClient:
         try:
             for _ in range(self.config.max_redirects + 1):
                 target = check_url(current, self.policy)
-                with self.gate(target.origin).slots:
+                gate = self.gate(target.host)
+                with gate.slots:
+                    gate.take_turn()  # robots.txt is a request to the host like any other
                     response = self._request(current, image=False, max_bytes=ROBOTS_MAX_BYTES)
                 if response.location is not None:
                     current = urljoin(current, response.location)

@@ -11,6 +11,9 @@ until the cache is rebuilt (one per worker, per stage run). A host that does not
 no DNS) gives its images that network status instead of ``robots_disallowed``: the images would not have come
 either, and the funnel then says why.
 
+``Crawl-delay`` (our group's, else ``*``'s) is honoured by the client up to ``max_crawl_delay_s``: the least time
+between two requests started to the host (``RobotsRules.crawl_delay``).
+
 ``X-Robots-Tag`` is read from the response headers before the body: ``noai`` or ``noimageai`` addressed to every
 agent (``X-Robots-Tag: noai``) or to ours (``X-Robots-Tag: altcorpus: noimageai``) opts the image out.
 """
@@ -84,6 +87,14 @@ class RobotsRules:
         # utf-8-sig drops a byte order mark, which would otherwise turn the first User-agent line into an unknown one.
         text = response.body[:ROBOTS_MAX_BYTES].decode("utf-8-sig", errors="replace")
         return cls(Protego.parse(text), allow_all=False, why="robots.txt")
+
+    def crawl_delay(self, agent: str) -> float | None:
+        """The ``Crawl-delay`` (seconds) our group asks for, or ``None``: not in RFC 9309, but a widely used
+        extension, read by protego from the same group the Allow/Disallow rules come from."""
+        if self.parser is None:
+            return None
+        delay = self.parser.crawl_delay(agent)
+        return float(delay) if delay is not None and delay > 0 else None
 
     def allows(self, agent: str, url: str) -> bool:
         """Whether ``agent`` may fetch ``url`` under these rules."""

@@ -14,16 +14,25 @@ HTTP ones (status code, X-Robots-Tag opt-out, byte cap, magic bytes, decode); ro
 them, since no request is made. ``Content-Type`` is recorded but never trusted: the magic bytes decide (a JPEG
 served as text/plain is ok, an HTML page served as image/jpeg is ``not_an_image``).
 
-Politeness is per worker: each worker keeps at most ``per_host_concurrency`` requests in flight per host, so across
-N workers a host sees at most N times that.
+Politeness holds for the whole job, on any runner and any number of workers, with no state outside Beam: every URL
+of a host (``pipeline.net.client.host_key``: the lower-cased host name) falls in the same part (``part_of`` hashes
+the host, not the URL), and a part is fetched by one DoFn, so one worker's client alone talks to a host during the
+job. That client keeps at most ``per_host_concurrency`` requests in flight to the host and spaces their starts by
+``1 / per_host_requests_per_s`` or the host's robots.txt ``Crawl-delay`` (capped by ``max_crawl_delay_s``),
+whichever is longer. The DoFn holds a host's URLs back until its gate is ready, and sends one URL alone until the
+first request (which reads robots.txt) has finished, so a spaced host parks no pool thread. A host with millions of
+URLs neither stalls the other hosts nor fills memory: each host keeps at most ``host_queue_held`` of its URLs in
+memory and spills the rest, in order, to a local temporary file (``HostQueue``) while the DoFn reads on to the other
+hosts, and the parts of a bundle are fetched together. Not covered: a redirect to another host is made under this
+worker's gate of that host, which another part may be fetching at the same time.
 
 Statuses (the closed list; every one but ``ok`` is also the rejection reason of the URL's candidates):
 ``ok``, ``http_<code>``, ``timeout``, ``robots_disallowed``, ``opted_out``, ``too_large``, ``not_an_image``,
 ``decode_error``, ``decompression_bomb``, ``private_address``, ``unsupported_scheme``, ``too_many_redirects``,
 ``connection_error``, ``dns_error``, ``not_archived``.
 
-Resumable in parts: distinct URLs fall into ``PARTS`` parts by a stable hash of the URL (``part_of``). Each part is
-fetched by one DoFn call (``FetchPart``, the same per-host queues and limits as ``FetchImages``), which writes its
+Resumable in parts: distinct URLs fall into ``PARTS_COUNT`` parts by a stable hash of their host (``part_of``).
+Each part is fetched by ``FetchPart`` (the same per-host queues and limits as ``FetchImages``), which writes its
 ``images/`` and ``rejected/fetch`` rows as Parquet files under ``_parts/fetch-<digest>/`` (temporary name, rename)
 and then its marker ``part-NNNNN.done`` (the files and the part's counters), last. The digest is the stage's
 fingerprint (upstream run ids and fetch config), so a rerun after a crash or Ctrl-C skips parts whose marker exists
@@ -45,12 +54,14 @@ import hashlib
 import json
 import logging
 import os
+import pickle
+import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import apache_beam as beam
 import pyarrow as pa
@@ -79,7 +90,7 @@ from pipeline.core.rules import REJECTED, counter, rejection
 from pipeline.core.stage import pipeline_options, run_stage, stage_fingerprint
 from pipeline.images.process import DecodeBudget, ImageError, process_image
 from pipeline.images.sniff import SNIFF_BYTES, sniff_raster_type
-from pipeline.net.client import FetchResult, PoliteClient
+from pipeline.net.client import FetchResult, PoliteClient, host_key
 from pipeline.net.robots import opted_out
 from schemas import ArchivedImage, FetchedImage, Rejection, TextKept
 
@@ -92,6 +103,19 @@ PARTS_COUNT = 64
 #: Bytes of rows a part file gathers before writing them as one row group (bounds what one part holds in memory).
 PART_ROW_GROUP_BYTES = 32 * 1024 * 1024
 FAIL_AFTER_PARTS_ENV = "ALTCORPUS_TEST_FETCH_FAIL_AFTER_PARTS"
+#: How parts are formed; part of the parts folder's digest, so parts made under another routing are never reused.
+PART_ROUTING = "host"
+#: URLs held in memory per bundle, per ``concurrency``: the DoFn stops reading new URLs while more are held.
+HELD_PER_THREAD = 8
+#: URLs a host's queue writes to (and reads from) its spill file at once.
+SPILL_CHUNK = 64
+
+
+def host_queue_held(config: FetchConfig) -> int:
+    """URLs of one host held in memory while they wait (the rest spill to disk): twice the host's limit, at least 4,
+    and at most a quarter of all a bundle holds, so one host's backlog never stops the DoFn reading other hosts."""
+    return min(max(2 * config.per_host_concurrency, 4), max(1, HELD_PER_THREAD * config.concurrency // 4))
+
 
 #: The columns of text_kept/ a rejection row needs; the rest stays on disk.
 CANDIDATE_COLUMNS = [TextKept.CANDIDATE_ID, TextKept.KEY, TextKept.IMAGE_URL, TextKept.ALT_TEXT, TextKept.PAGE_URL]
@@ -221,21 +245,84 @@ def fetch_one(
 
 
 def host_of(url: str) -> str:
-    """The lower-cased ``host[:port]`` of a URL ('' when none): the unit the DoFn schedules politely."""
-    try:
-        return urlsplit(url).netloc.rsplit("@", 1)[-1].lower()
-    except ValueError:
-        return ""
+    """The host a URL's requests count against (``host_key``; '' when none): the unit the DoFn and parts schedule."""
+    return host_key(url)
+
+
+class HostQueue:
+    """One host's waiting URLs in arrival order: the first ``held`` in memory, the rest pickled in chunks of
+    ``SPILL_CHUNK`` to a local temporary file and read back a chunk at a time as the memory queue empties, so a host
+    with millions of URLs holds at most ``held`` plus two chunks of them in memory."""
+
+    def __init__(self, held: int) -> None:
+        self.held = max(1, held)
+        #: Whether a request of this queue has finished: until then one URL goes at a time, since that first request
+        #: also reads the host's robots.txt, whose Crawl-delay may space the rest.
+        self.probed = False
+        self.memory: deque[Any] = deque()
+        self.spilled = 0  # items not in ``memory``: in chunks on disk, then in ``_outbox``
+        self._outbox: list[Any] = []
+        self._chunks = 0
+        self._file: Any = None
+        self._read_at = 0
+        self._write_at = 0
+
+    def __len__(self) -> int:
+        return len(self.memory) + self.spilled
+
+    def append(self, item: Any) -> bool:
+        """Queue ``item``; True when it did not stay in memory (the memory queue is full, or older items are out)."""
+        if not self.spilled and len(self.memory) < self.held:
+            self.memory.append(item)
+            return False
+        self._outbox.append(item)
+        self.spilled += 1
+        if len(self._outbox) >= SPILL_CHUNK:
+            if self._file is None:
+                # Open while chunks wait on it, across calls: closed by ``popleft`` once drained, or by ``close``.
+                self._file = tempfile.TemporaryFile(prefix="altcorpus-fetch-host-")  # noqa: SIM115
+                self._read_at = self._write_at = 0
+            self._file.seek(self._write_at)
+            pickle.dump(self._outbox, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+            self._write_at = self._file.tell()
+            self._chunks += 1
+            self._outbox = []
+        return True
+
+    def popleft(self) -> tuple[Any, int]:
+        """The oldest item, and how many spilled items came back into memory (a chunk once the memory queue empties)."""
+        item = self.memory.popleft()
+        if self.memory or not self.spilled:
+            return item, 0
+        if self._chunks:
+            self._file.seek(self._read_at)
+            chunk = pickle.load(self._file)
+            self._read_at = self._file.tell()
+            self._chunks -= 1
+            if not self._chunks:
+                self.close()
+        else:
+            chunk, self._outbox = self._outbox, []
+        self.memory.extend(chunk)
+        self.spilled -= len(chunk)
+        return item, len(chunk)
+
+    def close(self) -> None:
+        """Delete the spill file (a queue dropped with items left, as at a failure, leaves nothing behind)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class FetchImages(beam.DoFn):
     """Obtain every grouped URL's image on a bounded thread pool; emit its ``images/`` row and any rejections.
 
-    URLs wait in one queue per host and are handed to the pool only while their host has fewer than
-    ``per_host_concurrency`` in flight, so a bundle dominated by one host does not park every thread on that
-    host's limit while other hosts' URLs wait (the client's own per-host gate still enforces the limit for
-    redirects and robots.txt). At most ``2 x concurrency`` URLs are submitted and ``8 x concurrency`` held per
-    bundle; results are emitted as they complete (``process``) and the rest at the end of the bundle
+    URLs wait in one queue per host (``HostQueue``: a few in memory, the rest on local disk) and are handed to the
+    pool only while their host has fewer than ``per_host_concurrency`` in flight and its gate is ready (a host
+    spaced by a rate or Crawl-delay gets one URL per interval), so a bundle dominated by one host does not park every
+    thread on that host's limits while other hosts' URLs wait (the client's own per-host gate still enforces them,
+    for redirects and robots.txt too). At most ``2 x concurrency`` URLs are submitted and ``8 x concurrency`` held
+    in memory per bundle; results are emitted as they complete (``process``) and the rest at the end of the bundle
     (``finish_bundle``). Counters are incremented on the DoFn's own thread, where Beam's metrics context lives.
     """
 
@@ -249,10 +336,14 @@ class FetchImages(beam.DoFn):
         self._reset()
 
     def _reset(self) -> None:
-        self.pending: deque[tuple[Future, list[dict[str, Any]], str]] = deque()
-        self.waiting: dict[str, deque[tuple[str, dict[str, Any] | None, list[dict[str, Any]]]]] = {}
+        for queue in getattr(self, "waiting", {}).values():
+            queue.close()
+        self.pending: deque[tuple[Future, list[dict[str, Any]], str, Any]] = deque()  # future, candidates, host, tag
+        self.waiting: dict[str, HostQueue] = {}
         self.in_flight: Counter[str] = Counter()
-        self.waiting_count = 0
+        self.waiting_count = 0  # URLs waiting, in memory or spilled
+        self.spilled_count = 0  # of those, on disk
+        self.next_launch: dict[str, float] = {}  # hosts spaced by a rate or Crawl-delay: when the next may go
 
     def setup(self) -> None:
         if self.config.fetch_mode not in FETCH_MODES:
@@ -263,6 +354,7 @@ class FetchImages(beam.DoFn):
         self.budget = DecodeBudget(self.config.decode_memory_budget_mb * 1024 * 1024)
 
     def teardown(self) -> None:
+        self._reset()  # deletes any spill files
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
         if self.client is not None:
@@ -281,18 +373,24 @@ class FetchImages(beam.DoFn):
     def process(self, element: tuple[str, dict[str, Iterable[dict[str, Any]]]]) -> Iterator[Any]:
         yield from self._enqueue(*element)
 
-    def _enqueue(self, url: str, groups: dict[str, Iterable[dict[str, Any]]]) -> Iterator[Any]:
-        """Queue one grouped URL (on its host's queue) and emit what has finished, waiting while too much is held."""
+    def _enqueue(self, url: str, groups: dict[str, Iterable[dict[str, Any]]], tag: Any = None) -> Iterator[Any]:
+        """Queue one grouped URL (on its host's queue) and emit what has finished, waiting while too much is held.
+
+        ``tag`` travels with the URL to ``_finished`` (``FetchPart``: the URL's part)."""
         candidates = list(groups.get("candidates", ()))
         if candidates:  # else an archived image no surviving candidate points at: nothing to do
+            self._queued(tag)
             archived = choose_archived(groups.get("archived", ()))
             # An archived image needs no network: it gets its own queue, free of any host's limit.
             host = f"archive:{url}" if archived is not None and self.config.fetch_mode != "http-only" else host_of(url)
-            self.waiting.setdefault(host, deque()).append((url, archived, candidates))
+            queue = self.waiting.get(host)
+            if queue is None:
+                queue = self.waiting[host] = HostQueue(host_queue_held(self.config))
+            self.spilled_count += queue.append((url, archived, candidates, tag))
             self.waiting_count += 1
             self._launch()
         concurrency = max(1, self.config.concurrency)
-        while self.waiting_count + len(self.pending) > 8 * concurrency:
+        while self.waiting_count - self.spilled_count + len(self.pending) > HELD_PER_THREAD * concurrency:
             yield from self._drain(block=True)
         yield from self._drain(block=False)
 
@@ -306,38 +404,79 @@ class FetchImages(beam.DoFn):
                     yield GlobalWindows.windowed_value(output)
         self.progress.add(0)  # a last line if the interval has passed
 
+    def _ready_at(self, host: str) -> float:
+        """When the host's next URL may be handed to the pool (0 for an archived URL, which makes no request)."""
+        if self.client is None or host.startswith("archive:"):
+            return 0.0
+        return max(self.client.ready_at(host), self.next_launch.get(host, 0.0))
+
     def _launch(self) -> None:
-        """Submit waiting URLs whose host is under its limit, up to ``2 x concurrency`` in flight."""
+        """Submit waiting URLs whose host is under its limit and ready, up to ``2 x concurrency`` in flight."""
         assert self.executor is not None
         limit, most = max(1, self.config.per_host_concurrency), 2 * max(1, self.config.concurrency)
+        now = time.monotonic()
         for host in list(self.waiting):
             queue = self.waiting[host]
+            if self.in_flight[host] >= limit or self._ready_at(host) > now:
+                continue
+            network = self.client is not None and not host.startswith("archive:")
+            spaced = network and self.client is not None and self.client.interval_s(host) > 0
+            probing = network and not queue.probed
             while queue and self.in_flight[host] < limit and len(self.pending) < most:
-                url, archived, candidates = queue.popleft()
+                (url, archived, candidates, tag), returned = queue.popleft()
+                self.spilled_count -= returned
                 self.waiting_count -= 1
                 self.in_flight[host] += 1
                 future = self.executor.submit(fetch_one, url, archived, self.client, self.config, self.budget)
-                self.pending.append((future, candidates, host))
+                self.pending.append((future, candidates, host, tag))
+                if spaced:  # one per interval: the next would only sleep in a pool thread until its turn
+                    assert self.client is not None
+                    self.next_launch[host] = now + self.client.interval_s(host)
+                    break
+                if probing:
+                    break
             if not queue:
+                queue.close()
                 del self.waiting[host]
+                self.next_launch.pop(host, None)
             if len(self.pending) >= most:
                 return
 
+    def _wait_s(self) -> float | None:
+        """Seconds until a waiting host held back only by its gate or spacing becomes ready; None when there is none."""
+        limit, now = max(1, self.config.per_host_concurrency), time.monotonic()
+        ready = [self._ready_at(host) for host in self.waiting if self.in_flight[host] < limit]
+        return max(0.0, min(ready) - now) if ready else None
+
     def _drain(self, block: bool) -> Iterator[Any]:
-        """Emit finished results (waiting for at least one when ``block``), then launch what they made room for."""
+        """Emit finished results (waiting for at least one, or for a held-back host's turn, when ``block``), then
+        launch what they made room for."""
         if not self.pending:
             self._launch()
-        if block and self.pending:
-            wait([item[0] for item in self.pending], return_when=FIRST_COMPLETED)
+        if block:
+            timeout = self._wait_s()
+            if self.pending:
+                wait([item[0] for item in self.pending], timeout=timeout, return_when=FIRST_COMPLETED)
+            elif timeout is not None:
+                time.sleep(min(max(timeout, 0.001), 1.0))
         finished = [item for item in self.pending if item[0].done()]
         for item in finished:
+            if item[2] in self.waiting:
+                self.waiting[item[2]].probed = True
             self.pending.remove(item)
             self.in_flight[item[2]] -= 1
             if not self.in_flight[item[2]]:
                 del self.in_flight[item[2]]
         self._launch()
-        for future, candidates, _ in finished:
-            yield from self._emit(future.result(), candidates)
+        for future, candidates, _, tag in finished:
+            yield from self._finished(future.result(), candidates, tag)
+
+    def _queued(self, tag: Any) -> None:
+        """Hook: a URL with this tag was queued."""
+
+    def _finished(self, row: dict[str, Any], candidates: Sequence[dict[str, Any]], tag: Any) -> Iterator[Any]:
+        """What a finished URL gives: its row and rejections (``FetchPart`` writes them to the URL's part)."""
+        return self._emit(row, candidates)
 
     def _emit(self, row: dict[str, Any], candidates: Sequence[dict[str, Any]]) -> Iterator[Any]:
         status = row[FetchedImage.STATUS]
@@ -360,8 +499,9 @@ class FetchImages(beam.DoFn):
 
 
 def part_of(url: str) -> int:
-    """The part a URL belongs to: a stable hash (the same on any machine, Python version or run) modulo ``PARTS_COUNT``."""
-    digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).digest()
+    """The part a URL belongs to: a stable hash of its host (the same on any machine, Python version or run) modulo
+    ``PARTS_COUNT``, so every URL of a host is fetched in one part, by one worker."""
+    digest = hashlib.sha256(host_of(url).encode("utf-8", "surrogatepass")).digest()
     return int.from_bytes(digest[:8], "big") % PARTS_COUNT
 
 
@@ -387,9 +527,10 @@ class PartFile:
         self.rows.append(self.table.project(row))
         self.held += 256 + len(row.get(FetchedImage.IMAGE) or b"")
         if self.held >= PART_ROW_GROUP_BYTES:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write the rows held as one row group."""
         if not self.rows:
             return
         if self.writer is None:
@@ -400,7 +541,7 @@ class PartFile:
 
     def close(self) -> str | None:
         """Write what is held, rename into place; the final path, or ``None`` when the part had no such rows."""
-        self._flush()
+        self.flush()
         if self.writer is None:
             return None
         self.writer.close()
@@ -411,21 +552,41 @@ class PartFile:
         return self.path
 
 
-class FetchPart(FetchImages):
-    """Fetch one part's URLs (``FetchImages``' queues and limits), write its files, then its marker; emit the paths.
+@dataclass
+class _OpenPart:
+    """A part being fetched: its files, its counters, and how many of its URLs are queued or in flight."""
 
-    Emits the path of the part's ``images/`` file (main output) and of its rejections (``REJECTED``), once the
-    marker is written: nothing downstream reads a part that is not complete.
+    stem: str
+    files: dict[str, PartFile]
+    tally: Counter[str] = field(default_factory=Counter)
+    outstanding: int = 0
+    read: bool = False  # every URL of the part was queued (or spilled)
+
+
+class FetchPart(FetchImages):
+    """Fetch parts' URLs (``FetchImages``' queues and limits), write each part's files, then its marker; emit paths.
+
+    A part's URLs are queued as ``process`` reads them; ``process`` returns once they are all queued, so the parts
+    of a bundle are fetched together (a part holding a host of a million URLs does not hold back the bundle's next
+    parts; hosts never span parts, so the per-host limits stay exact). A part is complete when its last URL finished:
+    its files are closed, its marker written, and the path of its ``images/`` file (main output) and of its
+    rejections (``REJECTED``) emitted, from ``process`` or ``finish_bundle``: nothing downstream reads a part that is
+    not complete.
     """
 
     def __init__(self, config: FetchConfig, folder: str, progress: StageProgress | None = None) -> None:
         super().__init__(config, progress)
         self.folder = folder
+        self.parts: dict[int, _OpenPart] = {}
 
     def setup(self) -> None:
         super().setup()
         self.fail_after = int(os.environ.get(FAIL_AFTER_PARTS_ENV, "0") or 0)
         self.parts_written = 0
+
+    def start_bundle(self) -> None:
+        super().start_bundle()
+        self.parts = {}
 
     def process(self, element: tuple[int, Iterable[tuple[str, dict[str, Iterable[dict[str, Any]]]]]]) -> Iterator[Any]:
         part, urls = element
@@ -434,34 +595,49 @@ class FetchPart(FetchImages):
             "images": PartFile(f"{stem}.images.parquet", FetchedImage),
             REJECTED: PartFile(f"{stem}.rejected.parquet", Rejection),
         }
-
-        def keep(outputs: Iterable[Any]) -> None:
-            for output in outputs:
-                if isinstance(output, beam.pvalue.TaggedOutput):
-                    files[REJECTED].add(output.value)
-                else:
-                    files["images"].add(output)
-
-        self._reset()
-        self.tally = Counter()
+        self.parts[part] = _OpenPart(stem, files)
         for url, groups in urls:
-            keep(self._enqueue(url, groups))
-        while self.pending or self.waiting_count:
-            keep(self._drain(block=True))
-        paths = {name: file.close() for name, file in files.items()}
-        marker = {"part": part, "files": paths, "counters": dict(self.tally)}
-        write_text_atomically(f"{stem}.done", json.dumps(marker, sort_keys=True))
+            yield from self._enqueue(url, groups, part)
+        self.parts[part].read = True
+        yield from self._complete(part)
+
+    def _queued(self, part: Any) -> None:
+        self.parts[part].outstanding += 1
+
+    def _finished(self, row: dict[str, Any], candidates: Sequence[dict[str, Any]], part: Any) -> Iterator[Any]:
+        state = self.parts[part]
+        self.tally = state.tally  # _emit counts into the part's own counters (its marker keeps them)
+        for output in self._emit(row, candidates):
+            if isinstance(output, beam.pvalue.TaggedOutput):
+                state.files[REJECTED].add(output.value)
+            else:
+                state.files["images"].add(output)
+        state.outstanding -= 1
+        held = sum(file.held for open_part in self.parts.values() for file in open_part.files.values())
+        if held >= PART_ROW_GROUP_BYTES:  # parts open together share the one bound on rows held
+            for open_part in self.parts.values():
+                for file in open_part.files.values():
+                    file.flush()
+        return self._complete(part)
+
+    def _complete(self, part: int) -> Iterator[Any]:
+        """Once every URL of ``part`` finished: close its files, write its marker (last), emit its files' paths."""
+        state = self.parts[part]
+        if not state.read or state.outstanding:
+            return
+        del self.parts[part]
+        paths = {name: file.close() for name, file in state.files.items()}
+        marker = {"part": part, "files": paths, "counters": dict(state.tally)}
+        write_text_atomically(f"{state.stem}.done", json.dumps(marker, sort_keys=True))
         self.parts_written += 1
         if self.fail_after and self.parts_written >= self.fail_after:
+            if self.executor is not None:  # as a kill would: no request of this run after the failure
+                self.executor.shutdown(wait=True, cancel_futures=True)
             raise RuntimeError(f"{FAIL_AFTER_PARTS_ENV}={self.fail_after}: failing after {self.parts_written} parts")
         if paths["images"]:
             yield paths["images"]
         if paths[REJECTED]:
             yield beam.pvalue.TaggedOutput(REJECTED, paths[REJECTED])
-
-    def finish_bundle(self) -> Iterator[Any]:
-        self.progress.add(0)  # every part is finished in its own process call
-        return iter(())
 
 
 class RecountPart(beam.DoFn):
@@ -478,7 +654,9 @@ def parts_digest(layout: CorpusLayout, config: CorpusConfig, options: PipelineOp
     """A short digest of the stage's fingerprint (upstream run ids, fetch config): parts are reused only under it."""
     corpus = getattr(layout, "corpus", layout)  # a staged layout's corpus: the upstream stages' _SUCCESS files
     fingerprint = stage_fingerprint(STAGE, corpus, config, options)
-    text = json.dumps({"fingerprint": fingerprint, "parts": PARTS_COUNT}, sort_keys=True, default=str)
+    text = json.dumps(
+        {"fingerprint": fingerprint, "parts": PARTS_COUNT, "routing": PART_ROUTING}, sort_keys=True, default=str
+    )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
