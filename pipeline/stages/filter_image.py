@@ -267,9 +267,16 @@ class CountRawAltsPerContent(beam.PTransform):
             | "UrlJoinInputs" >> beam.Flatten()
             | "GroupByUrl" >> beam.GroupByKey()
             | "ContentAltPairs" >> beam.FlatMap(content_alt_pairs)
-            | "DistinctContentAlts" >> beam.Distinct()
-            | "AltsPerContent" >> beam.combiners.Count.PerKey()
+            | "CountPerContent" >> CountDistinctPerKey()
         )
+
+
+class CountDistinctPerKey(beam.PTransform):
+    """``(k, v)`` pairs -> ``(k, number of distinct v)``: two combiners (``Distinct``, ``Count.PerKey``), so a key with
+    a million pairs is counted in partial sums, never gathered."""
+
+    def expand(self, pairs: beam.PCollection) -> beam.PCollection:
+        return pairs | "DistinctContentAlts" >> beam.Distinct() | "AltsPerContent" >> beam.combiners.Count.PerKey()
 
 
 class TooManyAltsPerContent(beam.DoFn):

@@ -1,0 +1,177 @@
+"""Hot keys at 10^6: one image content at a million URLs (filter-image) and one host with a million URLs (fetch).
+
+Each workload runs at 10^5 and at 10^6 in a fresh subprocess (``python -m tests.pipeline.stages.test_hot_keys N``),
+which reports the peak resident memory of each workload (Linux ``VmHWM``, reset before each through
+``/proc/self/clear_refs``). A step that held a key's rows would need hundreds of MB more at 10^6 than at 10^5; the
+tests allow ``GROWTH_MB``.
+
+- ``combiners``: a real Beam pipeline whose 10^6 rows share one (sha256, alt text) pair, generated inside the pipeline,
+  through filter-image's winner (``FirstByIdentity``, a combiner the runner lifts ahead of the shuffle).
+- ``joins``: filter-image's streamed join of that pair's rows with its winner (``OneSamplePerContentAlt``) given one
+  group of 10^6 rows made on the fly, as a runner hands a DoFn a lazily read ``GroupByKey`` group
+  (``TooManyAltsPerContent`` iterates its group the same way: the count first, then the rows).
+- ``host_queue``: fetch's ``HostQueue`` given 10^6 URLs of one host, then drained in order.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas import Sample
+
+GROWTH_MB = 40
+ROOT = Path(__file__).resolve().parents[3]
+SHA = "f" * 64
+
+
+def _peak_kb() -> int:
+    match = re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())
+    assert match, "VmHWM missing from /proc/self/status: these measurements need Linux"
+    return int(match.group(1))
+
+
+def _reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
+
+
+def _row(index: int) -> dict[str, Any]:
+    """A surviving filter-image row (the columns the content rules read): one content and one alt text at a million
+    URLs. Keys are a permutation of the indexes, so the winner (index 0, key 0) is not simply the first row."""
+    return {
+        Sample.SHA256: SHA,
+        Sample.ALT_TEXT: "company logo",
+        Sample.KEY: f"{index * 7919 % 1_000_003:024d}",
+        Sample.CANDIDATE_ID: f"{index:024d}",
+        Sample.IMAGE_URL: f"https://cdn.example.com/logo.png?v={index}",
+    }
+
+
+WINNER = (f"{0:024d}", f"{0:024d}")
+
+
+def combiners(count: int) -> dict[str, Any]:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.stages import filter_image
+
+    chunks = 100
+    per_chunk = count // chunks
+
+    def generate(chunk: int) -> Iterator[dict[str, Any]]:
+        for index in range(chunk * per_chunk, (chunk + 1) * per_chunk):
+            yield _row(index)
+
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
+        rows = pipeline | beam.Create(list(range(chunks))) | "Generate" >> beam.FlatMap(generate)
+        winners = rows | "ByPair" >> beam.Map(filter_image._by_content_alt) | "Winner" >> filter_image.FirstByIdentity()
+        assert_that(winners, equal_to([((SHA, "company logo"), WINNER)]), label="OneWinner")
+    return {"rows": count}
+
+
+class GeneratedGroup:
+    """A re-iterable group of values made on the fly (a runner's lazily read GroupByKey values), tagged last."""
+
+    def __init__(self, count: int, make: Callable[[int], Any], last: Any) -> None:
+        self.count, self.make, self.last = count, make, last
+
+    def __iter__(self) -> Iterator[Any]:
+        for index in range(self.count):
+            yield self.make(index)
+        yield self.last
+
+
+def joins(count: int) -> dict[str, Any]:
+    import apache_beam as beam
+
+    from pipeline.stages import filter_image
+
+    def tally(outputs: Iterator[Any]) -> dict[str, int]:
+        kept = rejected = 0
+        for output in outputs:
+            if isinstance(output, beam.pvalue.TaggedOutput):
+                rejected += 1
+            else:
+                kept += 1
+        return {"kept": kept, "rejected": rejected}
+
+    def tagged_row(index: int) -> tuple[int, dict[str, Any]]:
+        return filter_image._ROW, _row(index)
+
+    one_per_alt = filter_image.OneSamplePerContentAlt()
+    one_per_alt.setup()
+    pair = (SHA, "company logo")
+    judged = tally(one_per_alt.process((pair, GeneratedGroup(count, tagged_row, (filter_image._WINNER, WINNER)))))
+    return {"judged": judged}
+
+
+def host_queue(count: int) -> dict[str, Any]:
+    from pipeline.stages.fetch import HostQueue
+
+    queue = HostQueue(16)
+    url = "https://one-host.example.com/img/{}.jpg"
+    spilled = sum(
+        queue.append((url.format(index), None, [{"candidate_id": f"{index:024d}"}], 7)) for index in range(count)
+    )
+    in_order = True
+    for index in range(count):
+        (item_url, _, _, _), _ = queue.popleft()
+        in_order &= item_url == url.format(index)
+    return {"spilled": spilled, "in_order": in_order, "left": len(queue)}
+
+
+WORKLOADS = {"combiners": combiners, "joins": joins, "host_queue": host_queue}
+
+
+def measure(count: int) -> dict[str, Any]:
+    """Run every workload at ``count``: its result, peak resident MB and seconds."""
+    import apache_beam  # noqa: F401  (imported before measuring, so its import is not counted)
+
+    import pipeline.stages.fetch
+    import pipeline.stages.filter_image  # noqa: F401
+
+    report = {}
+    for name, workload in WORKLOADS.items():
+        _reset_peak()
+        started = time.monotonic()
+        result = workload(count)
+        report[name] = {"result": result, "peak_mb": _peak_kb() / 1024, "seconds": time.monotonic() - started}
+    return report
+
+
+def run_measured(count: int) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "tests.pipeline.stages.test_hot_keys", str(count)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow  # two subprocesses, the larger with 10^6 rows through each workload
+def test_a_key_with_a_million_rows_is_never_held_in_memory() -> None:
+    small, large = run_measured(10**5), run_measured(10**6)
+    figures = {name: (round(small[name]["peak_mb"]), round(large[name]["peak_mb"])) for name in WORKLOADS}
+    assert large["joins"]["result"] == {
+        "judged": {"kept": 1, "rejected": 10**6 - 1},
+    }
+    assert large["host_queue"]["result"] == {"spilled": 10**6 - 16, "in_order": True, "left": 0}
+    for name in WORKLOADS:
+        assert large[name]["peak_mb"] - small[name]["peak_mb"] < GROWTH_MB, figures
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(int(sys.argv[1]))))
