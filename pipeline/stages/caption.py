@@ -14,8 +14,9 @@ A sample is never lost here: one that gets no caption keeps its alt text and has
 reason, counted as ``caption:<reason>``:
 
 - ``decode_error``: the image bytes do not decode (the sample's image is checked again before the model sees it).
-- ``model_error``: the model raised on the batch holding the sample (``RunInference``'s dead-letter output; every
-  sample of that batch gets the error message).
+- ``model_error``: the model raised on the sample: when a batch raises, each of its samples is captioned again alone
+  with the same loaded model, so only the samples that fail alone get this (a one-sample batch that raises goes to
+  ``RunInference``'s dead-letter output, which becomes these rows too).
 - ``empty_caption``: the model generated no text (only special tokens, or only the prompt back).
 
 Captioned samples count as ``caption:captioned``. Rule-based rewriting of alt text is not captioning and is not done
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -84,6 +86,13 @@ def caption_row(sample: dict[str, Any], model: str, caption: str | None, status:
     )
 
 
+@dataclass(frozen=True)
+class ModelError:
+    """The inference of an example the model raised on when captioned alone (its batch's others went on)."""
+
+    message: str
+
+
 class CaptionModelHandler(ModelHandler[dict[str, Any], PredictionResult, Any]):
     """A transformers ``image-text-to-text`` pipeline as a RunInference model handler.
 
@@ -119,9 +128,7 @@ class CaptionModelHandler(ModelHandler[dict[str, Any], PredictionResult, Any]):
                     tokenizer.padding_side = "left"
         return captioner
 
-    def run_inference(
-        self, batch: Sequence[dict[str, Any]], model: Any, inference_args: dict[str, Any] | None = None
-    ) -> Iterable[PredictionResult]:
+    def _generate(self, batch: Sequence[dict[str, Any]], model: Any) -> list[str]:
         outputs = model(
             images=[example["image"] for example in batch],
             text=[example["text"] for example in batch],
@@ -130,9 +137,27 @@ class CaptionModelHandler(ModelHandler[dict[str, Any], PredictionResult, Any]):
         )
         if len(outputs) != len(batch):
             raise ValueError(f"the caption model gave {len(outputs)} outputs for {len(batch)} images")
-        for example, output in zip(batch, outputs, strict=True):
-            first = output[0] if isinstance(output, list) else output  # a list when it returns several sequences
-            yield PredictionResult(example, first["generated_text"], self.config.caption_model)
+        # An output is a list when the model returns several sequences: the first is the caption.
+        return [(output[0] if isinstance(output, list) else output)["generated_text"] for output in outputs]
+
+    def run_inference(
+        self, batch: Sequence[dict[str, Any]], model: Any, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[PredictionResult]:
+        try:
+            texts: list[str | ModelError] = list(self._generate(batch, model))
+        except Exception:
+            if len(batch) == 1:
+                raise  # RunInference's dead-letter output takes it: a model_error row
+            # One sample the model cannot take (a prompt past its positions, an odd image) or a batch too big for
+            # the device must not cost the others their captions: each again alone, with the same loaded model.
+            texts = []
+            for example in batch:
+                try:
+                    texts.extend(self._generate([example], model))
+                except Exception as error:
+                    texts.append(ModelError(repr(error)[:500]))
+        for example, text in zip(batch, texts, strict=True):
+            yield PredictionResult(example, text, self.config.caption_model)
 
     def get_metrics_namespace(self) -> str:
         return "altcorpus_caption"
@@ -162,8 +187,13 @@ class PrepareExamples(beam.DoFn):
 
 
 def captioned_row(keyed: tuple[str, PredictionResult], model: str) -> dict[str, Any]:
-    """A RunInference result as a ``captions/`` row: ``ok``, or ``empty_caption`` when the text is blank."""
+    """A RunInference result as a ``captions/`` row: ``ok``, ``empty_caption`` when the text is blank, or
+    ``model_error`` for an example the model raised on alone."""
     _, result = keyed
+    if isinstance(result.inference, ModelError):
+        return caption_row(
+            result.example["identity"], model, None, CaptionFailure.MODEL_ERROR, result.inference.message
+        )
     caption = " ".join(str(result.inference or "").split())  # one line, single spaces, like the alt texts
     if not caption:
         return caption_row(result.example["identity"], model, None, CaptionFailure.EMPTY_CAPTION, "no text generated")

@@ -117,6 +117,26 @@ def test_every_sample_gets_one_caption_row_and_failures_keep_their_reason(corpus
     assert corpus["counters"] == counted
 
 
+@pytest.mark.slow  # the module's caption run, then another Beam job
+def test_a_batch_the_model_raises_on_loses_only_the_sample_that_fails_alone(
+    corpus: dict[str, Any], tmp_path: Path
+) -> None:
+    """Batches of four: the too-long prompt makes its whole batch raise; its batch-mates are captioned again alone."""
+    root = tmp_path / "corpus"
+    shutil.copytree(corpus["root"] / SampleImage.FOLDER, root / SampleImage.FOLDER)
+    counters = caption.run(_flags(root, corpus["model"], caption_batch_size=4))
+    rows = _read(root / Caption.FOLDER)
+    by_alt = {row[Caption.KEY]: row for row in rows}
+    statuses = {
+        sample[SampleImage.ALT_TEXT]: by_alt[sample[SampleImage.KEY]][Caption.CAPTION_STATUS]
+        for sample in corpus["samples"]
+    }
+    assert statuses.pop(TOO_LONG_ALT) == "model_error"
+    assert statuses.pop("black and white coins") == "decode_error"
+    assert set(statuses.values()) <= {"ok", "empty_caption"}, statuses
+    assert counters["model_error"] == 1 and len(rows) == len(corpus["samples"])
+
+
 @pytest.mark.slow  # the module's caption run: transformers' import and two Beam jobs, about 30 s
 def test_shards_carry_alt_text_and_enhanced_caption(corpus: dict[str, Any]) -> None:
     root = corpus["root"]
