@@ -28,6 +28,27 @@ alt texts take a small exact regex (4.9 us). 100k: 14.1 CPU s (7,100/s; 4.3x the
 the tokeniser's regex first, then per-row Parquet writing, the final per-row rule evaluation and row dicts
 (``TextKept.row``, ``rejection``), the per-unit n-gram counting loop, and ``tie_bucket`` (BLAKE2b per tied n-gram,
 computed in three steps).
+
+Then (issue 16, second round; sampled with py-spy, native frames included, at 200k): the cyclic garbage collector
+ran 11-18% of the stage (triggered by the tokeniser's millions of small lists), numpy's hash-based ``unique`` of the
+(n-gram, alt) memberships 11%, the per-row rule evaluation and row dicts of ``DecideUnit`` most of the rest, the
+bigram string joins 10%, and ``tie_hash`` three times per tied n-gram 13%. Changed: the rules are masks over the
+unit's columns (``text_rule_masks``; the per-pair rules give only a dropped pair's detail), outputs are columns taken
+from the unit's Arrow table, n-grams are counted by Arrow dictionary encoding with bigrams joined in Arrow, the
+memberships deduplicated by a sort, each tied n-gram hashed once (``with_ties``), the smallest rare n-gram per alt
+chosen by an Arrow sort, key partitions read from the hex buffer, and the collector paused while a unit's payloads
+are built. Left: fastText per distinct kept alt text (about 7%), the tokeniser's regex per distinct alt text, BLAKE2b
+ids per distinct alt text and URL, and Beam's own start-up (about 3 CPU s, the whole cost at 1,000 candidates).
+
+Measured on the shared 2-core box (load 6-8 from other jobs), one worker, same run of the session:
+
+    size   before issue 16 (same box, same load)    now                           speed-up
+    100k   60.4 CPU s   1,657/s   peak 809 MB         8.9 CPU s  11,277/s  550 MB   6.8x
+    1M     538.6 CPU s  1,857/s   peak 4,336 MB      63.1 CPU s  15,837/s 2,196 MB  8.5x (5.2x the recorded 3,051/s)
+
+Rows identical at both sizes (``EXPECTED_ROWS``, recorded from the implementation before issue 16). CPU time ratio
+1M/100k: 7.1x for 10x the data. Peak RSS at 1M is half of before; what still grows with the data is the local
+runner's copy of each shuffle (the (n-gram, alt id) memberships are the largest, about 24 bytes each).
 """
 
 from __future__ import annotations
@@ -61,6 +82,7 @@ RECORDED_RATE = 3_051
 #: ``rows_digest`` of text_kept/ and rejected/ per size, recorded with the implementation before issue 16.
 EXPECTED_ROWS: dict[int, dict[str, str]] = {
     100_000: {"text_kept": "10670:2462f45c4258cfc2", "rejected": "89330:aa061a6312977883"},
+    1_000_000: {"text_kept": "233633:d0e4649f9b99c5ab", "rejected": "766367:23e53b2fe4e3e4df"},
 }
 
 
