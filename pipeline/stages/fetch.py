@@ -420,8 +420,10 @@ class FetchImages(beam.DoFn):
             if self.in_flight[host] >= limit or self._ready_at(host) > now:
                 continue
             network = self.client is not None and not host.startswith("archive:")
-            spaced = network and self.client is not None and self.client.interval_s(host) > 0
             probing = network and not queue.probed
+            if probing and self.in_flight[host]:
+                continue  # its first request has not finished yet
+            spaced = network and self.client is not None and self.client.interval_s(host) > 0
             while queue and self.in_flight[host] < limit and len(self.pending) < most:
                 (url, archived, candidates, tag), returned = queue.popleft()
                 self.spilled_count -= returned
@@ -443,10 +445,15 @@ class FetchImages(beam.DoFn):
                 return
 
     def _wait_s(self) -> float | None:
-        """Seconds until a waiting host held back only by its gate or spacing becomes ready; None when there is none."""
+        """Seconds until the first waiting host held back by its gate or spacing becomes ready; None when none is (the
+        others wait for a request to finish)."""
         limit, now = max(1, self.config.per_host_concurrency), time.monotonic()
-        ready = [self._ready_at(host) for host in self.waiting if self.in_flight[host] < limit]
-        return max(0.0, min(ready) - now) if ready else None
+        later = [
+            ready_at
+            for host in self.waiting
+            if self.in_flight[host] < limit and (ready_at := self._ready_at(host)) > now
+        ]
+        return min(later) - now if later else None
 
     def _drain(self, block: bool) -> Iterator[Any]:
         """Emit finished results (waiting for at least one, or for a held-back host's turn, when ``block``), then
