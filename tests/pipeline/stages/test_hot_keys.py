@@ -1,6 +1,6 @@
 """Hot keys at 10^6: one image content at a million URLs (filter-image) and one host with a million URLs (fetch).
 
-Each workload runs at 10^5 and at 10^6 in a fresh subprocess (``python -m tests.pipeline.stages.test_hot_keys N``),
+Each workload runs at 10^5 and at 10^6, each size in a fresh subprocess (``python -m tests.pipeline.stages.test_hot_keys N``),
 which reports the peak resident memory of each workload (Linux ``VmHWM``, reset before each through
 ``/proc/self/clear_refs``). A step that held a key's rows would need hundreds of MB more at 10^6 than at 10^5; the
 tests allow ``GROWTH_MB``.
@@ -149,21 +149,24 @@ def measure(count: int) -> dict[str, Any]:
     return report
 
 
-def run_measured(count: int) -> dict[str, Any]:
-    completed = subprocess.run(
-        [sys.executable, "-m", "tests.pipeline.stages.test_hot_keys", str(count)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+def run_measured(*counts: int) -> list[dict[str, Any]]:
+    """``measure`` at each count, each in its own subprocess, run side by side (peaks are per process)."""
+    command = [sys.executable, "-m", "tests.pipeline.stages.test_hot_keys"]
+    runs = [
+        subprocess.Popen([*command, str(count)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for count in counts
+    ]
+    reports = []
+    for run in runs:
+        stdout, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr[-3000:]
+        reports.append(json.loads(stdout.strip().splitlines()[-1]))
+    return reports
 
 
 @pytest.mark.slow  # two subprocesses, the larger with 10^6 rows through each workload
 def test_a_key_with_a_million_rows_is_never_held_in_memory() -> None:
-    small, large = run_measured(10**5), run_measured(10**6)
+    small, large = run_measured(10**5, 10**6)
     figures = {name: (round(small[name]["peak_mb"]), round(large[name]["peak_mb"])) for name in WORKLOADS}
     assert large["joins"]["result"] == {
         "judged": {"kept": 1, "rejected": 10**6 - 1},
