@@ -119,12 +119,16 @@ format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# bench/search.py at 10^5 and 10^6 embeddings with numpy, exact and IVF indexes (minutes on 2 cores); its HNSW
+# builds take over an hour at 10^6 there: SEARCH_BENCH_ARGS= runs every kind, --sizes 100000 the small size only.
+SEARCH_BENCH_ARGS ?= --kinds flat,ivf
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/filter_text.py
 	$(BIN)/python bench/fetch.py
 	$(BIN)/python bench/shards.py
 	$(BIN)/python bench/stats.py
+	$(BIN)/python bench/search.py $(SEARCH_BENCH_ARGS)
 
 train: $(VENV)/.installed-test
 	$(BIN)/python -m training.train --corpus '$(OUTPUT)' --config training/configs/tiny-cpu.yaml

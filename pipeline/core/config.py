@@ -252,6 +252,40 @@ class ImageFilterConfig:
     max_unsafe_score: float | None = setting(
         None, "With a scorer, drop images scoring above this (None: record the score only)."
     )
+    clip_score_checkpoint: str = setting(
+        "",
+        "open_clip checkpoint file whose image and text embeddings min_clip_score and semantic_dedup_threshold use "
+        "(params.txt beside its run gives the model, as for training.embed); empty: neither rule runs.",
+    )
+    clip_score_model: str = setting(
+        "", "open_clip model name of clip_score_checkpoint (ViT-B-32, ALIGN-tiny, ...); empty: read from params.txt."
+    )
+    min_clip_score: float | None = setting(
+        None,
+        "Drop pairs whose image-text cosine similarity (DataComp's CLIP score) is below this; model-specific "
+        "(LAION-2B: 0.28 with OpenAI ViT-B/32). None: off (ALIGN).",
+        minimum=-1.0,
+        maximum=1.0,
+    )
+    semantic_dedup_threshold: float | None = setting(
+        None,
+        "Drop images whose embedding is within this cosine distance of an earlier image's (SemDeDup; a re-encoded or "
+        "resized copy is near 0.01). None: off (ALIGN).",
+        minimum=0.0,
+        maximum=2.0,
+    )
+    semantic_dedup_hash_bits: int = setting(
+        12, "Sign bits per LSH table of the semantic dedup: more bits, smaller buckets, fewer pairs found.", minimum=1
+    )
+    semantic_dedup_hash_tables: int = setting(
+        10, "LSH tables of the semantic dedup: more tables find more near pairs, at more compares.", minimum=1
+    )
+    clip_score_batch_size: int = setting(64, "Most images or texts per model call (RunInference's batch).", minimum=1)
+    clip_score_device: str = setting(
+        "auto",
+        "Where the CLIP model runs: auto picks the worker's GPU when it has one.",
+        choices=("auto", "cpu", "cuda"),
+    )
 
 
 @dataclass(frozen=True)
@@ -847,7 +881,24 @@ def _file_problems(config: CorpusConfig) -> list[str]:
                 "without it nothing is decontaminated"
             )
     problems += _caption_problems(config.caption)
+    problems += _clip_score_problems(image)
     return problems
+
+
+def _clip_score_problems(image: ImageFilterConfig) -> list[str]:
+    """The CLIP-score rules need a checkpoint file, and a checkpoint needs a rule to serve."""
+    uses = [
+        flag_name(name) for name in ("min_clip_score", "semantic_dedup_threshold") if getattr(image, name) is not None
+    ]
+    checkpoint = image.clip_score_checkpoint
+    if not checkpoint:
+        verb = "needs" if len(uses) == 1 else "need"
+        return [f"{' and '.join(uses)} {verb} --clip-score-checkpoint (an open_clip checkpoint file)"] if uses else []
+    if not Path(checkpoint).is_file():
+        return [f"--clip-score-checkpoint {checkpoint!r} is not a file"]
+    if not uses:
+        return ["--clip-score-checkpoint is set but neither --min-clip-score nor --semantic-dedup-threshold uses it"]
+    return []
 
 
 #: What a Hugging Face hub model id looks like (``name`` or ``org/name``): anything else must be a local folder.

@@ -71,8 +71,10 @@ class FilterImageReason(Reason):
     ASPECT_RATIO_TOO_EXTREME = "aspect_ratio_too_extreme"
     EVAL_NEAR_DUPLICATE = "eval_near_duplicate"
     UNSAFE = "unsafe"
+    LOW_CLIP_SCORE = "low_clip_score"
     IMAGE_HAS_TOO_MANY_ALTS = "image_has_too_many_alts"
     DUPLICATE_IMAGE_ALT = "duplicate_image_alt"
+    SEMANTIC_DUPLICATE = "semantic_duplicate"
     IMAGE_NOT_FETCHED = "image_not_fetched"
 
 

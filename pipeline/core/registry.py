@@ -102,7 +102,8 @@ FETCH = StageSpec(
 FILTER_IMAGE = StageSpec(
     name="filter-image",
     module="pipeline.stages.filter_image",
-    summary="text_kept/ + images/ (+ raw alt counts from candidates/) -> samples/ (size, aspect, duplicates)",
+    summary="text_kept/ + images/ (+ raw alt counts from candidates/) -> samples/ (size, aspect, duplicates; "
+    "optional CLIP score and semantic dedup)",
     output=SampleImage,
     colour="#eab308",
     inputs=("filter-text", "fetch", "extract"),

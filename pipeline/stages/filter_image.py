@@ -10,6 +10,9 @@ Rules, in the order a rejection's reason is chosen (ALIGN defaults in ``ImageFil
   (banded lookup, ``pipeline.images.eval_index.HashIndex``, built once as a Beam side input).
 - ``unsafe``: the configured ``unsafe_scorer`` scored the image above ``max_unsafe_score`` (the score is recorded in
   ``unsafe_score`` whenever a scorer is configured).
+- ``low_clip_score``: with ``min_clip_score`` (off in every preset), the cosine similarity of the image's and the alt
+  text's embeddings by ``clip_score_checkpoint`` (DataComp's CLIP score) is below it; the score is in the detail.
+  Judged on the rows the rules above kept (``pipeline.images.clip_score``: RunInference, one model per worker).
 - ``image_has_too_many_alts``: the image content (sha256, so one picture at many URLs counts once) carries more than
   ``max_alts_per_image_content`` distinct alt texts (ALIGN: 1000). Counted as ALIGN counts, on the raw data: every
   row of ``candidates/`` (those filter-text dropped included) whose image URL fetched ``ok``, joined to its content
@@ -17,6 +20,10 @@ Rules, in the order a rejection's reason is chosen (ALIGN defaults in ``ImageFil
   URL, so the two rules differ only in what they key on.
 - ``duplicate_image_alt``: one sample per (image sha256, alt text); the one with the smallest (key, candidate_id)
   stays, the others are rejected.
+- ``semantic_duplicate``: with ``semantic_dedup_threshold`` (off in every preset), the image's embedding is within that
+  cosine distance of an earlier image's (by sha256) among the images the rules above kept: every row of the image
+  goes, as SemDeDup drops an item (an exact copy is ``duplicate_image_alt``'s; this is for re-encoded or resized
+  ones). Pairs are compared within LSH buckets (``pipeline.images.clip_score``), never all images in one worker.
 - ``image_not_fetched``: fetch wrote no row for the candidate's image URL (a broken contract, recorded, not lost).
 
 The reasons are ``pipeline.core.reasons.FilterImageReason``; the first four rules are ``image_rules(config)``,
@@ -31,8 +38,10 @@ accumulator) joined back to that pair's rows (``OneSamplePerContentAlt``). Both 
 (the small tagged value first, then the rows one at a time): one image at a million URLs, or a million copies of
 one (image, alt) pair, is never listed or sorted in one worker's memory (``tests/pipeline/stages/test_hot_keys.py``).
 
-Counters: ``candidates``, ``image_not_ok``, ``kept``/``dropped`` and one per reason of the per-image rules (via
-``pipeline.core.rules.apply_rules``), one per reason of the grouping rules, and ``samples`` (rows written to samples/).
+Counters: ``candidates``, ``image_not_ok``, ``clip_score_missing`` (a row left unscored: its image did not decode or
+the model raised), ``clip_image_decode_error``, ``clip_model_error``, ``kept``/``dropped`` and one per reason of the
+per-image rules (via ``pipeline.core.rules.apply_rules``), one per reason of the grouping rules, and ``samples`` (rows
+written to samples/).
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from pipeline.core.progress import StageProgress, table_progress, with_progress
 from pipeline.core.reasons import FilterImageReason
 from pipeline.core.rules import REJECTED, Decisions, Rule, RuleResult, apply_rules, counter, rejection
 from pipeline.core.stage import run_stage
+from pipeline.images.clip_score import IMAGE, TEXT, EmbedImagesAndTexts, SemanticDuplicates, clip_score
 from pipeline.images.eval_index import HashIndex
 from pipeline.stages.filter_text import alt_id
 from schemas import Candidate, FetchedImage, Rejection, Sample, SampleImage, TextKept
@@ -64,6 +74,8 @@ EVAL_MATCH = "_eval_match"
 #: by (sha256, alt text) (a surviving row, the winner's identity).
 _SHA, _ALT = 0, 1
 _ROW, _ALT_COUNT, _WINNER = 0, 1, 2
+#: Tags of the model rules' joins: an embedding, a wanted image content, its bytes, its nearest earlier duplicate.
+_VECTOR, _WANTED, _BYTES, _DUPLICATE = 3, 4, 5, 6
 
 
 # -- per-image rules ------------------------------------------------------------------------------------------------
@@ -414,6 +426,201 @@ class SmallestFn(beam.CombineFn):
         return smallest
 
 
+# -- the model rules (CLIP score, semantic duplicates): see pipeline.images.clip_score ---------------------------
+
+
+def wanted_with(element: tuple[Any, Iterable[tuple[int, Any]]], tag: int) -> Iterator[tuple[Any, Any]]:
+    """``(key, value tagged tag)`` when the group also holds ``_WANTED`` (groups of at most two values)."""
+    key, values = element
+    values = list(values)
+    if any(value_tag == _WANTED for value_tag, _ in values):
+        for value_tag, value in values:
+            if value_tag == tag:
+                yield key, value
+                return
+
+
+def _url_and_bytes_by_sha256(image: dict[str, Any]) -> tuple[str, tuple[str, bytes]]:
+    return image[FetchedImage.SHA256], (image[FetchedImage.IMAGE_URL], image[FetchedImage.IMAGE])
+
+
+class ImageVectors(beam.PTransform):
+    """Rows -> ``((IMAGE | TEXT, sha256 | alt text), vector)``: each distinct image content of the rows and, with
+    ``embed_texts``, each distinct alt text, embedded by the configured checkpoint."""
+
+    def __init__(self, ok_images: beam.PCollection, config: ImageFilterConfig, embed_texts: bool) -> None:
+        super().__init__()
+        self.ok_images = ok_images
+        self.config = config
+        self.embed_texts = embed_texts
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        wanted = (
+            rows
+            | "ContentOfRow" >> beam.Map(lambda row: row[Sample.SHA256])
+            | "DistinctContents" >> beam.Distinct()
+            | "TagWanted" >> beam.Map(lambda sha256: (sha256, (_WANTED, None)))
+        )
+        # One stored image per content (the smallest URL's: same sha256, same bytes), picked by a combiner.
+        one_per_content = (
+            self.ok_images
+            | "BytesBySha256" >> beam.Map(_url_and_bytes_by_sha256)
+            | "OneImagePerContent" >> beam.CombinePerKey(SmallestFn())
+            | "TagBytes" >> beam.MapTuple(lambda sha256, url_bytes: (sha256, (_BYTES, url_bytes[1])))
+        )
+        images = (
+            (wanted, one_per_content)
+            | "ImageJoinInputs" >> beam.Flatten()
+            | "GroupImageBySha256" >> beam.GroupByKey()
+            | "WantedImages" >> beam.FlatMap(wanted_with, tag=_BYTES)
+        )
+        texts = None
+        if self.embed_texts:
+            texts = rows | "AltTexts" >> beam.Map(lambda row: row[Sample.ALT_TEXT]) | "DistinctAlts" >> beam.Distinct()
+        return images | "Embed" >> EmbedImagesAndTexts(self.config, STAGE, texts)
+
+
+def vectors_of(vectors: beam.PCollection, kind: str, label: str) -> beam.PCollection:
+    """``(name, vector)`` of one kind (IMAGE or TEXT) of ``ImageVectors``' output."""
+    return vectors | label >> beam.FlatMap(lambda item: [(item[0][1], item[1])] if item[0][0] == kind else [])
+
+
+def attach_image_vector(element: tuple[str, Iterable[tuple[int, Any]]]) -> Iterator[tuple[str, Any]]:
+    """Join by sha256, streamed: each row with its image's vector (None when it has none), keyed by alt text."""
+    _, values = element
+    vector = next((value for tag, value in values if tag == _VECTOR), None)
+    for tag, row in values:
+        if tag == _ROW:
+            yield row[Sample.ALT_TEXT], (_ROW, (row, vector))
+
+
+class JudgeClipScore(beam.DoFn):
+    """Join by alt text, streamed: score each row (its image's vector against its alt text's), reject it under
+    ``min_clip_score``. A row missing a vector passes, counted ``clip_score_missing``."""
+
+    def __init__(self, min_clip_score: float) -> None:
+        self.min_clip_score = min_clip_score
+
+    def setup(self) -> None:
+        self.decisions = Decisions(STAGE)
+
+    def process(self, element: tuple[str, Iterable[tuple[int, Any]]]) -> Iterator[Any]:
+        _, values = element
+        text_vector = next((value for tag, value in values if tag == _VECTOR), None)
+        for tag, value in values:
+            if tag != _ROW:
+                continue
+            row, image_vector = value
+            if image_vector is None or text_vector is None:
+                self.decisions.count("clip_score_missing")
+                yield row
+                continue
+            score = clip_score(image_vector, text_vector)
+            if score < self.min_clip_score:
+                detail = f"clip score {score:.4f} < {self.min_clip_score}"
+                yield beam.pvalue.TaggedOutput(
+                    REJECTED, self.decisions.drop(row, FilterImageReason.LOW_CLIP_SCORE, detail)
+                )
+            else:
+                yield row
+
+
+class ClipScoreRule(beam.PTransform):
+    """Rows -> ``kept`` and ``REJECTED`` (``low_clip_score``): two streamed joins, by sha256 then by alt text, so a
+    picture at a million URLs or an alt text on a million images is never held as a list."""
+
+    def __init__(self, vectors: beam.PCollection, min_clip_score: float) -> None:
+        super().__init__()
+        self.vectors = vectors
+        self.min_clip_score = min_clip_score
+
+    def expand(self, rows: beam.PCollection) -> dict[str, beam.PCollection]:
+        image_vectors = vectors_of(self.vectors, IMAGE, "ImageVectorsOnly")
+        text_vectors = vectors_of(self.vectors, TEXT, "TextVectorsOnly")
+        by_alt = (
+            (
+                rows | "RowBySha256" >> beam.Map(lambda row: (row[Sample.SHA256], (_ROW, row))),
+                image_vectors | "TagImageVector" >> beam.MapTuple(lambda sha256, vector: (sha256, (_VECTOR, vector))),
+            )
+            | "ScoreJoinInputs" >> beam.Flatten()
+            | "GroupRowsBySha256" >> beam.GroupByKey()
+            | "AttachImageVector" >> beam.FlatMap(attach_image_vector)
+        )
+        judged = (
+            (by_alt, text_vectors | "TagTextVector" >> beam.MapTuple(lambda alt, vector: (alt, (_VECTOR, vector))))
+            | "AltJoinInputs" >> beam.Flatten()
+            | "GroupByAltText" >> beam.GroupByKey()
+            | "JudgeClipScore" >> beam.ParDo(JudgeClipScore(self.min_clip_score)).with_outputs(REJECTED, main="kept")
+        )
+        return {"kept": judged.kept, REJECTED: judged[REJECTED]}
+
+
+class JudgeSemanticDuplicate(beam.DoFn):
+    """Join by sha256, streamed: reject every row of an image with an earlier near duplicate, keep the others."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+
+    def setup(self) -> None:
+        self.decisions = Decisions(STAGE)
+
+    def process(self, element: tuple[str, Iterable[tuple[int, Any]]]) -> Iterator[Any]:
+        _, values = element
+        duplicate = next((value for tag, value in values if tag == _DUPLICATE), None)
+        for tag, row in values:
+            if tag != _ROW:
+                continue
+            if duplicate is None:
+                yield row
+                continue
+            distance, earlier = duplicate
+            detail = f"cosine distance {distance:.4f} <= {self.threshold} to image sha256 {earlier}"
+            yield beam.pvalue.TaggedOutput(
+                REJECTED, self.decisions.drop(row, FilterImageReason.SEMANTIC_DUPLICATE, detail)
+            )
+
+
+class SemanticDedupRule(beam.PTransform):
+    """Rows -> ``kept`` and ``REJECTED`` (``semantic_duplicate``): the rows' distinct images with their vectors, LSH
+    buckets (``SemanticDuplicates``), then a streamed join of the duplicates with the rows by sha256."""
+
+    def __init__(self, vectors: beam.PCollection, config: ImageFilterConfig) -> None:
+        super().__init__()
+        self.vectors = vectors
+        self.config = config
+
+    def expand(self, rows: beam.PCollection) -> dict[str, beam.PCollection]:
+        config = self.config
+        threshold = float(config.semantic_dedup_threshold)  # type: ignore[arg-type]
+        image_vectors = vectors_of(self.vectors, IMAGE, "DedupImageVectors")
+        kept_vectors = (
+            (
+                rows
+                | "KeptContent" >> beam.Map(lambda row: row[Sample.SHA256])
+                | "DistinctKeptContents" >> beam.Distinct()
+                | "TagKeptContent" >> beam.Map(lambda sha256: (sha256, (_WANTED, None))),
+                image_vectors | "TagDedupVector" >> beam.MapTuple(lambda sha256, vector: (sha256, (_VECTOR, vector))),
+            )
+            | "DedupJoinInputs" >> beam.Flatten()
+            | "GroupVectorBySha256" >> beam.GroupByKey()
+            | "KeptVectors" >> beam.FlatMap(wanted_with, tag=_VECTOR)
+        )
+        duplicates = kept_vectors | "NearDuplicates" >> SemanticDuplicates(
+            threshold, config.semantic_dedup_hash_bits, config.semantic_dedup_hash_tables
+        )
+        judged = (
+            (
+                rows | "DedupRowBySha256" >> beam.Map(lambda row: (row[Sample.SHA256], (_ROW, row))),
+                duplicates | "TagDuplicate" >> beam.MapTuple(lambda sha256, found: (sha256, (_DUPLICATE, found))),
+            )
+            | "DuplicateJoinInputs" >> beam.Flatten()
+            | "GroupDuplicateBySha256" >> beam.GroupByKey()
+            | "JudgeSemanticDuplicate"
+            >> beam.ParDo(JudgeSemanticDuplicate(threshold)).with_outputs(REJECTED, main="kept")
+        )
+        return {"kept": judged.kept, REJECTED: judged[REJECTED]}
+
+
 class AttachImageBytes(beam.DoFn):
     """Give each surviving sample its image bytes (joined by URL): the SampleImage rows of samples/."""
 
@@ -465,6 +672,15 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
         rows = rows | "MatchEvalIndex" >> beam.Map(annotate_eval_match, index=beam.pvalue.AsSingleton(index))
     passed, rejected_per_image = apply_rules(rows, STAGE, FilterImageReason, image_rules(image_config), "ImageRules")
     content_rows = passed | "DropEvalMatch" >> beam.Map(lambda row: Sample.project(row))
+    model_rejections = []
+    vectors = None
+    if image_config.clip_score_checkpoint:
+        embed_texts = image_config.min_clip_score is not None
+        vectors = content_rows | "ClipEmbeddings" >> ImageVectors(ok_images, image_config, embed_texts)
+    if vectors is not None and image_config.min_clip_score is not None:
+        scored = content_rows | "ClipScore" >> ClipScoreRule(vectors, image_config.min_clip_score)
+        content_rows = scored["kept"]
+        model_rejections.append(scored[REJECTED])
     alt_counts = None
     if image_config.max_alts_per_image_content is not None:
         columns = [Candidate.IMAGE_URL, Candidate.ALT_TEXT]
@@ -474,9 +690,14 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
             | "CountRawAltsPerContent" >> CountRawAltsPerContent(ok_images)
         )
     by_content = content_rows | "ContentRules" >> ContentRules(image_config.max_alts_per_image_content, alt_counts)
+    kept = by_content["kept"]
+    if vectors is not None and image_config.semantic_dedup_threshold is not None:
+        deduplicated = kept | "SemanticDedup" >> SemanticDedupRule(vectors, image_config)
+        kept = deduplicated["kept"]
+        model_rejections.append(deduplicated[REJECTED])
     samples = (
         {
-            "samples": by_content["kept"] | "SampleByUrl" >> beam.Map(lambda row: (row[Sample.IMAGE_URL], row)),
+            "samples": kept | "SampleByUrl" >> beam.Map(lambda row: (row[Sample.IMAGE_URL], row)),
             "image": ok_images
             | "BytesByUrl" >> beam.Map(lambda image: (image[FetchedImage.IMAGE_URL], image[FetchedImage.IMAGE])),
         }
@@ -485,7 +706,7 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
     )
     _ = samples | "WriteSamples" >> WriteTable(layout.prefix(SampleImage), SampleImage)
     _ = (
-        (joined[REJECTED], rejected_per_image, by_content[REJECTED])
+        (joined[REJECTED], rejected_per_image, by_content[REJECTED], *model_rejections)
         | "AllRejections" >> beam.Flatten()
         | "WriteRejections" >> WriteTable(layout.rejected_prefix(STAGE), Rejection)
     )
