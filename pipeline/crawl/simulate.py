@@ -42,6 +42,7 @@ import logging
 import random
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -646,7 +647,8 @@ class Fault:
 
 
 class HostStats:
-    """Per host name: requests, the most in flight at once, and every request's start time (for rates)."""
+    """Per host name: requests, the most in flight at once, and every request's start time (for rates); requests per
+    path, and per (host, path)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -655,12 +657,14 @@ class HostStats:
         self.max_in_flight: Counter[str] = Counter()
         self.times: dict[str, list[float]] = defaultdict(list)
         self.paths: Counter[str] = Counter()
+        self.host_paths: Counter[tuple[str, str]] = Counter()
         self.ranges: list[tuple[str, str]] = []
 
     def enter(self, host: str, path: str, range_header: str | None) -> None:
         with self.lock:
             self.requests[host] += 1
             self.paths[path] += 1
+            self.host_paths[host, path] += 1
             self.times[host].append(time.monotonic())
             self.in_flight[host] += 1
             self.max_in_flight[host] = max(self.max_in_flight[host], self.in_flight[host])
@@ -794,6 +798,12 @@ class _Server(ThreadingHTTPServer):
         with self.sockets_lock:
             self.open_sockets.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client resetting a kept-alive connection it no longer needs is normal, not an error to print."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         with self.sockets_lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,7 @@ from pipeline import cli
 from pipeline.core.config import CorpusConfig
 from pipeline.core.layout import CorpusLayout
 from pipeline.core.registry import STAGES
-from pipeline.crawl.simulate import Fault, SimulatedCrawl
+from pipeline.crawl.simulate import Fault, HostStats, SimulatedCrawl
 from pipeline.stages import extract
 from pipeline.stages.extract import iter_extracted
 from schemas import Candidate, RecordError
@@ -114,24 +115,47 @@ def test_a_bad_crawl_id_fails_in_one_line_before_any_output_is_touched(
     assert (output / "candidates" / "old.parquet").read_bytes() == b"an earlier run's output"
 
 
+#: The politeness the end-to-end job is held to, and the server latency that makes its requests overlap: with 0.5 s
+#: per response and starts 0.2 s apart, a busy host would have 3 in flight without the concurrency limit.
+PER_HOST_CONCURRENCY, PER_HOST_RATE, SERVER_LATENCY_S = 2, 5.0, 0.5
+#: The fetch client spaces request starts; the server sees each a connect and a send later (tens of ms apart on a
+#: loaded machine), so the gaps it measures may fall short of 1 / rate by that much.
+JITTER_S = 0.08
+
+
+def politeness_report(stats: HostStats, hosts: set[str]) -> dict[str, tuple[int, int, float]]:
+    """Per host: the most requests in flight at once, the most started within one second, the smallest start gap."""
+    report = {}
+    for host in sorted(hosts):
+        times = sorted(stats.times[host])
+        smallest_gap = min((later - earlier for earlier, later in itertools.pairwise(times)), default=float("inf"))
+        report[host] = (stats.max_in_flight[host], stats.max_rate(host, 1.0), round(smallest_gap, 3))
+    return report
+
+
 @pytest.mark.slow
 def test_build_corpus_from_a_crawl_id_with_two_workers_fetches_images_from_many_hosts(
     mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The whole job over two crawl files on two worker processes, images from many hosts: every host's requests
+    (robots.txt and images, from either worker) stay within the per-host concurrency and rate for the whole job."""
     from pipeline import build
 
     files = plan(mirror)["warc_files"]
     output = tmp_path / "corpus"
-    with SimulatedCrawl(mirror, faults=[Fault(files[0].rsplit("/", 1)[1], drop_after=20000, times=1)]) as sim:
+    drop = Fault(files[0].rsplit("/", 1)[1], drop_after=20000, times=1)
+    with SimulatedCrawl(mirror, faults=[drop], latency_s=SERVER_LATENCY_S) as sim:
         for name, value in sim.env.items():  # Beam's worker processes resolve *.sim.test through the environment
             monkeypatch.setenv(name, value)
         argv = [
             "--crawl", CRAWL, "--cc-base-url", sim.base_url, "--files", "2", "--output", str(output),
             "--allowed-addresses", "127.0.0.0/8", "--retry-backoff-s", "0.01", *FAST_RETRIES,
+            f"--per-host-concurrency={PER_HOST_CONCURRENCY}", f"--per-host-requests-per-s={PER_HOST_RATE}",
             "--direct_running_mode=multi_processing", "--direct_num_workers=2",
         ]  # fmt: skip
         assert build.run(argv) == 0
         image_hosts = {host for host in sim.stats.requests if host.startswith("img-")}
+        report = politeness_report(sim.stats, image_hosts)
         run_ids = {stage: CorpusLayout(str(output)).run_id(stage) for stage in STAGES}
         # Run again: the listing selects the same files, so every stage is skipped (its fingerprint matches).
         assert build.run(argv) == 0
@@ -146,3 +170,11 @@ def test_build_corpus_from_a_crawl_id_with_two_workers_fetches_images_from_many_
     assert statuses.get("ok", 0) > 20, statuses
     assert len(image_hosts) >= 6, image_hosts
     assert manifest["sample_count"] > 10
+    for host, (in_flight, per_second, smallest_gap) in report.items():
+        assert in_flight <= PER_HOST_CONCURRENCY, (host, report)
+        assert per_second <= PER_HOST_RATE + 1, (host, report)  # a closed 1 s window holds rate + 1 spaced starts
+        assert smallest_gap >= 1 / PER_HOST_RATE - JITTER_S, (host, report)
+    # The limits bound something: the busiest host (its logo is on every page) had its requests overlap up to it.
+    busiest = max(image_hosts, key=lambda host: sim.stats.requests[host])
+    assert report[busiest][0] == PER_HOST_CONCURRENCY, report
+    assert sim.stats.requests[busiest] >= 10, sim.stats.requests
