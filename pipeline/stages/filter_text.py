@@ -430,7 +430,12 @@ class PrepareUnit(beam.DoFn):
                 "unigrams": unigram_counts[row_alt],
             }
         )
-        key_partitions = _hex_prefix(table[Candidate.KEY].combine_chunks(), 15) % np.uint64(self.partitions)
+        # One row per distinct key of the unit (its smallest candidate id) with the key's count in the unit: a pair
+        # repeated a million times (a logo on every page) reaches the duplicate pass as one row per read unit.
+        compact, starts, _ = _sorted_by_key(compact)
+        counts = np.diff(np.append(starts, compact.num_rows))
+        compact = compact.take(pa.array(starts)).append_column("count", pa.array(counts, pa.int64()))
+        key_partitions = _hex_prefix(compact["key"].combine_chunks(), 15) % np.uint64(self.partitions)
         for partition, indices in _by_partition(key_partitions.astype(np.int64), self.partitions):
             outputs.append((partition, compact.take(indices)))
         if self.count_ngrams:
@@ -512,11 +517,23 @@ def _hex_prefix(keys: pa.StringArray, digits: int) -> np.ndarray:
     return np.fromiter((int(key[:digits], 16) for key in keys.to_pylist()), np.uint64, len(keys))
 
 
+def _sorted_by_key(table: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """``table`` sorted by (key, candidate id), the start of each key's run, and each row's run number."""
+    table = table.take(pc.sort_indices(table, [("key", "ascending"), ("candidate_id", "ascending")]))
+    keys = table["key"].combine_chunks()
+    change = np.ones(len(keys), dtype=bool)
+    if len(keys) > 1:
+        change[1:] = pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)
+    return table, np.flatnonzero(change), np.cumsum(change) - 1
+
+
 class KeepOnePerPair(beam.DoFn):
     """Per key partition: the candidate with the smallest id stands for its pair; the others are ``duplicate_pair``.
 
-    Outputs facts per read unit (main: ``(unit, (_DUP|_PAIR_FACT, ...))``) and the pairs, keyed by URL partition
-    (``URLS``) and by alt-text partition (``ALTS``), as arrays.
+    Its input holds one row per (read unit, key) with the key's count in that unit. Outputs facts per read unit
+    (main: ``(unit, (_DUP|_PAIR_FACT, ...))``; ``_DUP`` gives, for each key of the unit that has more than one
+    candidate in the job, the candidate id that stands for it) and the pairs, keyed by URL partition (``URLS``) and
+    by alt-text partition (``ALTS``), as arrays.
     """
 
     def __init__(self, partitions: int) -> None:
@@ -524,21 +541,16 @@ class KeepOnePerPair(beam.DoFn):
 
     def process(self, element: tuple[int, Iterable[pa.Table]]) -> Iterator[Any]:
         _, tables = element
-        table = pa.concat_tables(list(tables))
-        table = table.take(pc.sort_indices(table, [("key", "ascending"), ("candidate_id", "ascending")]))
-        keys = table["key"].combine_chunks()
-        change = np.ones(len(keys), dtype=bool)
-        if len(keys) > 1:
-            change[1:] = pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)
-        starts = np.flatnonzero(change)
-        group = np.cumsum(change) - 1
-        multiplicity = np.diff(np.append(starts, len(keys)))
+        table, starts, group = _sorted_by_key(pa.concat_tables(list(tables)))
+        multiplicity = np.add.reduceat(table["count"].to_numpy(), starts) if len(starts) else starts
         rows = table["row"].to_numpy()
-        duplicates = np.flatnonzero(~change)
-        if len(duplicates):
-            kept_ids = table["candidate_id"].take(pa.array(starts[group[duplicates]]))
-            for unit, indices in _by_unit(rows[duplicates]):
-                yield unit, (_DUP, _row_in_unit(rows[duplicates[indices]]), kept_ids.take(pa.array(indices)))
+        shared = np.flatnonzero(multiplicity[group] > 1)
+        if len(shared):
+            kept_ids = table["candidate_id"].combine_chunks().take(pa.array(starts[group[shared]]))
+            shared_keys = table["key"].combine_chunks().take(pa.array(shared))
+            for unit, indices in _by_unit(rows[shared]):
+                chosen = pa.array(indices)
+                yield unit, (_DUP, shared_keys.take(chosen), kept_ids.take(chosen))
         pair_rows = rows[starts]
         pair_unigrams = table["unigrams"].to_numpy()[starts]
         for unit, indices in _by_unit(pair_rows):
@@ -738,9 +750,12 @@ class DecideUnit(beam.DoFn):
         images_per_alt = np.zeros(size, dtype=np.int64)
         rare = np.full(size, None, dtype=object)
         duplicate_of = np.full(size, None, dtype=object)
+        shared_keys: list[pa.Array] = []
+        kept_ids: list[pa.Array] = []
         for tag, positions, *values in facts_of_unit:
             if tag == _DUP:
-                duplicate_of[positions] = _objects(values[0].to_pylist())
+                shared_keys.append(positions)  # for _DUP: keys, then the candidate id standing for each
+                kept_ids.append(values[0])
             elif tag == _PAIR_FACT:
                 multiplicity[positions] = values[0]
                 unigram_counts[positions] = values[1]
@@ -749,6 +764,14 @@ class DecideUnit(beam.DoFn):
             else:
                 images_per_alt[positions] = values[0]
                 rare[positions] = _objects(values[1])
+        if shared_keys:
+            # A row whose key is shared across the job is a duplicate unless it is the candidate standing for it.
+            found = pc.index_in(table[Candidate.KEY], value_set=pa.concat_arrays(shared_keys)).combine_chunks()
+            known = found.is_valid().to_numpy(zero_copy_only=False)
+            kept_of_row = pa.concat_arrays(kept_ids).take(pc.fill_null(found, 0))
+            other = pc.not_equal(kept_of_row, table[Candidate.CANDIDATE_ID].combine_chunks())
+            is_duplicate = known & other.to_numpy(zero_copy_only=False)
+            duplicate_of[is_duplicate] = _objects(kept_of_row.filter(pa.array(is_duplicate)).to_pylist())
         duplicates = np.fromiter((kept is not None for kept in duplicate_of), bool, size)
         pairs = np.flatnonzero(~duplicates)
         if (multiplicity[pairs] <= 0).any():

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -418,3 +419,34 @@ def test_datacomp_basic_keeps_english_of_three_words_and_six_characters(tmp_path
     assert fates == corpus.fate
     assert counters["language_not_allowed"] == 1 and counters["kept"] == 14 and counters["alt_too_few_words"] == 2
     assert {row[TextKept.LANGUAGE] for row in kept} == {"en"}
+
+
+def test_a_pair_repeated_across_a_unit_reaches_the_duplicate_pass_as_one_row() -> None:
+    """Hot key: a pair on 100,000 pages (a logo with one alt) leaves a read unit as one row carrying its count, the
+    smallest candidate id, and that row's reference; the n-gram counts still weigh every candidate."""
+    size = 100_000
+    url, alt = "https://cdn.example/logo.png", "example shop logo"
+    ids = [candidate_id("hot.warc.gz", index, 0) for index in range(size)]
+    table = pa.table(
+        {
+            Candidate.KEY: [sample_key(url, alt)] * size,
+            Candidate.CANDIDATE_ID: ids,
+            Candidate.IMAGE_URL: [url] * size,
+            Candidate.ALT_TEXT: [alt] * size,
+        }
+    )
+    prepare = filter_text.PrepareUnit([("unused", 0)], partitions=8, count_ngrams=True)
+    outputs = prepare._prepare(3, table)
+    pairs = [payload for payload in outputs if not isinstance(payload, beam.pvalue.TaggedOutput)]
+    assert len(pairs) == 1
+    (_, compact) = pairs[0]
+    assert compact.num_rows == 1
+    assert compact["count"].to_pylist() == [size]
+    assert compact["candidate_id"].to_pylist() == [min(ids)]
+    assert compact["row"].to_pylist() == [(3 << 32) | ids.index(min(ids))]
+    grams = {}
+    for output in outputs:
+        if isinstance(output, beam.pvalue.TaggedOutput):
+            names, counts = output.value[1][0].to_pylist(), output.value[1][1].tolist()
+            grams.update(zip(names, counts, strict=True))
+    assert grams == {gram: size for gram in ["example", "shop", "logo", "example shop", "shop logo"]}
