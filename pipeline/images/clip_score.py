@@ -13,7 +13,8 @@ when it has one. Each distinct image content (sha256) and each distinct alt text
   crawl); LAION-2B's cut, DataComp's ``laion`` baseline, is 0.28 with OpenAI's ViT-B/32. A threshold only means
   something for the model it was chosen with.
 - Semantic near-duplicates: an image content whose embedding lies within cosine distance ``semantic_dedup_threshold``
-  of an earlier one (by sha256 order) among the images still kept is rejected (``semantic_duplicate``; the detail
+  of an earlier one (the larger original first, so a resized copy goes and its source stays; then by sha256) among
+  the images still kept is rejected (``semantic_duplicate``; the detail
   names the earlier image and the distance). SemDeDup's rule (Abbas et al., 2023): an item goes when any earlier item
   is that close, whether that one stays or not, so each image's fate depends on pairs only and needs no global pass.
   To scale, images are compared only within buckets of a locality-sensitive hash (random hyperplanes, Charikar
@@ -145,10 +146,10 @@ def lsh_recall(distance: float, bits: int, tables: int) -> float:
 
 
 def earlier_neighbours(
-    items: Iterable[tuple[str, np.ndarray]], max_distance: float
-) -> Iterator[tuple[str, tuple[float, str]]]:
-    """``(sha256, (distance, earlier sha256))`` for each item with an earlier item (by sha256) within
-    ``max_distance``: the nearest such one. Blockwise: a block of rows against every earlier row at a time."""
+    items: Iterable[tuple[Any, np.ndarray]], max_distance: float
+) -> Iterator[tuple[Any, tuple[float, Any]]]:
+    """``(name, (distance, earlier name))`` for each item with an earlier item (in name order: filter-image names an
+    image by its dedup rank) within ``max_distance``: the nearest such one. Blockwise: a block of rows against every earlier row at a time."""
     ordered = sorted(items, key=lambda item: item[0])
     if len(ordered) < 2:
         return
@@ -245,8 +246,8 @@ class CountFailedBatch(beam.DoFn):
 
 
 class SemanticDuplicates(beam.PTransform):
-    """``(sha256, vector)`` of distinct images -> ``(sha256, (distance, earlier sha256))`` for each image with an
-    earlier image within ``max_distance`` (the nearest one): LSH buckets, pairs compared within each bucket, the
+    """``(name, vector)`` of distinct images -> ``(name, (distance, earlier name))`` for each image with an
+    earlier image (in name order) within ``max_distance`` (the nearest one): LSH buckets, pairs compared within each bucket, the
     nearest of each image's finds kept by a combiner."""
 
     def __init__(self, max_distance: float, bits: int, tables: int) -> None:
@@ -269,7 +270,7 @@ class SemanticDuplicates(beam.PTransform):
 
 
 class HashIntoBuckets(beam.DoFn):
-    """``(sha256, vector)`` -> ``((table, bucket), (sha256, vector))`` once per table (planes drawn once per worker)."""
+    """``(name, vector)`` -> ``((table, bucket), (name, vector))`` once per table (planes drawn once per worker)."""
 
     def __init__(self, bits: int, tables: int) -> None:
         self.bits = bits

@@ -21,8 +21,8 @@ Rules, in the order a rejection's reason is chosen (ALIGN defaults in ``ImageFil
 - ``duplicate_image_alt``: one sample per (image sha256, alt text); the one with the smallest (key, candidate_id)
   stays, the others are rejected.
 - ``semantic_duplicate``: with ``semantic_dedup_threshold`` (off in every preset), the image's embedding is within that
-  cosine distance of an earlier image's (by sha256) among the images the rules above kept: every row of the image
-  goes, as SemDeDup drops an item (an exact copy is ``duplicate_image_alt``'s; this is for re-encoded or resized
+  cosine distance of an earlier image's (the larger original first, then by sha256) among the images the rules above
+  kept: every row of the image goes, as SemDeDup drops an item (an exact copy is ``duplicate_image_alt``'s; this is for re-encoded or resized
   ones). Pairs are compared within LSH buckets (``pipeline.images.clip_score``), never all images in one worker.
 - ``image_not_fetched``: fetch wrote no row for the candidate's image URL (a broken contract, recorded, not lost).
 
@@ -555,6 +555,22 @@ class ClipScoreRule(beam.PTransform):
         return {"kept": judged.kept, REJECTED: judged[REJECTED]}
 
 
+def dedup_rank(row: dict[str, Any]) -> tuple[int, str]:
+    """Which of two near-duplicate images comes first (stays): the larger original (more pixels), then by sha256."""
+    pixels = int(row[Sample.ORIGINAL_WIDTH] or 0) * int(row[Sample.ORIGINAL_HEIGHT] or 0)
+    return -pixels, row[Sample.SHA256]
+
+
+def ranked_vector(element: tuple[str, Iterable[tuple[int, Any]]]) -> Iterator[tuple[tuple[int, str], Any]]:
+    """``(dedup rank, vector)`` of a kept image content that has a vector (groups of at most two values)."""
+    _, values = element
+    values = list(values)
+    rank = next((value for tag, value in values if tag == _WANTED), None)
+    vector = next((value for tag, value in values if tag == _VECTOR), None)
+    if rank is not None and vector is not None:
+        yield rank, vector
+
+
 class JudgeSemanticDuplicate(beam.DoFn):
     """Join by sha256, streamed: reject every row of an image with an earlier near duplicate, keep the others."""
 
@@ -574,7 +590,7 @@ class JudgeSemanticDuplicate(beam.DoFn):
                 yield row
                 continue
             distance, earlier = duplicate
-            detail = f"cosine distance {distance:.4f} <= {self.threshold} to image sha256 {earlier}"
+            detail = f"cosine distance {distance:.4f} <= {self.threshold} to image sha256 {earlier} (kept first)"
             yield beam.pvalue.TaggedOutput(
                 REJECTED, self.decisions.drop(row, FilterImageReason.SEMANTIC_DUPLICATE, detail)
             )
@@ -596,17 +612,20 @@ class SemanticDedupRule(beam.PTransform):
         kept_vectors = (
             (
                 rows
-                | "KeptContent" >> beam.Map(lambda row: row[Sample.SHA256])
+                | "KeptContent" >> beam.Map(lambda row: (row[Sample.SHA256], dedup_rank(row)))
                 | "DistinctKeptContents" >> beam.Distinct()
-                | "TagKeptContent" >> beam.Map(lambda sha256: (sha256, (_WANTED, None))),
+                | "TagKeptContent" >> beam.MapTuple(lambda sha256, rank: (sha256, (_WANTED, rank))),
                 image_vectors | "TagDedupVector" >> beam.MapTuple(lambda sha256, vector: (sha256, (_VECTOR, vector))),
             )
             | "DedupJoinInputs" >> beam.Flatten()
             | "GroupVectorBySha256" >> beam.GroupByKey()
-            | "KeptVectors" >> beam.FlatMap(wanted_with, tag=_VECTOR)
+            | "KeptVectors" >> beam.FlatMap(ranked_vector)
         )
-        duplicates = kept_vectors | "NearDuplicates" >> SemanticDuplicates(
-            threshold, config.semantic_dedup_hash_bits, config.semantic_dedup_hash_tables
+        duplicates = (
+            kept_vectors
+            | "NearDuplicates"
+            >> SemanticDuplicates(threshold, config.semantic_dedup_hash_bits, config.semantic_dedup_hash_tables)
+            | "BySha256" >> beam.MapTuple(lambda rank, found: (rank[1], (found[0], found[1][1])))
         )
         judged = (
             (

@@ -110,8 +110,8 @@ def clip_run(tmp_path_factory: pytest.TempPathFactory):
 
 
 def expected_fates(candidates, images, image_vectors, scores, min_score) -> dict[str, str]:
-    """Each candidate's fate: ``low_clip_score`` under the threshold; of a picture and its copy that both keep rows,
-    the one with the larger sha256 is the ``semantic_duplicate``; the rest kept."""
+    """Each candidate's fate: ``low_clip_score`` under the threshold; of a picture and its smaller copy that both keep
+    rows, the copy's are ``semantic_duplicate``; the rest kept."""
     sha_of_url = {image[FetchedImage.IMAGE_URL]: image[FetchedImage.SHA256] for image in images}
     fates = {row[TextKept.CANDIDATE_ID]: "low_clip_score" if scores[row[TextKept.CANDIDATE_ID]] < min_score else "kept"
              for row in candidates}  # fmt: skip
@@ -119,10 +119,10 @@ def expected_fates(candidates, images, image_vectors, scores, min_score) -> dict
         sha_of_url[row[TextKept.IMAGE_URL]] for row in candidates if fates[row[TextKept.CANDIDATE_ID]] == "kept"
     }
     for name in COPIED:
-        pair = sorted(sha_of_url[f"https://img.example/{n}.jpg"] for n in (name, f"{name}-copy"))
-        if set(pair) <= surviving:
+        original, copy = (sha_of_url[f"https://img.example/{n}.jpg"] for n in (name, f"{name}-copy"))
+        if {original, copy} <= surviving:
             for row in candidates:
-                if sha_of_url[row[TextKept.IMAGE_URL]] == pair[1] and fates[row[TextKept.CANDIDATE_ID]] == "kept":
+                if sha_of_url[row[TextKept.IMAGE_URL]] == copy and fates[row[TextKept.CANDIDATE_ID]] == "kept":
                     fates[row[TextKept.CANDIDATE_ID]] = "semantic_duplicate"
     return fates
 
@@ -143,6 +143,7 @@ def test_the_dedup_threshold_separates_copies_from_distinct_photos(clip_run) -> 
 def test_low_scores_and_semantic_duplicates_are_rejected_and_the_books_balance(clip_run) -> None:
     root, candidates, images, image_vectors, scores, min_score, counters = clip_run
     expected = expected_fates(candidates, images, image_vectors, scores, min_score)
+    sha_of_url = {image[FetchedImage.IMAGE_URL]: image[FetchedImage.SHA256] for image in images}
     assert list(expected.values()).count("semantic_duplicate") >= 1, "the run must exercise the dedup"
     assert list(expected.values()).count("low_clip_score") == len(candidates) // 2
     found: dict[str, list[str]] = {}
@@ -160,7 +161,9 @@ def test_low_scores_and_semantic_duplicates_are_rejected_and_the_books_balance(c
             assert row[Rejection.DETAIL].endswith(f"< {min_score}")
         else:
             assert row[Rejection.REASON] == "semantic_duplicate"
-            assert "cosine distance 0.0" in row[Rejection.DETAIL] and "to image sha256 " in row[Rejection.DETAIL]
+            originals = {sha_of_url[f"https://img.example/{name}.jpg"] for name in COPIED}
+            assert "cosine distance 0.0" in row[Rejection.DETAIL], row[Rejection.DETAIL]
+            assert row[Rejection.DETAIL].split("to image sha256 ")[1].split()[0] in originals
     fates = list(expected.values())
     for reason in ("low_clip_score", "semantic_duplicate"):
         assert counters[reason] == fates.count(reason)
