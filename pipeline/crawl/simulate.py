@@ -123,6 +123,10 @@ class SimSpec:
     seed: int = 0
     gzip_level: int = 6
     shared_data: str | None = None
+    #: The share of descriptive alt texts made distinct by three words of page text appended (0: the pools' texts
+    #: only). The pools hold a few hundred texts, so past a few MB every one is on more than 10 images and
+    #: filter-text's max_images_per_alt drops them all; a crawl of 100 MB or more needs this to keep candidates.
+    alt_variety: float = 0.0
 
     def image_count(self, pages: int) -> int:
         """The number of distinct image bodies for ``pages`` pages."""
@@ -375,6 +379,8 @@ class Generator:
                 self.plan.boilerplate_alts += 1
             else:
                 alt = rng.choice(bodies[body].alts)
+                if self.spec.alt_variety and rng.random() < self.spec.alt_variety:
+                    alt = f"{alt} {' '.join(rng.choice(self.words) for _ in range(3))}"
             style = rng.random()
             if style < 0.08:
                 alt = None
@@ -930,6 +936,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--crawl-id", default=DEFAULT_CRAWL)
     parser.add_argument("--port", type=int, default=SimSpec.port, help="The port every server listens on")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--alt-variety", type=float, default=0.0, help="Share of alt texts made distinct (0.8 for 100MB and more)"
+    )
     parser.add_argument("--shared-data", default=None, help=f"Real pages and photos (default {DEFAULT_SHARED_DATA})")
     parser.add_argument("--serve", action="store_true", help="Serve the mirror and images after generating")
     parser.add_argument("--serve-only", action="store_true", help="Serve an existing mirror")
@@ -951,6 +960,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             seed=args.seed,
             shared_data=args.shared_data,
+            alt_variety=args.alt_variety,
         )
         started = time.monotonic()
         plan = generate(args.out, spec)

@@ -114,3 +114,28 @@ def test_wat_against_warc_finds_fewer_pairs_and_says_which(mirror: Path) -> None
     assert totals["wat_rejected"] > 0  # the data: placeholders a WAT lists instead of data-src
     assert totals["warc_with_html_lang"] > 0
     assert "pairs only in the WARC" in format_comparison(result)
+
+
+@pytest.mark.slow  # two mirrors of 150 pages (about 3 s, 6 s on a loaded machine)
+def test_alt_variety_keeps_descriptive_alt_texts_under_the_images_per_alt_limit(tmp_path: Path) -> None:
+    """The pools' alt texts repeat so often that past a few MB filter-text's max_images_per_alt (10) would drop them
+    all; with ``alt_variety`` most descriptive alts are distinct."""
+    from pipeline.core.config import CorpusConfig
+    from pipeline.crawl.simulate import BOILERPLATE_ALTS, SimSpec
+    from pipeline.stages.extract import iter_extracted
+
+    def images_per_alt(variety: float) -> tuple[dict[str, set[str]], int]:
+        folder = tmp_path / str(variety)
+        path = folder / generate(folder, SimSpec(pages=150, files=1, images=20, alt_variety=variety)).warc_files[0]
+        urls: dict[str, set[str]] = {}
+        rows = [row for tag, row in iter_extracted(str(path), str(path), CorpusConfig()) if tag == "candidates"]
+        descriptive = [row for row in rows if row["alt_text"] not in BOILERPLATE_ALTS]
+        for row in descriptive:
+            urls.setdefault(row["alt_text"], set()).add(row["image_url"])
+        over = sum(1 for row in descriptive if len(urls[row["alt_text"]]) > 10)
+        return urls, over * 100 // len(descriptive)
+
+    pooled, pooled_over = images_per_alt(0.0)
+    varied, varied_over = images_per_alt(0.8)
+    assert pooled_over > 30 and varied_over < 15, (pooled_over, varied_over)
+    assert len(varied) > 4 * len(pooled)
