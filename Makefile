@@ -119,9 +119,13 @@ format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# bench/search.py at 10^5 and 10^6 embeddings with numpy, exact and IVF indexes (minutes on 2 cores); its HNSW
-# builds take over an hour at 10^6 there: SEARCH_BENCH_ARGS= runs every kind, --sizes 100000 the small size only.
+# bench/search.py at 10^5 and 10^6 embeddings with numpy, exact and IVF indexes (4.4 CPU min, 14 min wall on a
+# loaded 2-core box, 6 GB peak); HNSW builds take over an hour at 10^6 there: SEARCH_BENCH_ARGS= runs every kind,
+# SEARCH_BENCH_ARGS="--kinds flat,ivf --sizes 100000" the small size only.
 SEARCH_BENCH_ARGS ?= --kinds flat,ivf
+# bench/scale.py: build-corpus on simulated crawls 10x apart (100 MB and 1 GB: hours on 2 cores, most of it fetching
+# and processing images); SCALE_BENCH_ARGS='--sizes 10MB 100MB' is the quick pair.
+SCALE_BENCH_ARGS ?= --sizes 100MB 1GB
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/filter_text.py
@@ -129,6 +133,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/shards.py
 	$(BIN)/python bench/stats.py
 	$(BIN)/python bench/search.py $(SEARCH_BENCH_ARGS)
+	$(BIN)/python bench/scale.py $(SCALE_BENCH_ARGS)
 
 train: $(VENV)/.installed-test
 	$(BIN)/python -m training.train --corpus '$(OUTPUT)' --config training/configs/tiny-cpu.yaml
