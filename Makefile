@@ -120,7 +120,7 @@ format: $(VENV)/.installed-test
 	$(BIN)/ruff format .
 
 # bench/search.py at 10^5 and 10^6 embeddings with numpy, exact and IVF indexes (4.4 CPU min, 14 min wall on a
-# loaded 2-core box, 6 GB peak); HNSW builds take over an hour at 10^6 there: SEARCH_BENCH_ARGS= runs every kind,
+# loaded 2-core box); HNSW builds take over an hour at 10^6 there: SEARCH_BENCH_ARGS= runs every kind,
 # SEARCH_BENCH_ARGS="--kinds flat,ivf --sizes 100000" the small size only.
 SEARCH_BENCH_ARGS ?= --kinds flat,ivf
 # bench/scale.py: build-corpus on simulated crawls 10x apart (100 MB and 1 GB: hours on 2 cores, most of it fetching
