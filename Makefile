@@ -130,6 +130,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/filter_text.py
 	$(BIN)/python bench/fetch.py
+	$(BIN)/python bench/filter_image.py
 	$(BIN)/python bench/shards.py
 	$(BIN)/python bench/stats.py
 	$(BIN)/python bench/search.py $(SEARCH_BENCH_ARGS)

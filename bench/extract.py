@@ -41,6 +41,21 @@ the profile is now the loop itself (``iter_extracted``), ``RecordBatch.from_pyli
 Beam's start-up. Peak RSS 396 MiB at 50 MB, 549 MiB at 150 MB, 548 MiB at 500 MB (a 1 GB file took too long to
 generate and run on the shared machine). On that loaded machine loop/zcat read 0.38x and stage/zcat 0.11x whole
 run, 0.24x less the fixed cost; the stage cannot beat the loop, so its goal rests on the loop's.
+
+Second round (issue 17). Profile of the stage on the 150 MB file (py-spy -n at 50 Hz, native frames; shares of all
+samples, 14% of them idle Beam threads): the run 70%, of which the stage's own code 61% (the loop, and
+``RecordBatch.from_pylist`` 12%: Arrow's conversion of each Python value, which building the columns by hand did not
+beat) and Beam 9% (coders 3%, Parquet writes 1.5%, bundles 5%); imports 9%; graph construction 3% (four
+``WriteToParquetBatched`` expansions, each rebuilding Beam's option parser); the cyclic garbage collector 8%, most
+of it walking Beam's ~200,000 module objects: at import, at each full collection during the run, at exit. So
+``pipeline.cli`` now imports a command's modules with the collector off and ``gc.freeze()``s them: the fixed cost
+7.6 -> 5.4 CPU s and the 50 MB stage 12.8 -> 11.3 s (min of 3, alternated in one run). After, this bench (50 MB,
+3 rounds, loaded machine): loop/zcat 0.43x; stage 10.7 CPU s, 78.7 CPU s per million candidates, peak RSS 406 MiB, of
+which 5.0 s is the fixed cost; stage/zcat 0.14x whole run, 0.26x less the fixed cost. Peak RSS: 558 MiB at 150 MB
+(25.5 CPU s), 559 MiB at 511 MB (2,656 MB raw, 68.0 CPU s): +0%. A 1 GB file did not fit the time: generating it ran
+at 17 to 42 MB a minute on the loaded machine, so it was stopped at 511 MB and cut at a record boundary. Left: the
+fixed cost is Beam's (``import apache_beam``, 2.3 to 3 s, a third of it its GCS, BigQuery and Dataflow clients),
+and stage/zcat 0.4x needs the loop itself near 0.5x and the fixed cost spread over a larger input.
 """
 
 from __future__ import annotations
