@@ -1,0 +1,373 @@
+"""Benchmark: how the whole pipeline's cost grows with the crawl, on simulated crawls 10x apart.
+
+For each size (``--sizes 100MB 1GB``; the quick pair ``--sizes 10MB 100MB``) a Common-Crawl-shaped mirror is generated
+by ``pipeline.crawl.simulate`` (WARC bytes in all; one file per ``--file-size``; cached under build/bench/scale/ by
+size and seed), served from loopback (the mirror on 127.0.0.1, the images from many ``*.sim.test`` hosts on
+127.0.0.2..N), and ``python -m pipeline build-corpus --crawl ... --cc-base-url ...`` runs on it in a subprocess with
+``--direct_running_mode=multi_processing --direct_num_workers=N``: every stage, images fetched over HTTP.
+
+Measured from outside, per stage (a stage runs from its ``<stage>: starting`` log line to its ``done in`` line):
+
+- wall seconds;
+- CPU core-seconds of the job's process tree (the driver and its Beam worker processes, user + system; live processes
+  sampled, finished ones through the driver's reaped-children times), and per million candidates extracted;
+- peak RSS of the largest Beam worker process and of the driver (sampled every ``--sample-s``).
+
+Then the 10x/1x ratios: whole-pipeline wall (goal <= 11x), and peak worker RSS (goal within 20%). The simulator's
+servers run in this process and their CPU is not counted (they stand for the web). Stages that keep no state per
+candidate should scale linearly; fixed costs (Beam start-up, worker processes, graph construction: seconds per stage)
+make the small size look expensive per candidate, so the ratio at small sizes is below 10x.
+
+Usage: ``python bench/scale.py [--sizes 100MB 1GB] [--workers 2] [--file-size 10MB] [--keep]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.core.registry import ALL_STAGE_SPECS  # noqa: E402
+from pipeline.crawl.simulate import (  # noqa: E402
+    MIRROR_ADDRESS,
+    SimSpec,
+    SimulatedCrawl,
+    free_port,
+    generate,
+    host_addresses,
+    parse_size,
+)
+
+WORK = ROOT / "build" / "bench" / "scale"
+STAGES = [spec.name for spec in ALL_STAGE_SPECS]
+_START = re.compile(r"altcorpus: (?P<stage>[\w-]+): starting \(")
+_DONE = re.compile(r"altcorpus: (?P<stage>[\w-]+): done in ")
+
+
+@dataclasses.dataclass
+class StageFigures:
+    """What one stage cost: wall, CPU of the process tree, and peak RSS (MB) of the largest worker and the driver."""
+
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    worker_rss_mb: float = 0.0
+    driver_rss_mb: float = 0.0
+    workers: int = 0
+
+
+class TreeMonitor:
+    """Samples a process tree: its CPU seconds so far (live processes plus reaped children) and each process's RSS,
+    attributing RSS peaks to the stage running, which the job's log lines set (``mark``)."""
+
+    def __init__(self, pid: int, interval_s: float) -> None:
+        self.root = psutil.Process(pid)
+        self.interval_s = interval_s
+        self.lock = threading.Lock()
+        self.stage: str | None = None
+        self.figures: dict[str, StageFigures] = {}
+        self.started_at: dict[str, tuple[float, float]] = {}
+        self.worker_pids: dict[str, set[int]] = {}
+        self.last_cpu: dict[int, float] = {}
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def cpu_s(self) -> float:
+        """CPU seconds of the whole tree up to now: the driver's own and reaped children's, plus live descendants'."""
+        total = 0.0
+        try:
+            times = self.root.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+            children = self.root.children(recursive=True)
+        except psutil.Error:
+            return sum(self.last_cpu.values())
+        for child in children:
+            try:
+                times = child.cpu_times()
+                self.last_cpu[child.pid] = times.user + times.system
+            except psutil.Error:
+                continue  # gone between listing and reading: its time is in the driver's children times once reaped
+            total += self.last_cpu[child.pid]
+        return total
+
+    def mark(self, stage: str, event: str) -> None:
+        """A stage started or finished (from the job's log): close or open its figures."""
+        with self.lock:
+            now, cpu = time.monotonic(), self.cpu_s()
+            if event == "start":
+                self.stage = stage
+                self.started_at[stage] = (now, cpu)
+                self.figures.setdefault(stage, StageFigures())
+                self.worker_pids[stage] = set()
+            elif stage in self.started_at:
+                began, began_cpu = self.started_at[stage]
+                figures = self.figures[stage]
+                figures.wall_s, figures.cpu_s = now - began, cpu - began_cpu
+                figures.workers = len(self.worker_pids[stage])
+                self.stage = None
+
+    def _sample(self) -> None:
+        with self.lock:
+            stage = self.stage
+            if stage is None:
+                return
+            figures = self.figures[stage]
+            try:
+                figures.driver_rss_mb = max(figures.driver_rss_mb, self.root.memory_info().rss / 1e6)
+                children = self.root.children(recursive=True)
+            except psutil.Error:
+                return
+            for child in children:
+                try:
+                    rss = child.memory_info().rss / 1e6
+                except psutil.Error:
+                    continue
+                self.worker_pids[stage].add(child.pid)
+                figures.worker_rss_mb = max(figures.worker_rss_mb, rss)
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(self.interval_s):  # bounded by stop()
+            self._sample()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=10)
+
+
+def mirror_for(size: str, file_size: str, seed: int, alt_variety: float) -> tuple[Path, dict[str, Any], float]:
+    """The simulated crawl of ``size`` (generated, or reused when an earlier run left it and its port is free);
+    its plan, and the CPU seconds generating it took (0 when reused)."""
+    total, per_file = parse_size(size), parse_size(file_size)
+    root = WORK / f"mirror-{size}-seed{seed}"
+    spec = SimSpec(
+        size_bytes=total,
+        files=max(1, round(total / per_file)),
+        segments=max(1, min(10, round(total / per_file) // 5)),
+        page_hosts=300,
+        image_hosts=100,
+        addresses=24,
+        seed=seed,
+        alt_variety=alt_variety,
+    )
+    addresses = sorted({MIRROR_ADDRESS, *host_addresses(spec).values()})
+    plan_path = root / "simulation.json"
+    if plan_path.exists():
+        plan = json.loads(plan_path.read_text())
+        if plan.get("bench_spec") == dataclasses.asdict(spec) and _port_free(addresses, int(plan["port"])):
+            return root, plan, 0.0
+        shutil.rmtree(root)
+    started = time.process_time()
+    generate(root, dataclasses.replace(spec, port=free_port(addresses)))
+    plan = json.loads(plan_path.read_text())
+    plan["bench_spec"] = dataclasses.asdict(spec)
+    plan_path.write_text(json.dumps(plan, sort_keys=True))
+    return root, plan, time.process_time() - started
+
+
+def _port_free(addresses: list[str], port: int) -> bool:
+    import socket
+
+    for address in addresses:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((address, port))
+            except OSError:
+                return False
+    return True
+
+
+def run_size(size: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Generate (or reuse) the crawl of ``size``, run build-corpus on it, and return its figures."""
+    mirror, plan, generate_cpu_s = mirror_for(size, args.file_size, args.seed, args.alt_variety)
+    output = WORK / f"corpus-{size}"
+    shutil.rmtree(output, ignore_errors=True)
+    log_path = WORK / f"build-{size}.log"
+    with SimulatedCrawl(mirror) as sim:
+        command = [
+            sys.executable, "-m", "pipeline", "build-corpus", "--crawl", plan["crawl_id"],
+            "--cc-base-url", sim.base_url, "--output", str(output), "--allowed-addresses", "127.0.0.0/8",
+            "--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}",
+            *args.extra,
+        ]  # fmt: skip
+        load_before = os.getloadavg()[0]
+        started = time.monotonic()
+        with open(log_path, "w", buffering=1) as log:
+            process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env={**os.environ, **sim.env},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+            )
+            monitor = TreeMonitor(process.pid, args.sample_s)
+            monitor.start()
+            assert process.stdout is not None
+            for line in process.stdout:  # ends when the job exits
+                log.write(line)
+                if match := _START.search(line):
+                    monitor.mark(match.group("stage"), "start")
+                elif match := _DONE.search(line):
+                    monitor.mark(match.group("stage"), "done")
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            monitor.stop()
+        wall = time.monotonic() - started
+    done = all(_success(output, stage) for stage in monitor.figures)
+    if process.returncode != 0 and not (done and "THE BOOKS DO NOT BALANCE" in log_path.read_text()):
+        raise SystemExit(f"build-corpus on {size} failed ({process.returncode}); see {log_path}")
+    candidates = _success(output, "extract")["counters"].get("candidates", 0)
+    text_kept = _success(output, "filter-text")["counters"].get("kept", 0)
+    urls = _success(output, "fetch")["counters"].get("urls", 0)
+    samples = json.loads((output / "manifest.json").read_text()).get("sample_count")
+    result = {
+        "size": size,
+        "warc_mb": plan["warc_bytes"] / 1e6,
+        "files": len(plan["warc_files"]),
+        "pages": plan["pages"],
+        "image_urls": plan["image_urls"],
+        "candidates": candidates,
+        "text_kept": text_kept,
+        "urls_fetched": urls,
+        "samples": samples,
+        "generate_cpu_s": generate_cpu_s,
+        "balanced": process.returncode == 0,  # every stage ran; a non-zero exit is then the funnel's balance check
+        "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],  # 1-minute, before and after the job
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,  # the whole tree, exact (wait4 counts reaped descendants)
+        "max_rss_mb": usage.ru_maxrss / 1e3,  # the largest single process of the tree (driver or worker), exact
+        "stages": {stage: dataclasses.asdict(figures) for stage, figures in monitor.figures.items()},
+        "success_s": {stage: _success(output, stage).get("seconds") for stage in monitor.figures},
+    }
+    if not args.keep and process.returncode == 0:
+        shutil.rmtree(output, ignore_errors=True)
+    return result
+
+
+def _success(output: Path, stage: str) -> dict[str, Any]:
+    from pipeline.core.layout import CorpusLayout
+
+    layout = CorpusLayout(str(output))
+    return layout.read_success(stage) if layout.is_done(stage) else {}
+
+
+def report(results: list[dict[str, Any]]) -> None:
+    """Print each size's per-stage table, then the ratios between the first and last size."""
+    for result in results:
+        per_million = 1e6 / max(1, result["candidates"])
+        load = result.get("load_average", ["?", "?"])
+        print(
+            f"\n== {result['size']}: {result['warc_mb']:.1f} MB WARC in {result['files']} files, {result['pages']:,} "
+            f"pages, {result['image_urls']:,} image URLs, {result['candidates']:,} candidates -> "
+            f"{result.get('text_kept', 0):,} text-kept, {result.get('urls_fetched', 0):,} URLs fetched -> "
+            f"{result['samples']:,} samples; whole job {result['wall_s']:.1f} s wall, {result['cpu_s']:.1f} CPU s, "
+            f"largest process {result['max_rss_mb']:.0f} MB (generating the crawl: "
+            f"{result['generate_cpu_s']:.0f} CPU s; "
+            f"load average {load[0]} before, {load[1]} after)"
+        )
+        print(f"{'stage':<14}{'wall s':>9}{'CPU s':>9}{'CPU s/M cand':>14}{'worker RSS MB':>15}{'driver RSS MB':>15}")
+        for stage in STAGES:
+            figures = result["stages"].get(stage)
+            if figures is None:
+                continue
+            print(
+                f"{stage:<14}{figures['wall_s']:>9.1f}{figures['cpu_s']:>9.1f}{figures['cpu_s'] * per_million:>14.0f}"
+                f"{figures['worker_rss_mb']:>15.0f}{figures['driver_rss_mb']:>15.0f}"
+            )
+        staged_wall = sum(figures["wall_s"] for figures in result["stages"].values())
+        staged_cpu = sum(figures["cpu_s"] for figures in result["stages"].values())
+        other_cpu = result["cpu_s"] - staged_cpu
+        print(  # the driver between stages: start-up, fingerprints, listing the crawl, the funnel at the end
+            f"{'(between)':<14}{result['wall_s'] - staged_wall:>9.1f}{other_cpu:>9.1f}{other_cpu * per_million:>14.0f}"
+        )
+        if not result.get("balanced", True):
+            print("WARNING: the funnel does not balance (candidates placed nowhere): see the job's log")
+        if not result["samples"]:
+            print("WARNING: no samples: the later stages ran on nothing; their figures say nothing of their cost")
+        costly = max(result["stages"].items(), key=lambda item: item[1]["cpu_s"])
+        print(f"most CPU per candidate: {costly[0]} ({costly[1]['cpu_s'] * per_million:,.0f} CPU s per M candidates)")
+    if len(results) < 2:
+        return
+    small, large = results[0], results[-1]
+    data = large["warc_mb"] / small["warc_mb"]
+    time_ratio = large["wall_s"] / small["wall_s"]
+    cpu_ratio = large["cpu_s"] / small["cpu_s"]
+    worker = [max(figures["worker_rss_mb"] for figures in result["stages"].values()) for result in (small, large)]
+    rss_ratio = worker[1] / worker[0]
+    print(
+        f"\n== {large['size']} vs {small['size']}: {data:.1f}x the data, "
+        f"{large['candidates'] / small['candidates']:.1f}x the candidates"
+    )
+    print(
+        f"whole-pipeline wall {time_ratio:.2f}x (goal <= 1.1x the data ratio): "
+        f"{'met' if time_ratio <= 1.1 * data else 'MISSED'}"
+    )
+    print(f"whole-pipeline CPU {cpu_ratio:.2f}x")
+    print(
+        f"peak worker RSS {worker[0]:.0f} -> {worker[1]:.0f} MB = {rss_ratio:.2f}x (goal within 20%): "
+        f"{'met' if abs(rss_ratio - 1) <= 0.2 else 'MISSED'}"
+    )
+    for stage in STAGES:
+        if stage in small["stages"] and stage in large["stages"]:
+            a, b = small["stages"][stage], large["stages"][stage]
+            print(
+                f"  {stage:<14} wall {b['wall_s'] / max(a['wall_s'], 1e-9):5.2f}x  "
+                f"CPU {b['cpu_s'] / max(a['cpu_s'], 1e-9):5.2f}x  "
+                f"worker RSS {b['worker_rss_mb'] / max(a['worker_rss_mb'], 1e-9):4.2f}x"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", default=["100MB", "1GB"], help="WARC bytes of each crawl (10x apart)")
+    parser.add_argument("--workers", type=int, default=2, help="Beam worker processes (multi_processing)")
+    parser.add_argument("--file-size", default="10MB", help="WARC bytes per crawl file")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--alt-variety",
+        type=float,
+        default=0.8,
+        help="Share of the simulator's descriptive alt texts made distinct (with 0 filter-text drops every one from "
+        "about 100 MB on: its pools' texts are each on more than 10 images)",
+    )
+    parser.add_argument("--sample-s", type=float, default=0.25, help="RSS sampling interval")
+    parser.add_argument("--keep", action="store_true", help="Keep each corpus under build/bench/scale/")
+    parser.add_argument("--json", default=None, help="Also write the figures here")
+    parser.add_argument("--report-from", default=None, help="Print the report of an earlier --json file; run nothing")
+    parser.add_argument("extra", nargs="*", help="More build-corpus flags, after --")
+    args = parser.parse_args(argv)
+    if args.report_from:
+        report(json.loads(Path(args.report_from).read_text()))
+        return 0
+    WORK.mkdir(parents=True, exist_ok=True)
+    results = []
+    for size in args.sizes:
+        print(f"{size}: generating or reusing the crawl, then build-corpus ...", flush=True)
+        results.append(run_size(size, args))
+        print(f"{size}: {results[-1]['wall_s']:.1f} s wall", flush=True)
+    report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
