@@ -177,3 +177,26 @@ def test_files_that_are_not_warc_become_record_errors(tmp_path: Path) -> None:
     assert "empty" in by_file["empty.warc"][RecordError.DETAIL]
     assert "these are my notes" in by_file["notes.warc"][RecordError.DETAIL]
     assert pq.read_table(str(output / "candidates")).column(Candidate.ALT_TEXT).to_pylist()
+
+
+def test_a_commands_first_import_is_frozen_out_of_the_garbage_collectors_reach() -> None:
+    """Beam's modules are ~200,000 objects every collection walked (1.2 to 1.6 CPU s of each run, bench/extract.py):
+    a command's first import runs with the collector off and freezes what it made; a second freezes nothing more,
+    and the collector is on again after both. In a fresh interpreter, so this process's state does not matter."""
+    script = (
+        "import gc, sys\n"
+        "from pipeline.cli import _imports_frozen\n"
+        "before = gc.get_freeze_count()\n"
+        "with _imports_frozen('json.tool'):\n"
+        "    assert not gc.isenabled()\n"
+        "    import json.tool\n"
+        "first = gc.get_freeze_count()\n"
+        "with _imports_frozen('json.tool'):\n"
+        "    assert gc.isenabled()\n"
+        "print(before, first, gc.get_freeze_count(), gc.isenabled())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    before, first, second, enabled = done.stdout.split()
+    assert int(before) == 0 and int(first) > 1000, done.stdout
+    assert int(second) == int(first) and enabled == "True", done.stdout
