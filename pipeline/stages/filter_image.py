@@ -60,7 +60,6 @@ from pipeline.core.progress import StageProgress, table_progress, with_progress
 from pipeline.core.reasons import FilterImageReason
 from pipeline.core.rules import REJECTED, Decisions, Rule, RuleResult, apply_rules, counter, rejection
 from pipeline.core.stage import run_stage
-from pipeline.images.clip_score import IMAGE, TEXT, EmbedImagesAndTexts, SemanticDuplicates, clip_score
 from pipeline.images.eval_index import HashIndex
 from pipeline.stages.filter_text import alt_id
 from schemas import Candidate, FetchedImage, Rejection, Sample, SampleImage, TextKept
@@ -474,6 +473,10 @@ class ImageVectors(beam.PTransform):
             | "GroupImageBySha256" >> beam.GroupByKey()
             | "WantedImages" >> beam.FlatMap(wanted_with, tag=_BYTES)
         )
+        # Imported here: Beam's inference module costs seconds of start-up (and pulls in scipy), and only a stage
+        # with a checkpoint needs it.
+        from pipeline.images.clip_score import EmbedImagesAndTexts
+
         texts = None
         if self.embed_texts:
             texts = rows | "AltTexts" >> beam.Map(lambda row: row[Sample.ALT_TEXT]) | "DistinctAlts" >> beam.Distinct()
@@ -502,7 +505,10 @@ class JudgeClipScore(beam.DoFn):
         self.min_clip_score = min_clip_score
 
     def setup(self) -> None:
+        from pipeline.images.clip_score import clip_score
+
         self.decisions = Decisions(STAGE)
+        self.score = clip_score
 
     def process(self, element: tuple[str, Iterable[tuple[int, Any]]]) -> Iterator[Any]:
         _, values = element
@@ -515,7 +521,7 @@ class JudgeClipScore(beam.DoFn):
                 self.decisions.count("clip_score_missing")
                 yield row
                 continue
-            score = clip_score(image_vector, text_vector)
+            score = self.score(image_vector, text_vector)
             if score < self.min_clip_score:
                 detail = f"clip score {score:.4f} < {self.min_clip_score}"
                 yield beam.pvalue.TaggedOutput(
@@ -535,6 +541,8 @@ class ClipScoreRule(beam.PTransform):
         self.min_clip_score = min_clip_score
 
     def expand(self, rows: beam.PCollection) -> dict[str, beam.PCollection]:
+        from pipeline.images.clip_score import IMAGE, TEXT
+
         image_vectors = vectors_of(self.vectors, IMAGE, "ImageVectorsOnly")
         text_vectors = vectors_of(self.vectors, TEXT, "TextVectorsOnly")
         by_alt = (
@@ -608,6 +616,8 @@ class SemanticDedupRule(beam.PTransform):
     def expand(self, rows: beam.PCollection) -> dict[str, beam.PCollection]:
         config = self.config
         threshold = float(config.semantic_dedup_threshold)  # type: ignore[arg-type]
+        from pipeline.images.clip_score import IMAGE, SemanticDuplicates
+
         image_vectors = vectors_of(self.vectors, IMAGE, "DedupImageVectors")
         kept_vectors = (
             (
