@@ -123,8 +123,9 @@ format: $(VENV)/.installed-test
 # loaded 2-core box); HNSW builds take over an hour at 10^6 there: SEARCH_BENCH_ARGS= runs every kind,
 # SEARCH_BENCH_ARGS="--kinds flat,ivf --sizes 100000" the small size only.
 SEARCH_BENCH_ARGS ?= --kinds flat,ivf
-# bench/scale.py: build-corpus on simulated crawls 10x apart (100 MB and 1 GB: hours on 2 cores, most of it fetching
-# and processing images); SCALE_BENCH_ARGS='--sizes 10MB 100MB' is the quick pair.
+# bench/scale.py: build-corpus on simulated crawls 10x apart, 2 workers (100 MB: 5.6 min wall on a loaded 2-core box;
+# 1 GB, not yet measured there, about 10x that plus ~10 CPU min to generate); SCALE_BENCH_ARGS='--sizes 10MB 100MB'
+# is the quick pair (about 8 min).
 SCALE_BENCH_ARGS ?= --sizes 100MB 1GB
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/extract.py
