@@ -36,12 +36,20 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import apache_beam as beam
+import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.config import CorpusConfig
 from pipeline.core.errors import UsageError
-from pipeline.core.layout import STAGES, CorpusLayout, ReadTable, delete_matching, write_text_atomically
+from pipeline.core.layout import (
+    STAGES,
+    CorpusLayout,
+    ReadTable,
+    delete_matching,
+    list_matching,
+    write_text_atomically,
+)
 from pipeline.core.progress import StageProgress, table_progress, with_progress
 from pipeline.core.rules import counter
 from pipeline.core.stage import run_stage
@@ -145,15 +153,25 @@ def _extract_inputs(layout: CorpusLayout) -> list[str]:
 class FinishCorpus(beam.DoFn):
     """After every shard exists: drop stale shards, then write ``sizes.json`` and ``manifest.json`` (last)."""
 
-    def __init__(self, root: str, config: dict[str, Any], captions: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, root: str, config: dict[str, Any], captions: dict[str, Any] | None = None, expected: int | None = None
+    ) -> None:
         self.root = root
         self.config = config
         self.captions = captions
+        self.expected = expected
 
     def process(self, _: Any, written: list[tuple[str, int]], warc_files: list[str]) -> Iterable[int]:
         layout = CorpusLayout(self.root)
         shard_dir = layout.folder(Sample)
         sizes = dict(sorted(written))
+        if self.expected is not None and sum(sizes.values()) != self.expected:
+            # Nothing is lost: a runner that delivered fewer samples than samples/ holds fails the stage here, before
+            # sizes.json, manifest.json and _SUCCESS; a rerun keeps the complete shards and rewrites the short ones.
+            raise RuntimeError(
+                f"write-shards received {sum(sizes.values())} of the {self.expected} samples in samples/ "
+                f"(shards {sizes}); nothing was marked done, run it again"
+            )
         delete_stale_shards(shard_dir, len(sizes))
         write_sizes(shard_dir, sizes)
         manifest = {
@@ -223,6 +241,15 @@ def _with_caption(joined: tuple[str, dict[str, list[dict[str, Any]]]]) -> Iterab
         yield sample
 
 
+def _row_count(pattern: str) -> int:
+    """Rows of the Parquet files matching ``pattern``, from their footers."""
+    total = 0
+    for path in list_matching(pattern):
+        with FileSystems.open(path) as handle:
+            total += pq.ParquetFile(handle).metadata.num_rows
+    return total
+
+
 def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions) -> None:
     """The write-shards graph: rank by key, assign shards, write them, then sizes.json and manifest.json."""
     samples_per_shard = config.shards.samples_per_shard
@@ -282,7 +309,7 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
         | "Finish" >> beam.Create([None])
         | "WriteSizesAndManifest"
         >> beam.ParDo(
-            FinishCorpus(layout.root, config.to_dict(), captions),
+            FinishCorpus(layout.root, config.to_dict(), captions, expected=_row_count(layout.glob(SampleImage))),
             written=beam.pvalue.AsList(written),
             warc_files=beam.pvalue.AsList(warc_files),
         )

@@ -200,3 +200,16 @@ def test_open_clip_train_loader_yields_images_and_tokens(reference: tuple[Path, 
     images, texts = next(iter(loader))
     assert images.shape == (4, 3, 64, 64) and images.std() > 0
     assert texts.shape == (4, 77) and (texts[:, 0] == texts[0, 0]).all() and (texts > 0).sum(dim=1).min() > 3
+
+
+def test_fewer_samples_than_samples_holds_fail_the_stage_before_it_is_marked_done(tmp_path: Path) -> None:
+    """Nothing is lost: if the runner delivers fewer samples to the shard writers than samples/ holds (seen with the
+    local runner's multi-process mode on a 100 MB crawl), the last step refuses to write sizes.json and manifest.json,
+    so the stage is not done and build-corpus does not go on."""
+    layout = CorpusLayout(str(tmp_path))
+    finish = shards.FinishCorpus(layout.root, {}, expected=5)
+    with pytest.raises(RuntimeError, match="received 4 of the 5 samples"):
+        list(finish.process(None, written=[("00000.tar", 3), ("00001.tar", 1)], warc_files=[]))
+    assert not Path(layout.manifest_path()).exists()
+    assert list(finish.process(None, written=[("00000.tar", 3), ("00001.tar", 2)], warc_files=[])) == [2]
+    assert json.loads(Path(layout.manifest_path()).read_text())["sample_count"] == 5
