@@ -170,20 +170,7 @@ def inner_work(corpus: Path, config: CorpusConfig, output: Path) -> tuple[float,
         image = by_url.get(candidate[TextKept.IMAGE_URL])
         if image is None or image[FetchedImage.STATUS] != filter_image.OK:
             continue
-        row = Sample.project(candidate)
-        row.update(
-            {
-                Sample.SHA256: image[FetchedImage.SHA256],
-                Sample.PHASH: image[FetchedImage.PHASH],
-                Sample.IMAGE_SOURCE: image[FetchedImage.SOURCE],
-                Sample.ORIGINAL_WIDTH: image[FetchedImage.ORIGINAL_WIDTH],
-                Sample.ORIGINAL_HEIGHT: image[FetchedImage.ORIGINAL_HEIGHT],
-                Sample.WIDTH: image[FetchedImage.WIDTH],
-                Sample.HEIGHT: image[FetchedImage.HEIGHT],
-                Sample.UNSAFE_SCORE: None,
-            }
-        )
-        row = filter_image.annotate_eval_match(row, index)
+        row = filter_image.annotate_eval_match(filter_image.sample_row(candidate, image, None), index)
         if any(rule(row) for rule in rules):
             continue
         if max_alts is not None and len(alts_per_content.get(row[Sample.SHA256], ())) > max_alts:

@@ -203,20 +203,25 @@ class JoinCandidatesWithImage(beam.DoFn):
             self.not_ok.inc(len(candidates))
             return
         for candidate in candidates:
-            row = Sample.project(candidate)
-            row.update(
-                {
-                    Sample.SHA256: image[FetchedImage.SHA256],
-                    Sample.PHASH: image[FetchedImage.PHASH],
-                    Sample.IMAGE_SOURCE: image[FetchedImage.SOURCE],
-                    Sample.ORIGINAL_WIDTH: image[FetchedImage.ORIGINAL_WIDTH],
-                    Sample.ORIGINAL_HEIGHT: image[FetchedImage.ORIGINAL_HEIGHT],
-                    Sample.WIDTH: image[FetchedImage.WIDTH],
-                    Sample.HEIGHT: image[FetchedImage.HEIGHT],
-                    Sample.UNSAFE_SCORE: scores[0] if scores else None,
-                }
-            )
-            yield row
+            yield sample_row(candidate, image, scores[0] if scores else None)
+
+
+def sample_row(candidate: dict[str, Any], image: dict[str, Any], unsafe_score: float | None) -> dict[str, Any]:
+    """A kept candidate joined with its fetched image's facts: the Sample row the image rules judge."""
+    row = Sample.project(candidate)
+    row.update(
+        {
+            Sample.SHA256: image[FetchedImage.SHA256],
+            Sample.PHASH: image[FetchedImage.PHASH],
+            Sample.IMAGE_SOURCE: image[FetchedImage.SOURCE],
+            Sample.ORIGINAL_WIDTH: image[FetchedImage.ORIGINAL_WIDTH],
+            Sample.ORIGINAL_HEIGHT: image[FetchedImage.ORIGINAL_HEIGHT],
+            Sample.WIDTH: image[FetchedImage.WIDTH],
+            Sample.HEIGHT: image[FetchedImage.HEIGHT],
+            Sample.UNSAFE_SCORE: unsafe_score,
+        }
+    )
+    return row
 
 
 def build_hash_index(rows: list[dict[str, Any]], max_distance: int) -> HashIndex:

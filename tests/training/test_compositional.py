@@ -10,14 +10,11 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import open_clip
 import pytest
 import torch
 
+from tests.fixtures.search_index import untrained_checkpoint
 from training import compositional, evaluate, shapes_world
-from training.models import register_model_configs
-
-IMAGE_SIZE = 32
 
 
 @pytest.fixture(scope="module")
@@ -25,15 +22,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """20 held-out shapes-world images with their items, and an untrained checkpoint saved as open_clip_train saves."""
     root = tmp_path_factory.mktemp("compositional")
     items = shapes_world.write_evaluation_items(root / "eval", 20, seed=3)
-    register_model_configs()
-    torch.manual_seed(0)
-    model = open_clip.create_model("ALIGN-tiny", force_image_size=IMAGE_SIZE)
-    run_dir = root / "run"
-    (run_dir / "checkpoints").mkdir(parents=True)
-    state_dict = {f"module.{key}": value for key, value in model.state_dict().items()}
-    torch.save({"epoch": 1, "name": "run", "state_dict": state_dict}, run_dir / "checkpoints" / "epoch_1.pt")
-    (run_dir / "params.txt").write_text("force_image_size: 32\nmodel: ALIGN-tiny\nprecision: fp32\n")
-    return {"root": root, "items": items, "checkpoint": run_dir / "checkpoints" / "epoch_1.pt"}
+    return {"root": root, "items": items, "checkpoint": untrained_checkpoint(root / "run")}
 
 
 @pytest.fixture(autouse=True)
