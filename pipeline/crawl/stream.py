@@ -8,8 +8,9 @@ checks the ``Content-Range`` start, so the bytes it returns are exactly the file
 
 Bounds: each request waits at most ``timeout_s`` to connect and between two reads; at most ``max_retries + 1``
 attempts per (re)open, with back-off ``backoff_s * 2**attempt`` (jittered, at most ``max_backoff_s``; a
-``Retry-After`` is honoured up to that cap); at most ``max_resumes`` resumptions per file. Past any bound the read
-raises ``CrawlFileError`` (an ``OSError``): extract records the file in ``record_errors/`` and goes on.
+``Retry-After``, in seconds or as an HTTP-date, is honoured up to that cap: ``pipeline.net.client``'s parser, the
+fetcher's); at most ``max_resumes`` resumptions per file. Past any bound the read raises ``CrawlFileError`` (an
+``OSError``): extract records the file in ``record_errors/`` and goes on.
 
 The base URL is the user's own setting, not a stranger's link, so no address guard applies here (``pipeline.net``
 guards fetch's image URLs).
@@ -26,6 +27,8 @@ from typing import Any
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
+
+from pipeline.net.client import parse_retry_after
 
 #: Answers worth another attempt: S3's SlowDown is a 503; CloudFront answers 502/504 when S3 is slow.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -65,14 +68,6 @@ def shared_pool() -> urllib3.PoolManager:
     if _POOL is None:
         _POOL = urllib3.PoolManager(num_pools=16, maxsize=8, retries=False, headers={"User-Agent": USER_AGENT})
     return _POOL
-
-
-def _retry_after(response: Any) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 class CrawlStream(io.RawIOBase):
@@ -206,7 +201,7 @@ class CrawlStream(io.RawIOBase):
                 if status not in TRANSIENT_STATUSES:
                     raise CrawlFileError(f"{self.url}: HTTP {status}{reason}")
                 last = f"HTTP {status}{reason}"
-                retry_after = _retry_after(response)
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if attempt < policy.max_retries:
                 self.sleep(policy.backoff(attempt, self.rng, retry_after))
         raise CrawlFileError(f"{self.url}: {last} after {policy.max_retries + 1} attempts (byte {self.position})")

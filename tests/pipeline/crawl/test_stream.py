@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import time
+from email.utils import formatdate
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -12,6 +15,7 @@ from pipeline.crawl.listing import crawl_files
 from pipeline.crawl.simulate import Fault, SimulatedCrawl
 from pipeline.crawl.stream import CrawlFileError, CrawlStream, RetryPolicy, open_crawl_url
 from tests.fixtures.crawl_mirror import plan, small_mirror
+from tests.fixtures.http_server import MisbehavingServer
 
 FAST = RetryPolicy(max_retries=3, backoff_s=0.01, max_backoff_s=0.05, max_resumes=20, timeout_s=5)
 
@@ -71,6 +75,31 @@ def test_503_slow_down_is_retried_with_growing_back_off_then_succeeds(mirror: Pa
     # Doubling from 0.02 s with jitter in [0.5, 1): each wait lies in its own band.
     assert [0.01 <= wait <= 0.02 for wait in waits[:1]] == [True]
     assert 0.02 <= waits[1] <= 0.04 and 0.04 <= waits[2] <= 0.08
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "low", "high"),
+    [
+        ("30", 30.0, 30.0),  # delta-seconds
+        ("date+30", 25.0, 30.0),  # an HTTP-date 30 s ahead (whole seconds, and the test's own time passes)
+        ("date+3600", 60.0, 60.0),  # honoured only up to max_backoff_s
+        ("date-3600", 0.005, 0.01),  # a date already past: the usual jittered back-off from backoff_s
+    ],
+)
+def test_a_503_retry_after_in_seconds_or_as_an_http_date_is_honoured(retry_after: str, low: float, high: float) -> None:
+    """S3 and CloudFront may give Retry-After as an HTTP-date; the wait before the retry is what it asks for."""
+    if retry_after.startswith("date"):
+        retry_after = formatdate(time.time() + int(retry_after[len("date") :]), usegmt=True)
+    body = bytes(range(256)) * 64
+    waits: list[float] = []
+    with MisbehavingServer({"astronaut.jpg": body}, robots_txt=None) as server:
+        url = server.url(f"/flaky-503/CC-MAIN-00000.warc.gz?after={quote(retry_after)}")
+        policy = RetryPolicy(max_retries=2, backoff_s=0.01, max_backoff_s=60.0, timeout_s=5)
+        stream = CrawlStream(url, policy, sleep=waits.append)  # the wait is recorded, not slept
+        data = stream.read()
+        requests = server.requests["/flaky-503/CC-MAIN-00000.warc.gz"]
+    assert data == body and requests == 2
+    assert len(waits) == 1 and low <= waits[0] <= high, (retry_after, waits)
 
 
 def test_a_file_that_keeps_failing_raises_after_the_bounded_attempts(mirror: Path) -> None:
