@@ -145,6 +145,12 @@ class FetchConfig:
         2, "Retries for transient errors (timeouts, 429, 5xx), with jittered exponential back-off.", minimum=0
     )
     concurrency: int = setting(32, "Concurrent requests per worker.", minimum=1)
+    fetch_parts: int = setting(
+        64,
+        "Parts the distinct image URLs are split into by a hash of their host: at most this many fetch DoFns work at "
+        "once, and a resumed run skips the parts already done (only those made with the same number).",
+        minimum=1,
+    )
     per_host_concurrency: int = setting(
         4, "Concurrent requests to one host for the whole job (one worker at a time fetches a host).", minimum=1
     )

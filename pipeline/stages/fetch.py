@@ -31,16 +31,17 @@ Statuses (the closed list; every one but ``ok`` is also the rejection reason of 
 ``decode_error``, ``decompression_bomb``, ``private_address``, ``unsupported_scheme``, ``too_many_redirects``,
 ``connection_error``, ``dns_error``, ``not_archived``.
 
-Resumable in parts: distinct URLs fall into ``PARTS_COUNT`` parts by a stable hash of their host (``part_of``).
-Each part is fetched by ``FetchPart`` (the same per-host queues and limits as ``FetchImages``), which writes its
-``images/`` and ``rejected/fetch`` rows as Parquet files under ``_parts/fetch-<digest>/`` (temporary name, rename)
-and then its marker ``part-NNNNN.done`` (the files and the part's counters), last. The digest is the stage's
-fingerprint (upstream run ids and fetch config), so a rerun after a crash or Ctrl-C skips parts whose marker exists
+Resumable in parts: distinct URLs fall into ``fetch_parts`` parts (``--fetch-parts``, default 64) by a stable hash of
+their host (``part_of``); the count also caps how many parts, so DoFns, fetch at once. Each part is fetched by
+``FetchPart`` (the same per-host queues and limits as ``FetchImages``), which writes its ``images/`` and
+``rejected/fetch`` rows as Parquet files under ``_parts/fetch-<digest>/`` (temporary name, rename) and then its marker
+``part-NNNNN.done`` (the files and the part's counters), last. The digest is the stage's fingerprint (upstream run ids
+and fetch config, the part count included), so a rerun after a crash or Ctrl-C skips parts whose marker exists
 (filtered out when the graph is built; their counters are re-counted from the markers) and fetches only the rest; a
-different fingerprint removes the old parts and starts from zero. The union of all parts is written as ``images/``
-and ``rejected/fetch-*`` as before, and the parts folder is deleted once the stage succeeded. Test hook:
-``ALTCORPUS_TEST_FETCH_FAIL_AFTER_PARTS`` (an integer) makes a worker fail after writing that many parts, as an
-interruption would; never set it in production.
+different fingerprint (another part count too) removes the old parts and starts from zero. The union of all parts is
+written as ``images/`` and ``rejected/fetch-*`` as before, and the parts folder is deleted once the stage succeeded.
+Test hook: ``ALTCORPUS_TEST_FETCH_FAIL_AFTER_PARTS`` (an integer) makes a worker fail after writing that many parts,
+as an interruption would; never set it in production.
 
 Counters (``altcorpus/fetch:<name>``): one per status, ``urls``, ``source_archive``, ``source_http``,
 ``bytes_original`` (image bytes obtained), ``bytes_http`` (of those, downloaded), ``bytes_stored`` (images written),
@@ -98,8 +99,6 @@ log = logging.getLogger("altcorpus")
 
 STAGE = "fetch"
 FETCH_MODES = ("archive-then-http", "archive-only", "http-only")
-#: How many parts the distinct URLs are split into (fixed, so a rerun splits them the same way whatever its workers).
-PARTS_COUNT = 64
 #: Bytes of rows a part file gathers before writing them as one row group (bounds what one part holds in memory).
 PART_ROW_GROUP_BYTES = 32 * 1024 * 1024
 FAIL_AFTER_PARTS_ENV = "ALTCORPUS_TEST_FETCH_FAIL_AFTER_PARTS"
@@ -505,11 +504,11 @@ class FetchImages(beam.DoFn):
                 )
 
 
-def part_of(url: str) -> int:
-    """The part a URL belongs to: a stable hash of its host (the same on any machine, Python version or run) modulo
-    ``PARTS_COUNT``, so every URL of a host is fetched in one part, by one worker."""
+def part_of(url: str, parts: int) -> int:
+    """The part of ``parts`` a URL belongs to: a stable hash of its host (the same on any machine, Python version or
+    run) modulo ``parts``, so every URL of a host is fetched in one part, by one worker."""
     digest = hashlib.sha256(host_of(url).encode("utf-8", "surrogatepass")).digest()
-    return int.from_bytes(digest[:8], "big") % PARTS_COUNT
+    return int.from_bytes(digest[:8], "big") % parts
 
 
 def part_name(part: int) -> str:
@@ -658,11 +657,14 @@ class RecountPart(beam.DoFn):
 
 
 def parts_digest(layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions) -> str:
-    """A short digest of the stage's fingerprint (upstream run ids, fetch config): parts are reused only under it."""
+    """A short digest of the stage's fingerprint (upstream run ids, fetch config) and of the split (part count,
+    routing): parts are reused only under it."""
     corpus = getattr(layout, "corpus", layout)  # a staged layout's corpus: the upstream stages' _SUCCESS files
     fingerprint = stage_fingerprint(STAGE, corpus, config, options)
     text = json.dumps(
-        {"fingerprint": fingerprint, "parts": PARTS_COUNT, "routing": PART_ROUTING}, sort_keys=True, default=str
+        {"fingerprint": fingerprint, "parts": config.fetch.fetch_parts, "routing": PART_ROUTING},
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -703,9 +705,10 @@ class FetchStage(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
         layout, config = self.layout, self.config
         skip = frozenset(self.done)
+        parts = config.fetch_parts
 
         def to_fetch(url: str) -> bool:
-            return part_of(url) not in skip
+            return part_of(url, parts) not in skip
 
         candidates = (
             pbegin
@@ -725,7 +728,7 @@ class FetchStage(beam.PTransform):
         fetched = (
             {"candidates": candidates, "archived": archived}
             | "GroupByImageUrl" >> beam.CoGroupByKey()
-            | "KeyByPart" >> beam.Map(lambda item: (part_of(item[0]), item))
+            | "KeyByPart" >> beam.Map(lambda item: (part_of(item[0], parts), item))
             | "GroupByPart" >> beam.GroupByKey()
             | "FetchParts"
             >> beam.ParDo(
@@ -756,7 +759,9 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
     folder = layout.parts_folder(STAGE, parts_digest(layout, config, options))
     done = prepare_parts(layout, folder)
     if done:
-        log.info("%s: resuming, %d of %d parts already fetched (%s)", STAGE, len(done), PARTS_COUNT, folder)
+        log.info(
+            "%s: resuming, %d of %d parts already fetched (%s)", STAGE, len(done), config.fetch.fetch_parts, folder
+        )
     results = pipeline | "Fetch" >> FetchStage(layout, config.fetch, folder, done)
     results["images"] | "WriteImages" >> WriteTable(layout.prefix(FetchedImage), FetchedImage)
     results[REJECTED] | "WriteRejected" >> WriteTable(layout.rejected_prefix(STAGE), Rejection)

@@ -56,6 +56,7 @@ SERVER_CASES = {
     "/truncated.jpg": (1, "decode_error"),
     "/loop/0": (1, "too_many_redirects"),
 }
+DEFAULT_PARTS = FetchConfig().fetch_parts
 ARCHIVE = "http://archive.invalid"  # never resolvable: an archived URL that went to HTTP would fail with dns_error
 ARCHIVE_CASES = {
     f"{ARCHIVE}/cat.jpg": (2, "ok"),
@@ -197,11 +198,18 @@ def test_fetch_stage_end_to_end(corpus: Path, server: MisbehavingServer) -> None
     assert server.requests["/robots.txt"] == 1
     assert counters["source_archive"] == len(ARCHIVE_CASES)
 
+    rejected = sorted(row[Rejection.CANDIDATE_ID] for row in read_rows(str(corpus / "rejected" / "*.parquet")))
+
     # The same job on two worker processes gives the same images.
     counters = fetch.run(
         ["--output", str(corpus), *FAST_FLAGS, "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     )
     assert stable(check_outputs(corpus, cases, counters)) == stable(single)
+
+    # Split into 3 parts instead of the default 64: the same images/ and rejected/ rows.
+    counters = fetch.run(["--output", str(corpus), *FAST_FLAGS, "--fetch-parts=3"])
+    assert stable(check_outputs(corpus, cases, counters)) == stable(single)
+    assert sorted(row[Rejection.CANDIDATE_ID] for row in read_rows(str(corpus / "rejected" / "*.parquet"))) == rejected
 
 
 @pytest.mark.slow  # three whole stage runs
@@ -217,7 +225,7 @@ def test_an_interrupted_fetch_resumes_with_only_the_parts_it_had_not_finished(
     whole_requests = Counter(server.requests)
     whole_rejected = sorted(row[Rejection.CANDIDATE_ID] for row in read_rows(str(reference / "rejected" / "*.parquet")))
 
-    parts = {fetch.part_of(url) for url in cases}
+    parts = {fetch.part_of(url, DEFAULT_PARTS) for url in cases}
     stop_after = len(parts) // 2
     monkeypatch.setenv(fetch.FAIL_AFTER_PARTS_ENV, str(stop_after))
     with pytest.raises(Exception, match=fetch.FAIL_AFTER_PARTS_ENV):
@@ -230,7 +238,7 @@ def test_an_interrupted_fetch_resumes_with_only_the_parts_it_had_not_finished(
     fetched_before = {
         row[FetchedImage.IMAGE_URL] for marker in markers for row in read_rows(marker["files"]["images"] or "")
     }
-    assert fetched_before == {url for url in cases if fetch.part_of(url) in done}
+    assert fetched_before == {url for url in cases if fetch.part_of(url, DEFAULT_PARTS) in done}
     assert 0 < len(fetched_before) < len(cases)
 
     server.reset_counts()
@@ -246,6 +254,46 @@ def test_an_interrupted_fetch_resumes_with_only_the_parts_it_had_not_finished(
     assert not (corpus / "_parts").exists()  # the stage succeeded: its parts are gone
 
 
+@pytest.mark.slow  # three whole stage runs
+def test_a_rerun_with_another_part_count_starts_its_parts_from_zero(
+    corpus: Path, server: MisbehavingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts finished under the default split are never reused by a run split into 5 parts: it starts from zero,
+    and resumes under its own split."""
+    cases = expected_cases(server)
+
+    def interrupted(after: int, *flags: str) -> dict[str, list[int]]:
+        monkeypatch.setenv(fetch.FAIL_AFTER_PARTS_ENV, str(after))
+        with pytest.raises(Exception, match=fetch.FAIL_AFTER_PARTS_ENV):
+            fetch.run(["--output", str(corpus), *FAST_FLAGS, *flags])
+        monkeypatch.delenv(fetch.FAIL_AFTER_PARTS_ENV)
+        folders = glob.glob(str(corpus / "_parts" / "fetch-*"))
+        markers = {folder: glob.glob(str(Path(folder) / "*.done")) for folder in folders}
+        return {
+            folder: sorted(json.loads(Path(path).read_text())["part"] for path in done)
+            for folder, done in markers.items()
+        }
+
+    before = interrupted(2)
+    assert [len(parts) for parts in before.values()] == [2]
+    after = interrupted(1, "--fetch-parts=5")
+    # The old split's folder is gone and the new one holds only this run's part: nothing was carried over.
+    assert len(after) == 1 and not set(after) & set(before)
+    assert [len(parts) for parts in after.values()] == [1] and all(part < 5 for part in next(iter(after.values())))
+
+    counters = fetch.run(["--output", str(corpus), *FAST_FLAGS, "--fetch-parts=5"])
+    check_outputs(corpus, cases, counters)
+    assert not (corpus / "_parts").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_a_part_count_below_one_is_refused_before_anything_is_written(tmp_path: Path, value: str) -> None:
+    with pytest.raises(UsageError) as refused:
+        fetch.run(["--output", str(tmp_path), f"--fetch-parts={value}"])
+    assert str(refused.value) == f"--fetch-parts {value} is out of range: at least 1"
+    assert not list(tmp_path.iterdir())
+
+
 def test_parts_of_another_fingerprint_are_removed_and_never_reused(corpus: Path) -> None:
     """Another fetch setting (or upstream run) gives another parts folder; building the graph drops the old one."""
     layout = CorpusLayout(str(corpus))
@@ -254,7 +302,10 @@ def test_parts_of_another_fingerprint_are_removed_and_never_reused(corpus: Path)
     again = fetch.parts_digest(layout, resolve_config(pipeline_options(options)), pipeline_options(options))
     other_options = [*options, "--jpeg-quality=80"]
     other = fetch.parts_digest(layout, resolve_config(pipeline_options(other_options)), pipeline_options(other_options))
+    split_options = [*options, f"--fetch-parts={DEFAULT_PARTS // 2}"]
+    split = fetch.parts_digest(layout, resolve_config(pipeline_options(split_options)), pipeline_options(split_options))
     assert first == again != other
+    assert split not in (first, other)  # parts made under another split are never reused
     old = Path(layout.parts_folder("fetch", first))
     old.mkdir(parents=True)
     (old / "part-00001.done").write_text(json.dumps({"part": 1, "files": {}, "counters": {}}))
