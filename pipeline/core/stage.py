@@ -20,6 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipeline.core.config import CorpusConfig, CorpusOptions, resolve_config
 from pipeline.core.errors import UsageError
 from pipeline.core.layout import CorpusLayout, delete_tree, list_matching, new_run_id
+from pipeline.core.local_runner import apply_data_plane_fix
 from pipeline.core.progress import format_summary
 from pipeline.core.registry import stage_spec
 from pipeline.core.rules import COUNTER_NAMESPACE
@@ -39,12 +40,15 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
 
     Beam 2.77's DirectRunner first tries to download the Prism binary from the internet and falls back to its
     FnApiRunner engine for batch pipelines. We go to that engine directly: no download attempt, same semantics,
-    and ``--direct_running_mode``/``--direct_num_workers`` still apply.
+    and ``--direct_running_mode``/``--direct_num_workers`` still apply. That engine's multi-process and multi-thread
+    modes lose rows in Beam's own data plane; ``apply_data_plane_fix`` (``pipeline/core/local_runner.py``) makes them
+    lossless before any local pipeline runs.
     """
     options = PipelineOptions(list(argv))
     standard = options.view_as(StandardOptions)
     if not standard.runner or standard.runner.lower() in LOCAL_RUNNERS:
         standard.runner = "FnApiRunner"
+        apply_data_plane_fix()
     return options
 
 
