@@ -12,11 +12,16 @@ Trigger with a config, e.g.::
         "beam_options": {"eval_index": "build/sample/eval_index.parquet", "languages": ["en", "de"]}}'
     airflow dags trigger altcorpus --conf '{"input": "gs://b/crawl/*.warc.gz", "output": "gs://b/corpus",
         "runner": "DataflowRunner", "project": "p", "region": "europe-west4", "temp_location": "gs://b/tmp"}'
+    airflow dags trigger altcorpus --conf '{"crawl": "CC-MAIN-2024-33", "files": 8, "output": "build/cc-corpus"}'
 
-Local paths (``input``, ``output``, ``eval_index``, ``language_model``, ``train_config``) are made absolute once,
-against ``ALTCORPUS_BASE_DIR`` (default: the checkout holding this file), so the Beam tasks (run in the Airflow
-worker's working directory) and ``stats`` (run in the checkout) read the same corpus; URLs (``gs://...``) pass as
-they are. ``beam_options`` keys are altcorpus or Beam flags in either spelling (``eval_index`` or ``eval-index``);
+A Common Crawl crawl by id (``crawl``, with ``source``, ``files``, ``files_from``, ``segment_range``,
+``cc_base_url``: extract's flags of the same names, ``pipeline.crawl``) replaces ``input``: extract then gets the crawl
+flags that are set and no ``--input``, unless ``input`` was changed from its default too, which extract refuses.
+
+Local paths (``input``, ``output``, ``files_from``, ``cc_base_url``, ``eval_index``, ``language_model``,
+``train_config``) are made absolute once, against ``ALTCORPUS_BASE_DIR`` (default: the checkout holding this file), so
+the Beam tasks (run in the Airflow worker's working directory) and ``stats`` (run in the checkout) read the same
+corpus; URLs (``gs://...``) pass as they are. ``beam_options`` keys are altcorpus or Beam flags in either spelling (``eval_index`` or ``eval-index``);
 lists become one comma-separated value and booleans ``true``/``false`` (the provider would repeat a list's flag and
 drop a false one). Deployment: ``dags/README.md``.
 
@@ -56,7 +61,14 @@ BASE_DIR = Path(os.environ.get("ALTCORPUS_BASE_DIR") or REPO_ROOT).resolve()
 DEFAULT_OUTPUT = "build/dag-corpus"
 
 #: Option names (either spelling) whose values are local paths to resolve against BASE_DIR.
-PATH_OPTIONS = frozenset({"input", "output", "eval_index", "language_model", "setup_file"})
+PATH_OPTIONS = frozenset({"input", "output", "eval_index", "language_model", "setup_file", "files_from", "cc_base_url"})
+
+#: The default ``input``: the bundled sample. A run that sets ``crawl`` reads the crawl instead.
+DEFAULT_INPUT = str(REPO_ROOT / "build/sample/sample.warc.gz")
+
+#: Params naming a Common Crawl crawl for extract (``pipeline.core.config.CrawlConfig``), each passed as the flag of
+#: its name only when set; the rest of the crawl section (retries, back-off) goes through ``beam_options``.
+CRAWL_OPTIONS = ("crawl", "source", "files", "files_from", "segment_range", "cc_base_url")
 
 #: The Python that runs the stages: one with altcorpus installed (the Airflow worker's own by default).
 PYTHON = os.environ.get("ALTCORPUS_PYTHON", sys.executable)
@@ -96,6 +108,15 @@ def flag_value(name: str, value: Any) -> Any:
     return value
 
 
+def first_stage_input(params: dict[str, Any]) -> dict[str, Any]:
+    """What extract reads: ``input``, or with ``crawl`` set the crawl params that are set and no ``input`` (unless it
+    was changed from the default as well: both are passed, and extract refuses the pair with its own message)."""
+    crawl = {name: params.get(name) for name in CRAWL_OPTIONS if params.get(name) not in ("", None)}
+    if crawl.get("crawl") and params.get("input") in ("", None, DEFAULT_INPUT):
+        return crawl
+    return {"input": params.get("input"), **crawl}  # crawl flags without --crawl: extract names what is missing
+
+
 class CorpusStageOperator(BeamRunPythonPipelineOperator):
     """One altcorpus stage as a Beam job: params become pipeline options; Dataflow settings only for Dataflow.
 
@@ -132,7 +153,7 @@ class CorpusStageOperator(BeamRunPythonPipelineOperator):
         then ``beam_options``; empty ones dropped, each value as the stage's parser reads it (``flag_value``)."""
         options: dict[str, Any] = {"output": params["output"], "preset": params["preset"]}
         if self.stage == STAGE_SPECS[0].name:
-            options["input"] = params["input"]
+            options.update(first_stage_input(params))
         if runner.lower() == "dataflowrunner":
             options.update({name: params.get(name) for name in DATAFLOW_ONLY_OPTIONS})
         options.update(params.get("beam_options") or {})
@@ -156,7 +177,19 @@ with DAG(
     max_active_runs=1,
     tags=["altcorpus", "beam"],
     params={
-        "input": Param(str(REPO_ROOT / "build/sample/sample.warc.gz"), type="string", description="WARC glob(s)"),
+        "input": Param(DEFAULT_INPUT, type="string", description="WARC glob(s); not read when crawl is set"),
+        "crawl": Param("", type="string", description="Common Crawl id (CC-MAIN-YYYY-WW) read instead of input"),
+        "source": Param(
+            None, type=["null", "string"], enum=[None, "warc", "wat"], description="Crawl files: warc (default) or wat"
+        ),
+        "files": Param(None, type=["null", "integer"], minimum=1, description="Read only the crawl's first N files"),
+        "files_from": Param(
+            "", type="string", description="A paths listing (.gz or plain) read instead of the crawl's own"
+        ),
+        "segment_range": Param("", type="string", description="START:END of the crawl's segments (e.g. 0:3)"),
+        "cc_base_url": Param(
+            "", type="string", description="Where crawl-data/ lives (default https://data.commoncrawl.org/)"
+        ),
         "output": Param(DEFAULT_OUTPUT, type="string", description="Corpus directory (relative: to BASE_DIR)"),
         "preset": Param("align", enum=["align", "datacomp-basic", "none"], description="Filter preset"),
         "runner": Param("DirectRunner", type="string", description="Beam runner: DirectRunner, DataflowRunner, ..."),

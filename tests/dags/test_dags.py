@@ -15,13 +15,15 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.core.config import PRESETS, resolve_config
+from pipeline.core.config import PRESETS, CrawlConfig, resolve_config
+from pipeline.core.errors import UsageError
 from pipeline.core.registry import STAGE_SPECS, STAGES, stage_spec
-from pipeline.core.stage import pipeline_options
+from pipeline.core.stage import pipeline_options, stage_input_files
 from pipeline.corpus import stats
 from pipeline.images.eval_index import build_eval_index
 from pipeline.sample.builder import generate_sample
@@ -66,24 +68,34 @@ print("RESULT " + json.dumps({{"limits": limits, "loaded": loaded}}))
 """
 
 OPTIONS_SCRIPT = """
-import json
+import copy, json
 from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.definitions.param import ParamValidationError
 from airflow.providers.apache.beam.hooks.beam import beam_options_to_args
 
 dag = DagBag(dag_folder={dags!r}).dags["altcorpus"]
-params = {{name: param.value for name, param in dag.params.items()}}
-defaults = dict(params)
-params.update({conf!r})
-args = {{}}
-for task in dag.tasks:
-    if hasattr(task, "stage_options"):
-        # The provider's own translation of the options into the stage's command line.
-        args[task.task_id] = beam_options_to_args(task.stage_options(params, params["runner"]))
-commands = {{
-    name: dag.get_task(name).render_template(dag.get_task(name).bash_command, {{"params": params}})
-    for name in ("stats", "train")
-}}
-print("RESULT " + json.dumps({{"defaults": defaults, "args": args, "commands": commands}}))
+defaults = {{name: param.value for name, param in dag.params.items()}}
+results = {{}}
+for label, conf in {confs!r}.items():  # one Airflow start for every conf
+    params = {{**defaults, **conf}}
+    checked = copy.deepcopy(dag.params)
+    try:  # as a trigger's conf is checked against the params' schemas
+        for name, value in conf.items():
+            checked[name] = value
+        refused = None
+    except ParamValidationError as error:
+        refused = str(error)
+    args = {{}}
+    for task in dag.tasks:
+        if hasattr(task, "stage_options"):
+            # The provider's own translation of the options into the stage's command line.
+            args[task.task_id] = beam_options_to_args(task.stage_options(params, params["runner"]))
+    commands = {{
+        name: dag.get_task(name).render_template(dag.get_task(name).bash_command, {{"params": params}})
+        for name in ("stats", "train")
+    }}
+    results[label] = {{"defaults": defaults, "args": args, "commands": commands, "refused": refused}}
+print("RESULT " + json.dumps(results))
 """
 
 RUN_SCRIPT = """
@@ -157,6 +169,7 @@ def test_dagbag_imports_and_the_graph_is_the_pipeline(airflow_home: Path) -> Non
         assert task["timeout_s"] and task["timeout_s"] > 0
     assert tasks["fetch"]["retries"] >= 2 and tasks["train"]["retries"] == 0
     assert {"input", "output", "preset", "runner", "project", "region", "train"} <= set(result["params"])
+    assert {"crawl", "source", "files", "files_from", "segment_range", "cc_base_url"} <= set(result["params"])
 
 
 def test_registry_import_loads_no_beam() -> None:
@@ -182,28 +195,57 @@ def test_dag_parses_without_beam_and_limits_every_registered_stage(tmp_path: Pat
         assert retries >= 0 and timeout_s > 0, name
 
 
-def test_dag_options_reach_the_stage_as_its_parser_reads_them(tmp_path: Path) -> None:
-    """The documented ``beam_options`` (underscore keys as the provider writes them, a list, a false boolean), through
-    the provider's own ``beam_options_to_args``, set altcorpus's config; relative paths are resolved once against
-    ALTCORPUS_BASE_DIR for the Beam tasks and for stats alike; the default output is not make's build/corpus."""
-    base = tmp_path / "base"
+#: The documented ``beam_options`` (underscore keys as the provider writes them, a list, a false boolean).
+LOCAL_CONF = {
+    "input": "crawl/a.warc.gz, gs://bucket/b/*.warc.gz",
+    "output": "corpora/one",
+    "beam_options": {
+        "eval_index": "idx/eval.parquet",
+        "languages": ["en", "de"],
+        "full_parse": False,
+        "respect_robots": False,
+        "max_images_per_alt": None,
+        "samples_per_shard": 50,
+    },
+}
+#: A crawl by id, every crawl param set (relative local paths among them).
+CRAWL_CONF = {
+    "crawl": "CC-MAIN-2024-33",
+    "source": "wat",
+    "files": 2,
+    "files_from": "lists/wat.paths.gz",
+    "segment_range": "0:3",
+    "cc_base_url": "mirror/cc",
+    "output": "corpora/cc",
+}
+
+
+@pytest.fixture(scope="module")
+def dag_options(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """Every stage's command line, through the DAG and the provider, for each conf the tests below check."""
+    base = tmp_path_factory.mktemp("base")
     (base / "idx").mkdir(parents=True)
     pq.write_table(EvalImageHash.schema().empty_table(), base / "idx" / "eval.parquet")
-    conf = {
-        "input": "crawl/a.warc.gz, gs://bucket/b/*.warc.gz",
-        "output": "corpora/one",
-        "beam_options": {
-            "eval_index": "idx/eval.parquet",
-            "languages": ["en", "de"],
-            "full_parse": False,
-            "respect_robots": False,
-            "max_images_per_alt": None,
-            "samples_per_shard": 50,
-        },
+    confs = {
+        "default": {},
+        "local": LOCAL_CONF,
+        "remote": {"output": "gs://bucket/corpus"},
+        "crawl": CRAWL_CONF,
+        "crawl_and_input": {"crawl": "CC-MAIN-2024-33", "input": "crawl/a.warc.gz"},
+        "files_without_crawl": {"files": 2},
+        "no_files": {"crawl": "CC-MAIN-2024-33", "files": 0},
     }
-    result = run_airflow(
-        OPTIONS_SCRIPT.format(dags=str(DAGS), conf=conf), tmp_path / "home", timeout=300, ALTCORPUS_BASE_DIR=str(base)
-    )
+    home = tmp_path_factory.mktemp("home")
+    script = OPTIONS_SCRIPT.format(dags=str(DAGS), confs=confs)
+    return base, run_airflow(script, home, timeout=300, ALTCORPUS_BASE_DIR=str(base))
+
+
+def test_dag_options_reach_the_stage_as_its_parser_reads_them(dag_options: tuple[Path, dict[str, Any]]) -> None:
+    """The documented ``beam_options``, through the provider's own ``beam_options_to_args``, set altcorpus's config;
+    relative paths are resolved once against ALTCORPUS_BASE_DIR for the Beam tasks and for stats alike; the default
+    output is not make's build/corpus."""
+    base, results = dag_options
+    result = results["local"]
     assert result["defaults"]["output"] not in ("build/corpus", str(PROJECT_ROOT / "build/corpus"))
     corpus = str(base / "corpora" / "one")
     for stage in STAGES:
@@ -219,11 +261,54 @@ def test_dag_options_reach_the_stage_as_its_parser_reads_them(tmp_path: Path) ->
     (extract_input,) = [arg for arg in result["args"][STAGE_SPECS[0].task_id] if arg.startswith("--input=")]
     assert extract_input == f"--input={base / 'crawl/a.warc.gz'},gs://bucket/b/*.warc.gz"
     assert shlex.split(result["commands"]["stats"])[-3:] == [corpus, "--html", f"{corpus}/report.html"]
-    remote = run_airflow(
-        OPTIONS_SCRIPT.format(dags=str(DAGS), conf={"output": "gs://bucket/corpus"}), tmp_path / "home", timeout=300
-    )
+    remote = results["remote"]
     assert shlex.split(remote["commands"]["stats"])[-2:] == ["stats", "gs://bucket/corpus"]
     assert all("--output=gs://bucket/corpus" in args for args in remote["args"].values())
+
+
+def test_crawl_params_reach_extract_alone_and_the_default_reads_the_sample(
+    dag_options: tuple[Path, dict[str, Any]],
+) -> None:
+    """``crawl`` and its selection params become extract's crawl flags (and no ``--input``); the other stages and a
+    run without ``crawl`` get exactly the command they always had."""
+    base, results = dag_options
+    extract = STAGE_SPECS[0].task_id
+    assert [label for label, result in results.items() if result["refused"]] == ["no_files"]
+    assert "Invalid input for param files" in results["no_files"]["refused"]
+    default_output = str(base / results["default"]["defaults"]["output"])
+    sample = str(PROJECT_ROOT / "build/sample/sample.warc.gz")
+    assert results["default"]["defaults"]["input"] == sample
+    assert sorted(results["default"]["args"][extract]) == sorted(
+        [f"--output={default_output}", "--preset=align", f"--input={sample}"]
+    )
+    for stage in STAGE_SPECS[1:]:
+        assert sorted(results["default"]["args"][stage.task_id]) == [f"--output={default_output}", "--preset=align"]
+
+    args = results["crawl"]["args"][extract]
+    assert not [arg for arg in args if arg.startswith("--input")], args
+    config = resolve_config(pipeline_options(["--runner=DirectRunner", *args]))
+    assert config.crawl == CrawlConfig(
+        crawl="CC-MAIN-2024-33",
+        source="wat",
+        files=2,
+        files_from=str(base / "lists/wat.paths.gz"),
+        segment_range="0:3",
+        cc_base_url=str(base / "mirror/cc"),
+    )
+    corpus = str(base / "corpora" / "cc")
+    for stage in STAGE_SPECS[1:]:
+        assert sorted(results["crawl"]["args"][stage.task_id]) == [f"--output={corpus}", "--preset=align"]
+
+    # A crawl and an input of the user's: both are passed, and extract refuses the pair before reading anything.
+    args = results["crawl_and_input"]["args"][extract]
+    options = pipeline_options(["--runner=DirectRunner", *args])
+    with pytest.raises(UsageError, match="--input and --crawl CC-MAIN-2024-33 both name the input"):
+        stage_input_files(options, resolve_config(options))
+    # A crawl selection without a crawl: passed beside the sample input, and refused with what is missing.
+    args = results["files_without_crawl"]["args"][extract]
+    assert f"--input={sample}" in args and "--files=2" in args
+    with pytest.raises(UsageError, match="--files select files of a crawl: give --crawl"):
+        resolve_config(pipeline_options(["--runner=DirectRunner", *args]))
 
 
 @pytest.mark.slow
