@@ -75,6 +75,8 @@ _SHA, _ALT = 0, 1
 _ROW, _ALT_COUNT, _WINNER = 0, 1, 2
 #: Tags of the model rules' joins: an embedding, a wanted image content, its bytes, its nearest earlier duplicate.
 _VECTOR, _WANTED, _BYTES, _DUPLICATE = 3, 4, 5, 6
+#: Tags of the joins by image URL: a candidate (or a surviving sample), the URL's fetched image, its unsafe score.
+_CANDIDATE, _IMAGE, _SCORE = 7, 8, 9
 
 
 # -- per-image rules ------------------------------------------------------------------------------------------------
@@ -171,7 +173,12 @@ class ScoreUnsafe(beam.DoFn):
 
 
 class JoinCandidatesWithImage(beam.DoFn):
-    """One light sample row (no bytes) per candidate whose image is ok; count the others (fetch rejected them)."""
+    """One light sample row (no bytes) per candidate whose image is ok; count the others (fetch rejected them).
+
+    The group is one image URL's tagged values (``_CANDIDATE`` rows, its ``_IMAGE`` row, its ``_SCORE``), streamed in
+    two passes over the re-iterable group: the image and the count first, then the candidates one at a time, so a
+    URL on a million pages is never held as a list (a CoGroupByKey would build that list).
+    """
 
     progress = StageProgress(STAGE, "candidates")
 
@@ -181,26 +188,34 @@ class JoinCandidatesWithImage(beam.DoFn):
         self.unused_images = counter(STAGE, "images_without_candidates")
         self.not_fetched = counter(STAGE, "image_not_fetched")
 
-    def process(self, element: tuple[str, dict[str, list[Any]]]) -> Iterable[Any]:
-        _, groups = element
-        candidates = groups["candidates"]
-        images = sorted(groups["images"], key=lambda image: image[FetchedImage.STATUS] != OK)
-        scores = groups.get("scores") or []
-        if not candidates:
+    def process(self, element: tuple[str, Iterable[tuple[int, Any]]]) -> Iterable[Any]:
+        _, values = element
+        images: list[dict[str, Any]] = []
+        scores: list[float | None] = []
+        count = 0
+        for tag, value in values:
+            if tag == _CANDIDATE:
+                count += 1
+            elif tag == _IMAGE:
+                images.append(value)
+            else:
+                scores.append(value)
+        if not count:
             self.unused_images.inc()
             return
-        self.candidates.inc(len(candidates))
-        self.progress.add(len(candidates))
+        self.candidates.inc(count)
+        self.progress.add(count)
+        candidates = (value for tag, value in values if tag == _CANDIDATE)
         if not images:
-            self.not_fetched.inc(len(candidates))
+            self.not_fetched.inc(count)
             for candidate in candidates:
                 yield beam.pvalue.TaggedOutput(
                     REJECTED, rejection(candidate, STAGE, FilterImageReason.IMAGE_NOT_FETCHED)
                 )
             return
-        image = images[0]
+        image = min(images, key=lambda image: image[FetchedImage.STATUS] != OK)  # the first ok one, as sorted
         if image[FetchedImage.STATUS] != OK:
-            self.not_ok.inc(len(candidates))
+            self.not_ok.inc(count)
             return
         for candidate in candidates:
             yield sample_row(candidate, image, scores[0] if scores else None)
@@ -656,17 +671,18 @@ class SemanticDedupRule(beam.PTransform):
 
 
 class AttachImageBytes(beam.DoFn):
-    """Give each surviving sample its image bytes (joined by URL): the SampleImage rows of samples/."""
+    """Give each surviving sample its image bytes (joined by URL, streamed): the SampleImage rows of samples/."""
 
     def setup(self) -> None:
         self.samples = counter(STAGE, "samples")
 
-    def process(self, element: tuple[str, dict[str, list[Any]]]) -> Iterable[dict[str, Any]]:
-        _, groups = element
-        image_bytes = groups["image"]
-        for row in groups["samples"]:
-            self.samples.inc()
-            yield SampleImage.project(dict(row, **{SampleImage.IMAGE: image_bytes[0]}))
+    def process(self, element: tuple[str, Iterable[tuple[int, Any]]]) -> Iterable[dict[str, Any]]:
+        _, values = element
+        image_bytes = next((value for tag, value in values if tag == _BYTES), None)
+        for tag, row in values:
+            if tag == _CANDIDATE:
+                self.samples.inc()
+                yield SampleImage.project(dict(row, **{SampleImage.IMAGE: image_bytes}))
 
 
 # -- the stage ------------------------------------------------------------------------------------------------------
@@ -676,18 +692,32 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
     """The filter-image graph: join, per-image rules, content rules, attach bytes, write."""
     image_config = config.image
     candidates = pipeline | "ReadTextKept" >> ReadTable(layout.glob(TextKept))
-    images = pipeline | "ReadImages" >> ReadTable(layout.glob(FetchedImage))
-    ok_images = images | "OkImages" >> beam.Filter(lambda image: image[FetchedImage.STATUS] == OK)
-    join_inputs: dict[str, Any] = {
-        "candidates": candidates | "CandidateByUrl" >> beam.Map(lambda row: (row[TextKept.IMAGE_URL], row)),
-        "images": images
-        | "ImageMetaByUrl" >> beam.Map(lambda image: (image[FetchedImage.IMAGE_URL], _without_image(image))),
-    }
+    # images/ is read twice: its metadata (every column but the bytes) for the joins and counts, and the ok images
+    # with their bytes only where bytes are used. One read feeding every consumer would be held whole, bytes and all,
+    # by the local runner between stages (a PCollection read by several stages is materialised in its memory).
+    metadata = [name for name in FetchedImage.names() if name != FetchedImage.IMAGE]
+    images = pipeline | "ReadImageMetadata" >> ReadTable(layout.glob(FetchedImage), columns=metadata)
+    ok_metadata = images | "OkImageMetadata" >> beam.Filter(lambda image: image[FetchedImage.STATUS] == OK)
+    ok_images = (
+        pipeline
+        | "ReadImages" >> ReadTable(layout.glob(FetchedImage))
+        | "OkImages" >> beam.Filter(lambda image: image[FetchedImage.STATUS] == OK)
+    )
+    join_inputs = [
+        candidates | "CandidateByUrl" >> beam.Map(lambda row: (row[TextKept.IMAGE_URL], (_CANDIDATE, row))),
+        images
+        | "ImageMetaByUrl" >> beam.Map(lambda image: (image[FetchedImage.IMAGE_URL], (_IMAGE, _without_image(image)))),
+    ]
     if image_config.unsafe_scorer:
-        join_inputs["scores"] = ok_images | "ScoreUnsafe" >> beam.ParDo(ScoreUnsafe(image_config.unsafe_scorer))
+        join_inputs.append(
+            ok_images
+            | "ScoreUnsafe" >> beam.ParDo(ScoreUnsafe(image_config.unsafe_scorer))
+            | "TagScore" >> beam.MapTuple(lambda url, score: (url, (_SCORE, score)))
+        )
     joined = (
         join_inputs
-        | "JoinByImageUrl" >> beam.CoGroupByKey()
+        | "UrlJoinCandidates" >> beam.Flatten()
+        | "JoinByImageUrl" >> beam.GroupByKey()
         | "CandidatesWithImage"
         >> beam.ParDo(
             with_progress(
@@ -721,7 +751,7 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
         alt_counts = (
             pipeline
             | "ReadRawCandidates" >> ReadTable(layout.glob(Candidate), columns=columns)
-            | "CountRawAltsPerContent" >> CountRawAltsPerContent(ok_images)
+            | "CountRawAltsPerContent" >> CountRawAltsPerContent(ok_metadata)
         )
     by_content = content_rows | "ContentRules" >> ContentRules(image_config.max_alts_per_image_content, alt_counts)
     kept = by_content["kept"]
@@ -730,12 +760,14 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
         kept = deduplicated["kept"]
         model_rejections.append(deduplicated[REJECTED])
     samples = (
-        {
-            "samples": kept | "SampleByUrl" >> beam.Map(lambda row: (row[Sample.IMAGE_URL], row)),
-            "image": ok_images
-            | "BytesByUrl" >> beam.Map(lambda image: (image[FetchedImage.IMAGE_URL], image[FetchedImage.IMAGE])),
-        }
-        | "JoinImageBytes" >> beam.CoGroupByKey()
+        (
+            kept | "SampleByUrl" >> beam.Map(lambda row: (row[Sample.IMAGE_URL], (_CANDIDATE, row))),
+            ok_images
+            | "BytesByUrl"
+            >> beam.Map(lambda image: (image[FetchedImage.IMAGE_URL], (_BYTES, image[FetchedImage.IMAGE]))),
+        )
+        | "UrlJoinSamples" >> beam.Flatten()
+        | "JoinImageBytes" >> beam.GroupByKey()
         | "AttachImageBytes" >> beam.ParDo(AttachImageBytes())
     )
     _ = samples | "WriteSamples" >> WriteTable(layout.prefix(SampleImage), SampleImage)

@@ -10,6 +10,9 @@ tests allow ``GROWTH_MB``.
 - ``joins``: filter-image's streamed join of that pair's rows with its winner (``OneSamplePerContentAlt``) given one
   group of 10^6 rows made on the fly, as a runner hands a DoFn a lazily read ``GroupByKey`` group
   (``TooManyAltsPerContent`` iterates its group the same way: the count first, then the rows).
+  The same for one image URL on a million pages: filter-image's join of its candidates with its fetched image
+  (``JoinCandidatesWithImage``) and of the surviving samples with its bytes (``AttachImageBytes``), the image last
+  in each group.
 - ``host_queue``: fetch's ``HostQueue`` given 10^6 URLs of one host, then drained in order.
 """
 
@@ -26,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from schemas import Sample
+from schemas import FetchedImage, Sample, SampleImage
 
 GROWTH_MB = 40
 ROOT = Path(__file__).resolve().parents[3]
@@ -112,7 +115,32 @@ def joins(count: int) -> dict[str, Any]:
     one_per_alt.setup()
     pair = (SHA, "company logo")
     judged = tally(one_per_alt.process((pair, GeneratedGroup(count, tagged_row, (filter_image._WINNER, WINNER)))))
-    return {"judged": judged}
+
+    # One image URL on a million pages: its candidates joined with its image, then its samples with its bytes.
+    url = "https://cdn.example.com/logo.png"
+    image = dict(
+        FetchedImage.project({}),
+        **{
+            FetchedImage.IMAGE_URL: url,
+            FetchedImage.STATUS: filter_image.OK,
+            FetchedImage.SHA256: SHA,
+            FetchedImage.ORIGINAL_WIDTH: 400,
+            FetchedImage.ORIGINAL_HEIGHT: 300,
+        },
+    )
+
+    def tagged_candidate(index: int) -> tuple[int, dict[str, Any]]:
+        return filter_image._CANDIDATE, dict(_row(index), **{Sample.IMAGE_URL: url})
+
+    with_image = filter_image.JoinCandidatesWithImage()
+    with_image.setup()
+    joined = tally(with_image.process((url, GeneratedGroup(count, tagged_candidate, (filter_image._IMAGE, image)))))
+    with_bytes = filter_image.AttachImageBytes()
+    with_bytes.setup()
+    image_bytes = b"\xff\xd8" + bytes(1000)
+    attached = with_bytes.process((url, GeneratedGroup(count, tagged_candidate, (filter_image._BYTES, image_bytes))))
+    with_the_bytes = sum(row[SampleImage.IMAGE] is image_bytes for row in attached)
+    return {"judged": judged, "joined": joined, "with_bytes": with_the_bytes}
 
 
 def host_queue(count: int) -> dict[str, Any]:
@@ -170,6 +198,8 @@ def test_a_key_with_a_million_rows_is_never_held_in_memory() -> None:
     figures = {name: (round(small[name]["peak_mb"]), round(large[name]["peak_mb"])) for name in WORKLOADS}
     assert large["joins"]["result"] == {
         "judged": {"kept": 1, "rejected": 10**6 - 1},
+        "joined": {"kept": 10**6, "rejected": 0},
+        "with_bytes": 10**6,
     }
     assert large["host_queue"]["result"] == {"spilled": 10**6 - 16, "in_order": True, "left": 0}
     for name in WORKLOADS:
