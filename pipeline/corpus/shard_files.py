@@ -64,8 +64,15 @@ def sort_identity(sample: dict[str, Any]) -> tuple[str, str]:
     return (str(sample[Sample.KEY]), str(sample.get(Sample.CANDIDATE_ID) or ""))
 
 
-def _normalise(samples: Sequence[dict[str, Any]], name: str, twin: type[Table] = Sample) -> pa.Table:
-    """SampleImage rows (sorted, ``shard`` set, defaults filled) as an Arrow table: float32 etc. rounded once."""
+def _normalise(
+    samples: Sequence[dict[str, Any]], name: str, twin: type[Table] = Sample
+) -> tuple[pa.Table, list[bytes]]:
+    """Every column but the image as an Arrow table (rows sorted, ``shard`` set, defaults filled: float32 etc. rounded
+    once), and the image bytes in the same order.
+
+    The images stay the objects the caller passed (no copy): a shard writer holds a whole shard's images (hundreds of
+    MB at 10,000 samples), and converting them into Arrow and back to Python, as this once did, held them 3 times.
+    """
     with_image = _WITH_IMAGE[twin]
     rows = []
     for sample in samples:
@@ -84,7 +91,26 @@ def _normalise(samples: Sequence[dict[str, Any]], name: str, twin: type[Table] =
     if len(set(keys)) != len(keys):
         duplicated = sorted({k for k in keys if keys.count(k) > 1})[:5]
         raise ValueError(f"shard {name}: duplicate sample keys {duplicated} would merge samples in WebDataset")
-    return pa.Table.from_pylist(rows, schema=with_image.schema())
+    images = [_as_bytes(row.pop(SampleImage.IMAGE)) for row in rows]
+    schema = with_image.schema()
+    schema = schema.remove(schema.get_field_index(str(SampleImage.IMAGE)))
+    return pa.Table.from_pylist(rows, schema=schema), images
+
+
+def _as_bytes(image: Any) -> bytes:
+    # bytes (what Parquet reads give) are kept as they are; other buffers and str are converted as Arrow's binary
+    # column converted them before the image left the Arrow table.
+    if isinstance(image, bytes):
+        return image
+    return image.encode("utf-8") if isinstance(image, str) else bytes(image)
+
+
+def _tar_rows(table: pa.Table, images: Sequence[bytes]) -> list[dict[str, Any]]:
+    """What the tar is written from: the table's rows (values as the twin stores them) with their image bytes."""
+    rows = table.to_pylist()
+    for row, image in zip(rows, images, strict=True):
+        row[SampleImage.IMAGE] = image
+    return rows
 
 
 def _portable_metadata(row: dict[str, Any], twin: type[Table] = Sample) -> bytes:
@@ -183,8 +209,8 @@ def write_shard(
     ``CaptionedSample`` for a captioned corpus (its rows then carry ``caption_model``).
     """
     name = shard_name.removesuffix(".tar")
-    table = _normalise(samples, name, twin)
-    rows = table.to_pylist()
+    table, images = _normalise(samples, name, twin)
+    rows = _tar_rows(table, images)
     if reuse_existing and _existing_shard_matches(shard_dir, name, table, rows, twin):
         return len(rows)
     tar_path, parquet_path = _paths(shard_dir, name)

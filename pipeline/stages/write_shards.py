@@ -4,10 +4,12 @@ Shard contents and order are a pure function of the sample keys: samples are ran
 sample ``r`` goes to shard ``r // samples_per_shard``, and members are written in that order with fixed tar
 metadata, so the same samples give byte-identical tars on any runner and any number of workers.
 
-Scalable ranking (no global list on one worker): keys are counted per key-prefix bucket (a small side input of
-counts); each bucket's keys are sorted on their own and the keys that open a shard (global rank a multiple of
-``samples_per_shard``) are collected as a side input of shard boundaries; each sample then finds its shard by a
-binary search over the boundaries, and samples are grouped by shard and written.
+Scalable ranking (no global list on one worker): the ranking reads only the key and candidate id of samples/ (a
+second read, so the rows with image bytes have one consumer, which the local runner need not hold whole in memory);
+keys are counted per key-prefix bucket (a small side input of counts); each bucket's keys are sorted on their own and
+the keys that open a shard (global rank a multiple of ``samples_per_shard``) are collected as a side input of shard
+boundaries; each sample then finds its shard by a binary search over the boundaries, and samples are grouped by shard
+and written.
 
 Resume: the stage does not clear its outputs. It deletes only temporary files and stale markers (``_SUCCESS``,
 ``sizes.json``, ``manifest.json``), keeps a shard whose Parquet twin already lists exactly the planned rows and whose
@@ -269,7 +271,15 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
             | "JoinCaptions" >> beam.CoGroupByKey()
             | "WithCaption" >> beam.FlatMap(_with_caption)
         )
-    identities = samples | "SortIdentity" >> beam.Map(sort_identity)
+    # The ranking reads samples/ again with only the two identity columns (captions do not change a sample's rank):
+    # were it fed from `samples`, that PCollection of rows with image bytes would have two consumers, which the local
+    # runner holds whole in its memory between stages; with one consumer the image read fuses with AssignShard.
+    identity_columns = [str(SampleImage.KEY), str(SampleImage.CANDIDATE_ID)]
+    identities = (
+        pipeline
+        | "ReadIdentities" >> ReadTable(layout.glob(SampleImage), columns=identity_columns)
+        | "SortIdentity" >> beam.Map(sort_identity)
+    )
     offsets = (
         identities
         | "BucketOf" >> beam.Map(lambda identity: _bucket(identity[0]))

@@ -14,10 +14,14 @@ import tarfile
 import time
 from pathlib import Path
 
+import apache_beam as beam
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
 
-from pipeline.core.layout import CorpusLayout
+from pipeline.core.config import resolve_config
+from pipeline.core.layout import CorpusLayout, ReadTable
+from pipeline.core.stage import pipeline_options
 from pipeline.corpus.shard_files import TEMPORARY_MARK, write_corpus
 from pipeline.stages import write_shards as shards
 from schemas import Candidate, Sample, SampleImage
@@ -213,3 +217,39 @@ def test_fewer_samples_than_samples_holds_fail_the_stage_before_it_is_marked_don
     assert not Path(layout.manifest_path()).exists()
     assert list(finish.process(None, written=[("00000.tar", 3), ("00001.tar", 2)], warc_files=[])) == [2]
     assert json.loads(Path(layout.manifest_path()).read_text())["sample_count"] == 5
+
+
+class _SampleReads(PipelineVisitor):
+    """The ReadTable steps over samples/ (their columns) and how many steps consume each one's rows."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.reads: list[tuple[list[str] | None, int]] = []  # (columns read, id of the output PCollection)
+        self.consumers: dict[int, list[str]] = {}
+
+    def enter_composite_transform(self, node: AppliedPTransform) -> None:
+        if isinstance(node.transform, ReadTable) and node.transform.pattern == self.pattern:
+            self.reads.append((node.transform.columns, id(node.outputs[None])))
+
+    def visit_transform(self, node: AppliedPTransform) -> None:
+        # Main inputs and side inputs alike: the local runner materialises a PCollection read by two steps either way.
+        for pcollection in [*node.inputs, *(side.pvalue for side in node.side_inputs)]:
+            self.consumers.setdefault(id(pcollection), []).append(node.full_label)
+
+
+def test_rows_with_image_bytes_have_one_consumer_and_the_ranking_reads_no_image(tmp_path: Path) -> None:
+    """Beam's local runner holds a PCollection with two consumers whole in its memory between stages: on a 100 MB
+    crawl the rows with image bytes feeding both the ranking and the shard assignment cost GBs in the driver."""
+    make_corpus(tmp_path)
+    options = pipeline_options(stage_args(tmp_path))
+    layout = CorpusLayout(str(tmp_path))
+    pipeline = beam.Pipeline(options=options)
+    shards.build(pipeline, layout, resolve_config(options), options)
+    visitor = _SampleReads(layout.glob(SampleImage))
+    pipeline.visit(visitor)
+    with_image = [output for columns, output in visitor.reads if columns is None or SampleImage.IMAGE in columns]
+    without_image = [
+        columns for columns, _ in visitor.reads if columns is not None and SampleImage.IMAGE not in columns
+    ]
+    assert len(with_image) == 1 and len(visitor.consumers[with_image[0]]) == 1, visitor.consumers.get(with_image[0])
+    assert without_image == [[Sample.KEY, Sample.CANDIDATE_ID]]
