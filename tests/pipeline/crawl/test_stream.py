@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -136,3 +139,12 @@ def test_the_crawl_listing_is_read_from_the_mirror_and_selects_by_segment(mirror
     assert last_segment == (sim.base_url + files[2],)  # three files over two segments: 0, 0, 1
     assert wat == (sim.base_url + plan(mirror)["wat_files"][0],)
     assert from_listing == tuple(sim.base_url + path for path in plan(mirror)["wat_files"])
+
+
+def test_reading_warcs_loads_no_beam() -> None:
+    """pipeline.html.warc imports the crawl stream: neither may pull in Beam (seconds) where nothing is retried."""
+    probe = "import json, sys; import pipeline.html.warc; print(json.dumps(sorted(sys.modules)))"
+    process = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    loaded = json.loads(process.stdout)
+    assert "pipeline.crawl.stream" in loaded  # the probe did import it
+    assert [name for name in loaded if name.split(".")[0] == "apache_beam" or name == "pipeline.core.config"] == []
