@@ -7,11 +7,9 @@ scoring rule (ties are wrong, one negative gives chance 50%) and DOCCI-format re
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests.fixtures.search_index import untrained_checkpoint
 from training import compositional, evaluate, shapes_world
@@ -25,13 +23,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "items": items, "checkpoint": untrained_checkpoint(root / "run")}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread, as the other training tests: OpenMP threads spinning on a shared CPU cost more."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_items_in_this_sugarcrepe_and_aro_spellings_read_alike(world: dict[str, Path], tmp_path: Path) -> None:

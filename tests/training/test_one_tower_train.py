@@ -32,7 +32,8 @@ from tests.fixtures.digits_corpus import (
 from training import evaluate, one_tower, train
 from training.localize import peak_cell, similarity_map
 
-pytestmark = pytest.mark.slow
+# Evaluation and localisation in this process on one thread too (the runs set it through cpu_threads).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread_per_module")]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG = PROJECT_ROOT / "training" / "configs" / "oner-tiny-cpu.yaml"
@@ -40,15 +41,6 @@ IMAGE_SIZE = 32
 EPOCHS = 2
 DIGIT_SIZE = 12
 LOCALISATION_SAMPLES = 200
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> None:
-    """Evaluation and localisation in this process on one thread too (the runs set it through cpu_threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import random
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from training import compositional, shapes_world
 from training.corpus import read_corpus
@@ -21,13 +19,7 @@ from training.corpus import read_corpus
 TEST_DEMO = shapes_world.DemoSettings(train_samples=1000, eval_images=100, epochs=2, seed=0, samples_per_shard=250)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread, as the other training tests: OpenMP threads spinning on a shared CPU cost more."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _words(text: str) -> list[str]:
