@@ -20,7 +20,7 @@ import re
 from typing import TYPE_CHECKING
 
 from pipeline.core.errors import InputError
-from pipeline.crawl.stream import RetryPolicy, read_url
+from pipeline.crawl.stream import RetryPolicy, open_beam_file, read_url
 
 if TYPE_CHECKING:
     from pipeline.core.config import CrawlConfig
@@ -115,10 +115,7 @@ def read_bytes(location: str, crawl: CrawlConfig | None = None) -> bytes:
     """A small file (a listing) from an http(s) URL (with the crawl reader's retries) or any Beam filesystem."""
     if location.startswith(("http://", "https://")):
         return read_url(location, retry_policy(crawl), MAX_LISTING_BYTES)
-    from apache_beam.io.filesystem import CompressionTypes
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.open(location, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+    with open_beam_file(location) as stream:  # an S3 refusal (403) becomes an OSError: crawl_files' one line
         return stream.read(MAX_LISTING_BYTES + 1)
 
 

@@ -265,3 +265,63 @@ def read_url(url: str, policy: RetryPolicy | None = None, limit: int = 256 << 20
     if len(data) > limit:
         raise CrawlFileError(f"{url}: more than {limit} bytes; not a paths listing")
     return data
+
+
+class BeamFileStream(io.RawIOBase):
+    """A file on a Beam filesystem (``s3://``) whose failures are ``CrawlFileError``s, as an HTTP(S) crawl file's are.
+
+    Beam's S3 client raises ``S3ClientError``, which is no ``OSError``: a refused HEAD (403) escaped extract's
+    per-file handler and failed the job, a refused GET (403 InvalidObjectState) was recorded as the file's
+    ``malformed_record``, and a refused listing ended in a traceback. Reads are Beam's own: it resumes a dropped
+    connection itself (a ``Range: bytes=<reached>-`` GET, at once, then with its back-off from 5 s).
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self._stream = self._call(_open_on_beam, path)
+
+    def _call(self, function: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return function(*args)
+        except OSError:
+            raise  # already a file's failure (a missing key is an IOError "Not found"): extract records it as is
+        except Exception as error:  # the filesystem's own error types (S3ClientError, botocore's) mean the same
+            message = getattr(error, "message", None) or str(error)
+            code = getattr(error, "code", None)
+            status = f" (HTTP {code})" if code else ""
+            raise CrawlFileError(f"{self.path}: {type(error).__name__}: {message}{status}") from error
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._call(self._stream.seek, offset, whence)
+
+    def readinto(self, buffer: Any) -> int:
+        return self._call(self._stream.readinto, buffer)
+
+    def close(self) -> None:
+        if not self.closed and hasattr(self, "_stream"):
+            self._stream.close()
+        super().close()
+
+
+def _open_on_beam(path: str) -> Any:
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    # The bytes as stored: fastwarc finds gzip itself, and a listing is unpacked by parse_listing.
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def open_beam_file(path: str) -> io.BufferedReader:
+    """A buffered binary stream over a file on any Beam filesystem, failing with ``CrawlFileError`` (an ``OSError``)
+    whatever the filesystem raised, so extract records the file and goes on."""
+    return io.BufferedReader(BeamFileStream(path), READ_BYTES)
