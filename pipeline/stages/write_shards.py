@@ -11,6 +11,15 @@ the keys that open a shard (global rank a multiple of ``samples_per_shard``) are
 boundaries; each sample then finds its shard by a binary search over the boundaries, and samples are grouped by shard
 and written.
 
+File shuffle on the local runner: Beam's local runner (FnApiRunner) holds a GroupByKey's whole input in the driver's
+memory (5.5-6.2 GB RSS for 473 MB of samples when samples went through ``GroupByShard`` with their image bytes). So
+on the local runner ``SpillByShard`` buffers each shard's rows per bundle and writes them as spill Parquet files
+(``shards/_spill/<random id>/NNNNN-<uuid>.parquet``, a bounded buffer per worker), emitting only
+``(shard, spill path, rows)``; ``GroupByShard`` groups those small tuples and ``WriteSpilledShard`` reads the files it
+was given. The spill folder is deleted once every shard is written and counted (``FinishCorpus``), and by
+``prepare_resume`` at the next start (a killed run leaves it); the shard globs (``shards/*.tar``, ``*.parquet``) never
+descend into it. Distributed runners shuffle on disk, so they keep the plain ``GroupByShard`` of rows.
+
 Resume: the stage does not clear its outputs. It deletes only temporary files and stale markers (``_SUCCESS``,
 ``sizes.json``, ``manifest.json``), keeps a shard whose Parquet twin already lists exactly the planned rows and whose
 tar has the planned size, rewrites the others, deletes shards beyond the new shard count, and writes
@@ -31,16 +40,22 @@ the process between shards; never set it in production.
 from __future__ import annotations
 
 import bisect
+import functools
+import io
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.transforms.window import GlobalWindows
 
 from pipeline.core.config import CorpusConfig
 from pipeline.core.errors import UsageError
@@ -49,12 +64,14 @@ from pipeline.core.layout import (
     CorpusLayout,
     ReadTable,
     delete_matching,
+    delete_tree,
     list_matching,
+    remove_if_empty,
     write_text_atomically,
 )
 from pipeline.core.progress import StageProgress, table_progress, with_progress
 from pipeline.core.rules import counter
-from pipeline.core.stage import run_stage
+from pipeline.core.stage import LOCAL_RUNNERS, run_stage
 from pipeline.corpus.shard_files import (
     SIZES_JSON,
     TEMPORARY_MARK,
@@ -65,12 +82,22 @@ from pipeline.corpus.shard_files import (
     write_sizes,
 )
 from schemas import SCHEMA_VERSION, Candidate, Sample, SampleImage, Table
-from schemas.tables import Caption, CaptionedSample
+from schemas.tables import Caption, CaptionedSample, CaptionedSampleImage
 
 STAGE = "write-shards"
 #: Key-prefix length of the counting buckets: 16**4 = 65,536 buckets, a small side input at any corpus size.
 BUCKET_PREFIX_CHARS = 4
 DELAY_ENV = "ALTCORPUS_TEST_SHARD_DELAY_S"
+#: The local runner's file shuffle spills under ``shards/_spill/``: a folder, so no shard glob matches what it holds.
+SPILL_FOLDER = "_spill"
+#: A shard's buffered rows are spilled once their image bytes pass this (one spill file's size, about).
+SPILL_FILE_BYTES = 64 << 20
+#: All buffered rows of one worker: past this the largest shard buffer is spilled, however many shards are open.
+SPILL_BUFFER_BYTES = 256 << 20
+#: What a row costs beyond its image bytes in the buffer bound (its other columns, the dict): a rough constant.
+ROW_OVERHEAD_BYTES = 2048
+#: The rows with image bytes a shard is built from, per twin: what a spill file holds.
+_WITH_IMAGE: dict[type[Table], type[Table]] = {Sample: SampleImage, CaptionedSample: CaptionedSampleImage}
 
 
 def _bucket(key: str) -> str:
@@ -130,6 +157,113 @@ class WriteShardDoFn(beam.DoFn):
         yield f"{name}.tar", count
 
 
+def runs_locally(options: PipelineOptions) -> bool:
+    """Whether the job runs on Beam's local runner, which holds everything that goes through a shuffle in memory."""
+    return (options.view_as(StandardOptions).runner or "").lower() in LOCAL_RUNNERS
+
+
+def spill_root(layout: CorpusLayout) -> str:
+    """The folder under shards/ where the local runner's file shuffle spills samples (every run's folder in it)."""
+    return FileSystems.join(layout.folder(Sample), SPILL_FOLDER)
+
+
+def _spill_schema(with_image: type[Table]) -> pa.Schema:
+    # Every column nullable: rows are spilled as read (write_shard fills defaults later), whatever samples/ allowed.
+    return pa.schema([field.with_nullable(True) for field in with_image.schema()])
+
+
+class SpillByShard(beam.DoFn):
+    """Assign each sample its shard and spill the rows, per shard, to Parquet files; emits ``(shard, path, rows)``.
+
+    The file half of the local runner's file shuffle: image bytes go to disk here, and only the small tuples go
+    through ``GroupByShard``. A worker holds at most ``buffer_bytes`` of rows (plus one row, and the file being
+    written), whatever the input.
+    """
+
+    def __init__(
+        self,
+        spill_dir: str,
+        twin: type[Table] = Sample,
+        file_bytes: int = SPILL_FILE_BYTES,
+        buffer_bytes: int = SPILL_BUFFER_BYTES,
+    ) -> None:
+        self.spill_dir = spill_dir
+        self.with_image = _WITH_IMAGE[twin]
+        self.file_bytes = file_bytes
+        self.buffer_bytes = buffer_bytes
+        self._start()
+
+    def _start(self) -> None:
+        self._rows: dict[int, list[dict[str, Any]]] = {}
+        self._bytes: dict[int, int] = {}
+        self._total = 0
+
+    def setup(self) -> None:
+        self.schema = _spill_schema(self.with_image)
+        self.spill_files = counter(STAGE, "spill_files")
+
+    def start_bundle(self) -> None:
+        self._start()
+
+    def process(self, sample: dict[str, Any], openers: list[tuple[str, str]]) -> Iterator[tuple[int, str, int]]:
+        index, _ = _assign_shard(sample, openers)
+        image = sample.get(SampleImage.IMAGE)
+        size = (len(image) if image is not None else 0) + ROW_OVERHEAD_BYTES
+        self._rows.setdefault(index, []).append(self.with_image.project(sample))
+        self._bytes[index] = self._bytes.get(index, 0) + size
+        self._total += size
+        if self._bytes[index] >= self.file_bytes:
+            yield self._spill(index)
+        elif self._total >= self.buffer_bytes:  # many shards open at once: the largest buffer goes to disk
+            yield self._spill(max(self._bytes, key=lambda shard: self._bytes[shard]))
+
+    def finish_bundle(self) -> Iterator[Any]:
+        # Bounded input in the global window (as every stage's): the tuples belong at the end of that window.
+        for index in sorted(self._rows):
+            yield GlobalWindows.windowed_value_at_end_of_window(self._spill(index))
+
+    def _spill(self, index: int) -> tuple[int, str, int]:
+        """Write one shard's buffered rows as a spill file (temporary name, then renamed): ``(shard, path, rows)``."""
+        rows = self._rows.pop(index)
+        self._total -= self._bytes.pop(index)
+        table = pa.Table.from_pylist(rows, schema=self.schema)
+        del rows
+        buffer = io.BytesIO()  # as write_shard does: object-store handles need not support tell()
+        # No compression: the bytes are JPEGs already, and the file lives only until the shards are written.
+        pq.write_table(table, buffer, compression="none")
+        count = table.num_rows
+        del table
+        path = FileSystems.join(self.spill_dir, f"{shard_name(index)}-{uuid.uuid4().hex}.parquet")
+        temporary = f"{path}{TEMPORARY_MARK}{uuid.uuid4().hex}"
+        with FileSystems.create(temporary, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            handle.write(buffer.getbuffer())
+        FileSystems.rename([temporary], [path])
+        self.spill_files.inc()
+        return index, path, count
+
+
+def _read_spills(spills: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
+    """Every row of the spill files named, each file checked against the row count its writer reported."""
+    rows: list[dict[str, Any]] = []
+    for path, count in sorted(spills):
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            table = pq.read_table(handle)
+        if table.num_rows != count:
+            raise RuntimeError(f"spill file {path} holds {table.num_rows} rows, its writer reported {count}")
+        rows.extend(table.to_pylist())
+        del table
+    return rows
+
+
+class WriteSpilledShard(WriteShardDoFn):
+    """``WriteShardDoFn`` for the file shuffle: one shard from the spill files ``SpillByShard`` wrote for it."""
+
+    def process(self, element: tuple[int, Iterable[tuple[str, int]]]) -> Iterable[tuple[str, int]]:
+        index, spills = element
+        # Nothing is deleted here: a retried bundle reads the same files; FinishCorpus removes them all at the end.
+        yield from super().process((index, _read_spills(spills)))
+
+
 def _stage_counts(layout: CorpusLayout) -> dict[str, Any]:
     counts: dict[str, Any] = {}
     for stage in STAGES:
@@ -156,12 +290,18 @@ class FinishCorpus(beam.DoFn):
     """After every shard exists: drop stale shards, then write ``sizes.json`` and ``manifest.json`` (last)."""
 
     def __init__(
-        self, root: str, config: dict[str, Any], captions: dict[str, Any] | None = None, expected: int | None = None
+        self,
+        root: str,
+        config: dict[str, Any],
+        captions: dict[str, Any] | None = None,
+        expected: int | None = None,
+        spill_dir: str | None = None,
     ) -> None:
         self.root = root
         self.config = config
         self.captions = captions
         self.expected = expected
+        self.spill_dir = spill_dir
 
     def process(self, _: Any, written: list[tuple[str, int]], warc_files: list[str]) -> Iterable[int]:
         layout = CorpusLayout(self.root)
@@ -174,6 +314,9 @@ class FinishCorpus(beam.DoFn):
                 f"write-shards received {sum(sizes.values())} of the {self.expected} samples in samples/ "
                 f"(shards {sizes}); nothing was marked done, run it again"
             )
+        if self.spill_dir is not None:  # every shard is written and counted: the file shuffle's spills are done with
+            delete_tree(self.spill_dir)
+            remove_if_empty(FileSystems.split(self.spill_dir)[0])
         delete_stale_shards(shard_dir, len(sizes))
         write_sizes(shard_dir, sizes)
         manifest = {
@@ -199,6 +342,7 @@ def prepare_resume(layout: CorpusLayout) -> None:
     delete_matching(FileSystems.join(shard_dir, SIZES_JSON))
     delete_matching(layout.manifest_path())
     delete_matching(FileSystems.join(shard_dir, f"*{TEMPORARY_MARK}*"))
+    delete_tree(spill_root(layout))  # a killed local run's spill files: its shards are rewritten from samples/
 
 
 def caption_record(layout: CorpusLayout, config: CorpusConfig) -> dict[str, Any]:
@@ -252,8 +396,20 @@ def _row_count(pattern: str) -> int:
     return total
 
 
-def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions) -> None:
-    """The write-shards graph: rank by key, assign shards, write them, then sizes.json and manifest.json."""
+def build(
+    pipeline: beam.Pipeline,
+    layout: CorpusLayout,
+    config: CorpusConfig,
+    options: PipelineOptions,
+    file_shuffle: bool | None = None,
+) -> None:
+    """The write-shards graph: rank by key, assign shards, write them, then sizes.json and manifest.json.
+
+    ``file_shuffle``: samples reach their shard writer through spill files (the default on the local runner) or
+    through a GroupByKey of rows (the default elsewhere); tests set it to compare the two.
+    """
+    if file_shuffle is None:
+        file_shuffle = runs_locally(options)
     samples_per_shard = config.shards.samples_per_shard
     if samples_per_shard < 1:
         raise ValueError("--samples-per-shard must be at least 1")
@@ -296,18 +452,28 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
         | "OpenersList" >> beam.combiners.ToList()
         | "SortOpeners" >> beam.Map(sorted)
     )
-    written = (
-        samples
-        | "AssignShard" >> beam.Map(_assign_shard, openers=beam.pvalue.AsSingleton(openers))
-        | "GroupByShard" >> beam.GroupByKey()
-        | "WriteShard"
-        >> beam.ParDo(
-            with_progress(
-                WriteShardDoFn(shard_dir, Sample if captions is None else CaptionedSample),
-                table_progress(STAGE, "samples", layout.glob(SampleImage), pipeline),
+    twin = Sample if captions is None else CaptionedSample
+    progress = table_progress(STAGE, "samples", layout.glob(SampleImage), pipeline)
+    spill_dir = FileSystems.join(spill_root(layout), uuid.uuid4().hex) if file_shuffle else None
+    if spill_dir is not None:
+        written = (
+            samples
+            | "AssignShard"
+            >> beam.ParDo(
+                SpillByShard(spill_dir, twin, SPILL_FILE_BYTES, SPILL_BUFFER_BYTES),
+                openers=beam.pvalue.AsSingleton(openers),
             )
+            | "KeyByShard" >> beam.Map(lambda spill: (spill[0], (spill[1], spill[2])))
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.ParDo(with_progress(WriteSpilledShard(shard_dir, twin), progress))
         )
-    )
+    else:
+        written = (
+            samples
+            | "AssignShard" >> beam.Map(_assign_shard, openers=beam.pvalue.AsSingleton(openers))
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.ParDo(with_progress(WriteShardDoFn(shard_dir, twin), progress))
+        )
     warc_files = (
         pipeline
         | "ReadCandidateFiles" >> ReadTable(layout.glob(Candidate), columns=[str(Candidate.WARC_FILE)])
@@ -319,13 +485,22 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
         | "Finish" >> beam.Create([None])
         | "WriteSizesAndManifest"
         >> beam.ParDo(
-            FinishCorpus(layout.root, config.to_dict(), captions, expected=_row_count(layout.glob(SampleImage))),
+            FinishCorpus(
+                layout.root,
+                config.to_dict(),
+                captions,
+                expected=_row_count(layout.glob(SampleImage)),
+                spill_dir=spill_dir,
+            ),
             written=beam.pvalue.AsList(written),
             warc_files=beam.pvalue.AsList(warc_files),
         )
     )
 
 
-def run(argv: Sequence[str]) -> dict[str, int]:
-    """Run ``write-shards`` on ``--output`` (resuming from complete shards); returns its counters."""
-    return run_stage(STAGE, argv, build, clear_outputs=False)
+def run(argv: Sequence[str], file_shuffle: bool | None = None) -> dict[str, int]:
+    """Run ``write-shards`` on ``--output`` (resuming from complete shards); returns its counters.
+
+    ``file_shuffle`` forces how samples reach their shard writer (``build``'s; by default the runner decides).
+    """
+    return run_stage(STAGE, argv, functools.partial(build, file_shuffle=file_shuffle), clear_outputs=False)

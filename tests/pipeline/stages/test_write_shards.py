@@ -1,4 +1,5 @@
-"""write-shards: exact sizes, byte-identical tars (any worker count, after a SIGKILL and restart), and real readers.
+"""write-shards: exact sizes, byte-identical tars (any worker count, after a SIGKILL and restart, through the local
+runner's file shuffle or a GroupByKey of rows), and real readers.
 
 Inputs are samples/ Parquet files (SampleImage rows of real skimage photos as JPEG) written with the schemas.
 """
@@ -22,7 +23,7 @@ from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
 from pipeline.core.config import resolve_config
 from pipeline.core.layout import CorpusLayout, ReadTable
 from pipeline.core.stage import pipeline_options
-from pipeline.corpus.shard_files import TEMPORARY_MARK, write_corpus
+from pipeline.corpus.shard_files import TEMPORARY_MARK, sort_identity, write_corpus
 from pipeline.stages import write_shards as shards
 from schemas import Candidate, Sample, SampleImage
 from tests.conftest import PROJECT_ROOT
@@ -57,6 +58,10 @@ def stage_args(root: Path, *extra: str) -> list[str]:
     return [f"--output={root}", f"--samples-per-shard={PER_SHARD}", *extra]
 
 
+def spill_folder(root: Path) -> Path:
+    return root / "shards" / shards.SPILL_FOLDER
+
+
 def tar_bytes(root: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted((root / "shards").glob("*.tar"))}
 
@@ -71,6 +76,16 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
     rows = make_corpus(root)
     counters = shards.run(stage_args(root))
     return root, rows, counters
+
+
+@pytest.fixture(scope="module")
+def shuffled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test corpus sharded through a GroupByKey of rows (what distributed runners run), in one process."""
+    root = tmp_path_factory.mktemp("shards-shuffled")
+    make_corpus(root)
+    counters = shards.run(stage_args(root), file_shuffle=False)
+    assert "spill_files" not in counters
+    return root
 
 
 def test_exact_shard_sizes_in_key_order(reference: tuple[Path, list[dict], dict[str, int]]) -> None:
@@ -117,16 +132,80 @@ def test_parquet_twins_json_and_manifest(reference: tuple[Path, list[dict], dict
     assert success["counters"]["samples"] == SAMPLES
 
 
+def test_the_file_shuffle_gives_the_row_shuffles_shards_and_leaves_no_spill(
+    reference: tuple[Path, list[dict], dict[str, int]], shuffled: Path
+) -> None:
+    """On the local runner samples reach their shard writer through spill files; the shards must not show it."""
+    root, _, counters = reference
+    assert len(tar_bytes(root)) == -(-SAMPLES // PER_SHARD)
+    assert tar_bytes(root) == tar_bytes(shuffled)
+    assert parquet_rows(root) == parquet_rows(shuffled)
+    assert (root / "shards" / "sizes.json").read_bytes() == (shuffled / "shards" / "sizes.json").read_bytes()
+    assert counters["spill_files"] >= len(
+        tar_bytes(root)
+    )  # the file shuffle did run: one spill file per shard at least
+    assert not spill_folder(root).exists()
+    assert sorted(p.name for p in (root / "shards").iterdir()) == sorted(
+        p.name for p in (shuffled / "shards").iterdir()
+    )
+
+
+@pytest.mark.parametrize("file_bytes, buffer_rows", [(1, 1000), (10**9, 3)])
+def test_a_worker_spills_past_its_bounds_and_every_row_reaches_its_shard(
+    tmp_path: Path, file_bytes: int, buffer_rows: int
+) -> None:
+    """One spill file per row past a tiny file bound; with a buffer of 3 rows over 7 open shards, the largest shard
+    buffer is spilled each time, so a worker never holds more than the buffer bound whatever the shard count."""
+    write_rows(tmp_path / "samples", SampleImage, make_samples())
+    rows = pq.read_table(tmp_path / "samples").to_pylist()  # as ReadTable gives them to the stage
+    openers = sorted(sort_identity(row) for row in rows)[::PER_SHARD]
+    row_cost = min(len(row[SampleImage.IMAGE]) for row in rows) + shards.ROW_OVERHEAD_BYTES  # bound in rows, at most
+    spill = shards.SpillByShard(str(tmp_path / "spill"), Sample, file_bytes, buffer_rows * row_cost)
+    spill.setup()
+    spill.start_bundle()
+    emitted: list[tuple[int, str, int]] = []
+    for seen, row in enumerate(rows, start=1):
+        emitted += list(spill.process(row, openers))
+        assert seen - sum(count for _, _, count in emitted) < buffer_rows, "rows held past the buffer bound"
+    if file_bytes == 1:
+        assert len(emitted) == SAMPLES  # every row went to its own file at once
+    emitted += [windowed.value for windowed in spill.finish_bundle()]
+    assert sum(count for _, _, count in emitted) == SAMPLES
+    expected = {row[Sample.KEY]: row for row in rows}
+    for index in {index for index, _, _ in emitted}:
+        spilled = shards._read_spills([(path, count) for shard, path, count in emitted if shard == index])
+        keys = sorted(row[Sample.KEY] for row in spilled)
+        assert keys == sorted(expected)[index * PER_SHARD : (index + 1) * PER_SHARD]
+        assert all(row == expected[row[Sample.KEY]] for row in spilled)
+    assert not list((tmp_path / "spill").glob(f"*{TEMPORARY_MARK}*"))
+
+
+def test_a_spill_file_shorter_than_its_writer_reported_fails_the_shard(tmp_path: Path) -> None:
+    """A spill file is read whole and counted: a short one fails the shard rather than writing it short."""
+    spill = shards.SpillByShard(str(tmp_path / "spill"), Sample)
+    spill.setup()
+    spill.start_bundle()
+    row = make_samples()[0]
+    assert list(spill.process(row, [sort_identity(row)])) == []
+    [(index, path, count)] = [windowed.value for windowed in spill.finish_bundle()]
+    assert (index, count) == (0, 1)
+    with pytest.raises(RuntimeError, match="holds 1 rows, its writer reported 2"):
+        shards._read_spills([(path, 2)])
+
+
 @pytest.mark.slow  # a full multi-process or end-to-end stage run: make test, not make test-fast
 def test_two_worker_processes_and_the_plain_helper_give_identical_shards(
-    reference: tuple[Path, list[dict], dict[str, int]], tmp_path: Path
+    reference: tuple[Path, list[dict], dict[str, int]], shuffled: Path, tmp_path: Path
 ) -> None:
     root, rows, _ = reference
     parallel = tmp_path / "parallel"
     make_corpus(parallel)
-    shards.run(stage_args(parallel, "--direct_running_mode=multi_processing", "--direct_num_workers=2"))
-    assert tar_bytes(parallel) == tar_bytes(root)
+    counters = shards.run(stage_args(parallel, "--direct_running_mode=multi_processing", "--direct_num_workers=2"))
+    assert counters["spill_files"] >= len(tar_bytes(root))  # through the file shuffle
+    assert tar_bytes(parallel) == tar_bytes(root) == tar_bytes(shuffled)
     assert parquet_rows(parallel) == parquet_rows(root)
+    assert (parallel / "shards" / "sizes.json").read_bytes() == (shuffled / "shards" / "sizes.json").read_bytes()
+    assert not spill_folder(parallel).exists()
     helper = tmp_path / "helper"
     sizes = write_corpus(reversed(rows), str(helper), samples_per_shard=PER_SHARD)
     assert sizes == json.loads((root / "shards" / "sizes.json").read_text())
@@ -160,6 +239,7 @@ def test_killed_mid_run_then_restarted_gives_identical_tars(
         p.name: p.stat().st_mtime_ns for p in (killed / "shards").glob("*.tar") if p.with_suffix(".parquet").exists()
     }
     assert complete, "at least one shard was complete when the process died"
+    assert list(spill_folder(killed).rglob("*.parquet")), "the killed run's spill files are left behind"
     # A half-written temporary left by the kill is cleaned up, never mistaken for a shard.
     (killed / "shards" / f"00001.tar{TEMPORARY_MARK}leftover").write_bytes(b"partial")
     counters = shards.run(stage_args(killed))
@@ -169,6 +249,7 @@ def test_killed_mid_run_then_restarted_gives_identical_tars(
     reused = {name: (killed / "shards" / name).stat().st_mtime_ns for name in complete}
     assert reused == complete, "complete shards of the killed run are reused, not rewritten"
     assert not list((killed / "shards").glob(f"*{TEMPORARY_MARK}*"))
+    assert not spill_folder(killed).exists()
 
 
 def test_a_rerun_with_fewer_shards_removes_the_stale_ones(
@@ -253,3 +334,48 @@ def test_rows_with_image_bytes_have_one_consumer_and_the_ranking_reads_no_image(
     ]
     assert len(with_image) == 1 and len(visitor.consumers[with_image[0]]) == 1, visitor.consumers.get(with_image[0])
     assert without_image == [[Sample.KEY, Sample.CANDIDATE_ID]]
+
+
+class _ImageShuffles(PipelineVisitor):
+    """The GroupByKeys whose input carries rows with image bytes: downstream of a samples/ read with the image column
+    and not through ``SpillByShard`` (which writes the rows to files and passes on only their paths)."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.with_image: set[int] = set()  # ids of PCollections whose rows carry image bytes
+        self.shuffles: list[str] = []
+
+    def enter_composite_transform(self, node: AppliedPTransform) -> None:
+        transform = node.transform
+        reads_image = isinstance(transform, ReadTable) and (
+            transform.columns is None or SampleImage.IMAGE in transform.columns
+        )
+        if reads_image and transform.pattern == self.pattern:
+            self.with_image.add(id(node.outputs[None]))
+
+    def visit_transform(self, node: AppliedPTransform) -> None:
+        if not any(id(pcollection) in self.with_image for pcollection in node.inputs):
+            return
+        if isinstance(node.transform, beam.GroupByKey):
+            self.shuffles.append(node.full_label)
+        spills = isinstance(node.transform, beam.ParDo) and isinstance(node.transform.fn, shards.SpillByShard)
+        if not spills:
+            self.with_image.update(id(output) for output in node.outputs.values())
+
+
+def test_on_the_local_runner_no_group_by_key_carries_image_bytes(tmp_path: Path) -> None:
+    """The local runner holds a GroupByKey's whole input in the driver's memory (5.5-6.2 GB for 473 MB of samples
+    grouped by shard with their bytes): there, image bytes go through spill files and no GroupByKey sees them."""
+    make_corpus(tmp_path)
+    options = pipeline_options(stage_args(tmp_path))
+    assert shards.runs_locally(options)
+    layout = CorpusLayout(str(tmp_path))
+    shuffles = {}
+    for file_shuffle in (None, False):  # None: the runner decides (the file shuffle, locally)
+        pipeline = beam.Pipeline(options=options)
+        shards.build(pipeline, layout, resolve_config(options), options, file_shuffle=file_shuffle)
+        visitor = _ImageShuffles(layout.glob(SampleImage))
+        pipeline.visit(visitor)
+        shuffles[file_shuffle] = visitor.shuffles
+    assert shuffles == {None: [], False: ["GroupByShard"]}
+    assert not shards.runs_locally(pipeline_options([*stage_args(tmp_path), "--runner=DataflowRunner"]))
