@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from warcio.statusandheaders import StatusAndHeaders
@@ -182,6 +183,46 @@ def test_rejections_encodings_statuses_and_sniffing(tmp_path: Path) -> None:
     assert by_alt["Café crème"][Candidate.IMAGE_URL] == "https://site.example/é.jpg"
     assert counts["img_without_url"] == 1 and counts["skipped_status_not_200"] == 1
     assert [row[ArchivedImage.IMAGE_URL] for row in rows[ARCHIVED_IMAGES]] == ["https://site.example/pic"]
+
+
+def test_candidate_columns_give_the_rows_in_page_order_and_the_batches_from_pylist_gave(tmp_path: Path) -> None:
+    """Candidates gather column by column (a page's shared columns once per page) while rejections are rows: the
+    rows still come in document order, with each page's own values, and the record batches equal
+    ``RecordBatch.from_pylist`` of those rows, however the batches cut the pages."""
+    tags = (
+        "".join(f'<img src="ok{n}.jpg" alt="fine {n}"><img src="javascript:x()" alt="script {n}">' for n in range(3))
+        + f'<img src="long.jpg" alt="{"x" * 30}"><img src="last.jpg" alt="last">'
+    )
+    warc = tmp_path / "mixed.warc.gz"
+    warc.write_bytes(
+        warc_record(
+            "https://a.example/one", "HTTP/1.1 200 OK\nContent-Type: text/html", f"<html lang=fr>{tags}".encode()
+        )
+        + warc_record("https://b.example/two", "HTTP/1.1 200 OK\nContent-Type: text/html", tags.encode())
+    )
+    config = CorpusConfig(extract=ExtractConfig(max_alt_chars=20))
+    with open(warc, "rb") as stream:
+        rows = list(iter_extracted(stream, str(warc), config))
+    page = [CANDIDATES, REJECTED] * 3 + [REJECTED, CANDIDATES]
+    assert [tag for tag, _ in rows] == page + page
+    candidates = [row for tag, row in rows if tag == CANDIDATES]
+    assert [(row[Candidate.PAGE_HOST], row[Candidate.HTML_LANG], row[Candidate.ALT_TEXT]) for row in candidates] == [
+        (host, lang, alt)
+        for host, lang in (("a.example", "fr"), ("b.example", None))
+        for alt in ("fine 0", "fine 1", "fine 2", "last")
+    ]
+    schema = Candidate.schema()
+    expected = pa.RecordBatch.from_pylist(candidates, schema=schema)
+    for batch_rows in (1, 3, 4096):
+        out, batches = extract_stage.CandidateColumns(), []
+        with open(warc, "rb") as stream:
+            for _, row in extract_stage.extract_columns(stream, str(warc), config, out, Counter()):
+                while row is None and len(out) >= batch_rows:
+                    batches.append(out.take_batch(batch_rows, schema))
+        while len(out):
+            batches.append(out.take_batch(batch_rows, schema))
+        assert all(batch.num_rows <= batch_rows for batch in batches)
+        assert pa.Table.from_batches(batches, schema=schema).equals(pa.Table.from_batches([expected]))
 
 
 # -- full Beam runs ---------------------------------------------------------------------------------------------
