@@ -2,9 +2,10 @@
 
 Graph: the ``--input`` patterns (comma-separated; files or globs on any Beam filesystem) are matched, the file
 paths reshuffled so files spread over workers, and each file is read from start to end by one DoFn
-(``iter_extracted``: fastwarc -> charset -> selectolax -> rows). Rows leave that DoFn as Arrow record batches of up
-to ``BATCH_ROWS`` per table, gathered into row groups and written by ``WriteTableBatches``: a Beam element per row
-cost a pickle per column name, a windowed value and a per-row write, ten times the extraction (bench/extract.py).
+(``extract_columns``: fastwarc -> charset -> selectolax -> rows, candidates gathered column by column). Rows leave
+that DoFn as Arrow record batches of up to ``BATCH_ROWS`` per table, gathered into row groups and written by
+``WriteTableBatches``: a Beam element per row cost a pickle per column name, a windowed value and a per-row write,
+ten times the extraction (bench/extract.py).
 On a distributed runner the candidate batches are reshuffled before writing, so one huge input file does not make
 one huge output shard; on the local runner they are not, since it holds a shuffle's whole input in memory (the
 stage's memory grew with its input). Raw records are not shuffled between reading and parsing: that would move
@@ -350,7 +351,7 @@ def _count_crawl_requests(stream: Any, counts: Counter) -> None:
 
 
 class ExtractFromWarcFile(beam.DoFn):
-    """One WARC/WAT file path -> Arrow record batches per table (see ``iter_extracted``), with the stage's counters.
+    """One WARC/WAT file path -> Arrow record batches per table (see ``extract_columns``), with the stage's counters.
 
     Rows cross Beam in batches of up to ``BATCH_ROWS``: a dict per element cost Beam a pickle per column name, a
     windowed value and a per-row write call, ten times the extraction itself. The main output is candidates; the
