@@ -132,6 +132,7 @@ def test_an_s3_crawl_gives_the_candidates_of_the_same_crawl_over_http(
     assert [item["path"] for item in success["fingerprint"]["input_files"]] == success["inputs"]
 
 
+@pytest.mark.slow  # one extract run, 7 to 10 s here; the fast tests below cover open_input on s3:// without one
 def test_a_missing_key_and_an_unreadable_one_are_recorded_and_the_job_goes_on(
     mirror: Path, endpoint: str, tmp_path: Path
 ) -> None:
