@@ -255,13 +255,39 @@ def _read_spills(spills: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
     return rows
 
 
-class WriteSpilledShard(WriteShardDoFn):
-    """``WriteShardDoFn`` for the file shuffle: one shard from the spill files ``SpillByShard`` wrote for it."""
+def _captions_by_shard(
+    joined: tuple[str, dict[str, list[Any]]], openers: list[tuple[str, str]]
+) -> Iterable[tuple[int, tuple[str, str, str]]]:
+    """A sample's caption, for the file shuffle: ``(shard, (candidate id, caption, caption model))`` per identity."""
+    candidate_id, groups = joined
+    captions = [row for row in groups["captions"] if row.get(Caption.ENHANCED_CAPTION) is not None]
+    if not captions:
+        return
+    caption = (candidate_id, captions[0][Caption.ENHANCED_CAPTION], captions[0][Caption.CAPTION_MODEL])
+    for identity in groups["identities"]:
+        yield bisect.bisect_right(openers, identity) - 1, caption
 
-    def process(self, element: tuple[int, Iterable[tuple[str, int]]]) -> Iterable[tuple[str, int]]:
-        index, spills = element
+
+class WriteSpilledShard(WriteShardDoFn):
+    """``WriteShardDoFn`` for the file shuffle: one shard from the spill files ``SpillByShard`` wrote for it.
+
+    Its element is ``(shard, [(path, rows), ...])``, or with captions ``(shard, {"spills": [...], "captions":
+    [(candidate id, caption, model), ...]})``: captions travel by shard beside the spills, so no rows with image
+    bytes go through the captions join either.
+    """
+
+    def process(self, element: tuple[int, Any]) -> Iterable[tuple[str, int]]:
+        index, grouped = element
+        spills, captions = (grouped["spills"], grouped["captions"]) if isinstance(grouped, dict) else (grouped, [])
         # Nothing is deleted here: a retried bundle reads the same files; FinishCorpus removes them all at the end.
-        yield from super().process((index, _read_spills(spills)))
+        rows = _read_spills(spills)
+        by_id = {candidate_id: (text, model) for candidate_id, text, model in captions}
+        if by_id:  # as _with_caption does in the row shuffle: a caption and its model replace the sample's columns
+            for row in rows:
+                found = by_id.get(sort_identity(row)[1])
+                if found is not None:
+                    row[CaptionedSample.ENHANCED_CAPTION], row[CaptionedSample.CAPTION_MODEL] = found
+        yield from super().process((index, rows))
 
 
 def _stage_counts(layout: CorpusLayout) -> dict[str, Any]:
@@ -417,8 +443,8 @@ def build(
     prepare_resume(layout)
     shard_dir = layout.folder(Sample)
     samples = pipeline | "ReadSamples" >> ReadTable(layout.glob(SampleImage))
-    if captions is not None:  # joined by candidate_id: one captions/ row per sample
-        caption_rows = pipeline | "ReadCaptions" >> ReadTable(layout.glob(Caption))
+    caption_rows = pipeline | "ReadCaptions" >> ReadTable(layout.glob(Caption)) if captions is not None else None
+    if caption_rows is not None and not file_shuffle:  # joined by candidate_id: one captions/ row per sample
         samples = (
             {
                 "samples": samples | "SampleById" >> beam.Map(lambda row: (row[SampleImage.CANDIDATE_ID], row)),
@@ -456,7 +482,7 @@ def build(
     progress = table_progress(STAGE, "samples", layout.glob(SampleImage), pipeline)
     spill_dir = FileSystems.join(spill_root(layout), uuid.uuid4().hex) if file_shuffle else None
     if spill_dir is not None:
-        written = (
+        spills = (
             samples
             | "AssignShard"
             >> beam.ParDo(
@@ -464,9 +490,22 @@ def build(
                 openers=beam.pvalue.AsSingleton(openers),
             )
             | "KeyByShard" >> beam.Map(lambda spill: (spill[0], (spill[1], spill[2])))
-            | "GroupByShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.ParDo(with_progress(WriteSpilledShard(shard_dir, twin), progress))
         )
+        if caption_rows is None:
+            grouped = spills | "GroupByShard" >> beam.GroupByKey()
+        else:
+            # Captions meet the samples' identities (no image bytes) by candidate id, then their shard's spills.
+            shard_captions = (
+                {
+                    "identities": identities | "IdentityById" >> beam.Map(lambda identity: (identity[1], identity)),
+                    "captions": caption_rows
+                    | "CaptionById" >> beam.Map(lambda row: (str(row[Caption.CANDIDATE_ID] or ""), row)),
+                }
+                | "JoinCaptions" >> beam.CoGroupByKey()
+                | "CaptionsByShard" >> beam.FlatMap(_captions_by_shard, openers=beam.pvalue.AsSingleton(openers))
+            )
+            grouped = {"spills": spills, "captions": shard_captions} | "GroupByShard" >> beam.CoGroupByKey()
+        written = grouped | "WriteShard" >> beam.ParDo(with_progress(WriteSpilledShard(shard_dir, twin), progress))
     else:
         written = (
             samples

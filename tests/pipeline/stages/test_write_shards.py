@@ -6,6 +6,7 @@ Inputs are samples/ Parquet files (SampleImage rows of real skimage photos as JP
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from pipeline.core.stage import pipeline_options
 from pipeline.corpus.shard_files import TEMPORARY_MARK, sort_identity, write_corpus
 from pipeline.stages import write_shards as shards
 from schemas import Candidate, Sample, SampleImage
+from schemas.tables import Caption, CaptionedSample
 from tests.conftest import PROJECT_ROOT
 from tests.fixtures.image_corpus import jpeg, photo, sample_image_row, write_rows
 from tests.fixtures.open_clip_loader import open_clip_train_loader
@@ -33,6 +35,8 @@ from tests.fixtures.open_clip_loader import open_clip_train_loader
 SAMPLES = 20
 PER_SHARD = 3
 PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "camera")
+#: A hub-style model id: write-shards only joins the captions/ rows, it never loads the model.
+CAPTION_MODEL = "example/tiny-captioner"
 
 
 def make_samples() -> list[dict]:
@@ -52,6 +56,29 @@ def make_corpus(root: Path) -> list[dict]:
     write_rows(root / "candidates", Candidate, [Candidate.project(row) for row in rows], parts=1)
     CorpusLayout(str(root)).mark_done("filter-image", {"counters": {"samples": len(rows)}})
     return rows
+
+
+def make_captioned_corpus(root: Path) -> list[str]:
+    """``make_corpus`` plus captions/ (a caption for two samples in three, a failure for the rest) and caption's
+    ``_SUCCESS`` with this run's caption settings; returns the write-shards flags that join them."""
+    rows = make_corpus(root)
+    args = stage_args(root, f"--caption-model={CAPTION_MODEL}")
+    captions = []
+    for index, row in enumerate(rows):
+        captioned = index % 3 != 0
+        values = {
+            Caption.CANDIDATE_ID: row[SampleImage.CANDIDATE_ID],
+            Caption.KEY: row[SampleImage.KEY],
+            Caption.ENHANCED_CAPTION: f"a generated caption of sample {index}" if captioned else None,
+            Caption.CAPTION_MODEL: CAPTION_MODEL if captioned else None,
+            Caption.CAPTION_STATUS: "ok" if captioned else "decode_error",
+        }
+        captions.append(Caption.row(**values))
+    write_rows(root / Caption.FOLDER, Caption, captions, parts=1)
+    settings = resolve_config(pipeline_options(args)).to_dict()["caption"]
+    fingerprint = {"config": {"caption": settings}, "upstream": {"filter-image": None}}
+    CorpusLayout(str(root)).mark_done("caption", {"fingerprint": fingerprint, "captions": {"model": CAPTION_MODEL}})
+    return args
 
 
 def stage_args(root: Path, *extra: str) -> list[str]:
@@ -212,6 +239,29 @@ def test_two_worker_processes_and_the_plain_helper_give_identical_shards(
     assert tar_bytes(helper) == tar_bytes(root)
 
 
+@pytest.mark.slow  # two stage runs: make test, not make test-fast
+def test_captioned_shards_are_the_same_through_the_file_shuffle(tmp_path: Path) -> None:
+    """With captions the file shuffle joins them to the samples' identities, not to the rows with image bytes."""
+    results = {}
+    for file_shuffle in (True, False):
+        root = tmp_path / f"file-shuffle-{file_shuffle}"
+        counters = shards.run(make_captioned_corpus(root), file_shuffle=file_shuffle)
+        assert ("spill_files" in counters) == file_shuffle and counters["samples"] == SAMPLES
+        assert not spill_folder(root).exists()
+        sizes = (root / "shards" / "sizes.json").read_bytes()
+        results[file_shuffle] = (tar_bytes(root), parquet_rows(root), sizes)
+    assert results[True] == results[False]
+    twins = [row for rows in results[True][1].values() for row in rows]
+    captioned = [row for row in twins if row[CaptionedSample.ENHANCED_CAPTION] is not None]
+    assert len(twins) == SAMPLES and len(captioned) == len([i for i in range(SAMPLES) if i % 3 != 0])
+    assert {row[CaptionedSample.CAPTION_MODEL] for row in captioned} == {CAPTION_MODEL}
+    enhanced_members = 0
+    for tar in results[True][0].values():
+        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+            enhanced_members += sum(name.endswith(".enhanced.txt") for name in archive.getnames())
+    assert enhanced_members == len(captioned)
+
+
 @pytest.mark.slow  # a full multi-process or end-to-end stage run: make test, not make test-fast
 def test_killed_mid_run_then_restarted_gives_identical_tars(
     reference: tuple[Path, list[dict], dict[str, int]], tmp_path: Path
@@ -363,19 +413,26 @@ class _ImageShuffles(PipelineVisitor):
             self.with_image.update(id(output) for output in node.outputs.values())
 
 
+@pytest.mark.slow  # four graphs built: about 5 s
 def test_on_the_local_runner_no_group_by_key_carries_image_bytes(tmp_path: Path) -> None:
     """The local runner holds a GroupByKey's whole input in the driver's memory (5.5-6.2 GB for 473 MB of samples
     grouped by shard with their bytes): there, image bytes go through spill files and no GroupByKey sees them."""
-    make_corpus(tmp_path)
-    options = pipeline_options(stage_args(tmp_path))
-    assert shards.runs_locally(options)
+    captioned_args = make_captioned_corpus(tmp_path)
     layout = CorpusLayout(str(tmp_path))
     shuffles = {}
-    for file_shuffle in (None, False):  # None: the runner decides (the file shuffle, locally)
-        pipeline = beam.Pipeline(options=options)
-        shards.build(pipeline, layout, resolve_config(options), options, file_shuffle=file_shuffle)
-        visitor = _ImageShuffles(layout.glob(SampleImage))
-        pipeline.visit(visitor)
-        shuffles[file_shuffle] = visitor.shuffles
-    assert shuffles == {None: [], False: ["GroupByShard"]}
+    for args in (stage_args(tmp_path), captioned_args):
+        options = pipeline_options(args)
+        assert shards.runs_locally(options)
+        for file_shuffle in (None, False):  # None: the runner decides (the file shuffle, locally)
+            pipeline = beam.Pipeline(options=options)
+            shards.build(pipeline, layout, resolve_config(options), options, file_shuffle=file_shuffle)
+            visitor = _ImageShuffles(layout.glob(SampleImage))
+            pipeline.visit(visitor)
+            shuffles[args is captioned_args, file_shuffle] = visitor.shuffles
+    assert shuffles == {
+        (False, None): [],
+        (False, False): ["GroupByShard"],
+        (True, None): [],
+        (True, False): ["JoinCaptions/CoGroupByKeyImpl/GroupByKey", "GroupByShard"],
+    }
     assert not shards.runs_locally(pipeline_options([*stage_args(tmp_path), "--runner=DataflowRunner"]))
