@@ -78,7 +78,9 @@ record batches as the loop (before, ``iter_extracted``'s dicts with no Arrow con
 On the issue's 1 GB accounting ("95 CPU s outside the loop"): it set a loop/zcat read as the fastest of 5 rounds per
 piece against a stage timed once; timed once under the same load as the stage, the loop reads 0.26-0.39x zcat (25 MB
 piece: 1.96-2.95 s against 0.75-0.79 s), not 0.43x. The profile's split is the sounder figure: outside the loop,
-per row, 46% of the loop's own time before this round, 27% after.
+per row, 46% of the loop's own time before this round, 27% after. The 1,022 MB file after, one process: 113.7 CPU s
+(105.2 user + 8.5 sys; 41 CPU s per million candidates; was 147.8 in the run below), peak RSS 505 MiB; zcat of the
+same file minutes later took 31.0 CPU s on the then busier machine (22 s in the run below): stage/zcat 0.27x.
 
 1 GB (2 Dec 2026): the 511 MB file written twice into one 1,022 MB file (the same pages twice: generating 1 GB anew
 runs at 17-42 MB a minute here; for memory, what matters is the stream length), ``python -m pipeline extract`` in one
