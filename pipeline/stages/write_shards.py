@@ -18,7 +18,9 @@ on the local runner ``SpillByShard`` buffers each shard's rows per bundle and wr
 ``(shard, spill path, rows)``; ``GroupByShard`` groups those small tuples and ``WriteSpilledShard`` reads the files it
 was given. The spill folder is deleted once every shard is written and counted (``FinishCorpus``), and by
 ``prepare_resume`` at the next start (a killed run leaves it); the shard globs (``shards/*.tar``, ``*.parquet``) never
-descend into it. Distributed runners shuffle on disk, so they keep the plain ``GroupByShard`` of rows.
+descend into it. With captions, the file shuffle joins them by candidate id to the samples' identities (no image bytes)
+and groups them by shard beside the spill paths. Distributed runners shuffle on disk, so they keep the plain
+``GroupByShard`` of rows (and the captions join on the rows).
 
 Resume: the stage does not clear its outputs. It deletes only temporary files and stale markers (``_SUCCESS``,
 ``sizes.json``, ``manifest.json``), keeps a shard whose Parquet twin already lists exactly the planned rows and whose
