@@ -52,6 +52,11 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
     return options
 
 
+def runs_locally(options: PipelineOptions) -> bool:
+    """Whether the job runs on Beam's local runner, which holds everything that goes through a shuffle in memory."""
+    return (options.view_as(StandardOptions).runner or "").lower() in LOCAL_RUNNERS
+
+
 def stage_counters(result: beam.runners.runner.PipelineResult, stage: str) -> dict[str, int]:
     """This stage's counters (``altcorpus/<stage>:<name>``), summed over steps, keyed by ``<name>``."""
     totals: dict[str, int] = {}

@@ -49,7 +49,8 @@ _PATH_COLUMNS = (str(Candidate.WARC_FILE),)
 #: The tar member of a sample's enhanced caption (WebDataset key ``enhanced.txt``); absent when it has none.
 ENHANCED_MEMBER = "enhanced.txt"
 #: The twin's table -> the same rows with image bytes (what a shard is built from).
-_WITH_IMAGE: dict[type[Table], type[Table]] = {Sample: SampleImage, CaptionedSample: CaptionedSampleImage}
+#: The rows-with-image table of each Parquet twin's table (what a shard writer is given).
+WITH_IMAGE: dict[type[Table], type[Table]] = {Sample: SampleImage, CaptionedSample: CaptionedSampleImage}
 #: Non-nullable string columns a caller of ``write_shard`` may leave out (e.g. a corpus not built from the web).
 _REQUIRED_DEFAULTS = (str(Sample.IMAGE_URL), str(Sample.PAGE_URL))
 
@@ -73,7 +74,7 @@ def _normalise(
     The images stay the objects the caller passed (no copy): a shard writer holds a whole shard's images (hundreds of
     MB at 10,000 samples), and converting them into Arrow and back to Python, as this once did, held them 3 times.
     """
-    with_image = _WITH_IMAGE[twin]
+    with_image = WITH_IMAGE[twin]
     rows = []
     for sample in samples:
         row = with_image.project(sample)

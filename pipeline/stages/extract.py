@@ -41,7 +41,7 @@ import pyarrow as pa
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.config import CorpusConfig, CorpusOptions
 from pipeline.core.errors import InputError
@@ -50,7 +50,7 @@ from pipeline.core.layout import CorpusLayout, WriteTableBatches, list_matching
 from pipeline.core.progress import StageProgress, file_progress, with_progress
 from pipeline.core.reasons import ExtractReason
 from pipeline.core.rules import counter, rejection
-from pipeline.core.stage import LOCAL_RUNNERS, run_stage
+from pipeline.core.stage import run_stage, runs_locally
 from pipeline.crawl.listing import crawl_files, retry_policy
 from pipeline.crawl.stream import CrawlStream, open_beam_file, open_crawl_url
 from pipeline.html.alt_text import normalise_alt
@@ -510,11 +510,6 @@ def require_a_readable_file(tally: tuple[int, list[str]]) -> None:
         raise InputError(
             f"no input file is a readable WARC/WAT: {', '.join(examples)}{', ...' if len(examples) >= 3 else ''}"
         )
-
-
-def runs_locally(options: PipelineOptions) -> bool:
-    """Whether the job runs on Beam's local runner, which holds everything that goes through a shuffle in memory."""
-    return (options.view_as(StandardOptions).runner or "").lower() in LOCAL_RUNNERS
 
 
 def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions) -> None:

@@ -56,7 +56,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindows
 
 from pipeline.core.config import CorpusConfig
@@ -73,10 +73,11 @@ from pipeline.core.layout import (
 )
 from pipeline.core.progress import StageProgress, table_progress, with_progress
 from pipeline.core.rules import counter
-from pipeline.core.stage import LOCAL_RUNNERS, run_stage
+from pipeline.core.stage import run_stage, runs_locally
 from pipeline.corpus.shard_files import (
     SIZES_JSON,
     TEMPORARY_MARK,
+    WITH_IMAGE,
     delete_stale_shards,
     shard_name,
     sort_identity,
@@ -84,7 +85,7 @@ from pipeline.corpus.shard_files import (
     write_sizes,
 )
 from schemas import SCHEMA_VERSION, Candidate, Sample, SampleImage, Table
-from schemas.tables import Caption, CaptionedSample, CaptionedSampleImage
+from schemas.tables import Caption, CaptionedSample
 
 STAGE = "write-shards"
 #: Key-prefix length of the counting buckets: 16**4 = 65,536 buckets, a small side input at any corpus size.
@@ -98,8 +99,6 @@ SPILL_FILE_BYTES = 64 << 20
 SPILL_BUFFER_BYTES = 256 << 20
 #: What a row costs beyond its image bytes in the buffer bound (its other columns, the dict): a rough constant.
 ROW_OVERHEAD_BYTES = 2048
-#: The rows with image bytes a shard is built from, per twin: what a spill file holds.
-_WITH_IMAGE: dict[type[Table], type[Table]] = {Sample: SampleImage, CaptionedSample: CaptionedSampleImage}
 
 
 def _bucket(key: str) -> str:
@@ -159,11 +158,6 @@ class WriteShardDoFn(beam.DoFn):
         yield f"{name}.tar", count
 
 
-def runs_locally(options: PipelineOptions) -> bool:
-    """Whether the job runs on Beam's local runner, which holds everything that goes through a shuffle in memory."""
-    return (options.view_as(StandardOptions).runner or "").lower() in LOCAL_RUNNERS
-
-
 def spill_root(layout: CorpusLayout) -> str:
     """The folder under shards/ where the local runner's file shuffle spills samples (every run's folder in it)."""
     return FileSystems.join(layout.folder(Sample), SPILL_FOLDER)
@@ -190,7 +184,7 @@ class SpillByShard(beam.DoFn):
         buffer_bytes: int = SPILL_BUFFER_BYTES,
     ) -> None:
         self.spill_dir = spill_dir
-        self.with_image = _WITH_IMAGE[twin]
+        self.with_image = WITH_IMAGE[twin]
         self.file_bytes = file_bytes
         self.buffer_bytes = buffer_bytes
         self._start()
