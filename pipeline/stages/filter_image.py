@@ -3,6 +3,12 @@
 Candidates are joined with their image by ``image_url``. A candidate whose image is not ``ok`` was already rejected
 by ``fetch`` and is only counted here (``image_not_ok``), so every candidate still ends in exactly one place.
 
+The surviving samples get their image bytes without the bytes passing through a shuffle (``WithImageBytes``: the
+local runner held the old by-URL join's input of every ok image's bytes, 7.5 GB per worker for a 100 MB crawl):
+where each ok URL's bytes are (images/ read without the bytes) meets the samples by URL, the rows meet their file by
+path, and each images/ file is read once, a row group at a time, for the bytes its samples need. Only the optional
+byte consumers (the unsafe scorer, CLIP embeddings) read images/ with the bytes as rows.
+
 Rules, in the order a rejection's reason is chosen (ALIGN defaults in ``ImageFilterConfig``; ``None`` = off):
 - ``image_too_small``: the original image's shorter side is below ``min_shorter_side_px`` (201: ALIGN's "> 200").
 - ``aspect_ratio_too_extreme``: long/short side >= ``max_aspect_ratio`` (3), or > it with ``aspect_ratio_inclusive``.
@@ -52,10 +58,13 @@ from fractions import Fraction
 from typing import Any
 
 import apache_beam as beam
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.config import CorpusConfig, ImageFilterConfig
-from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable
+from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable, list_matching
 from pipeline.core.progress import StageProgress, table_progress, with_progress
 from pipeline.core.reasons import FilterImageReason
 from pipeline.core.rules import REJECTED, Decisions, Rule, RuleResult, apply_rules, counter, rejection
@@ -77,6 +86,8 @@ _ROW, _ALT_COUNT, _WINNER = 0, 1, 2
 _VECTOR, _WANTED, _BYTES, _DUPLICATE = 3, 4, 5, 6
 #: Tags of the joins by image URL: a candidate (or a surviving sample), the URL's fetched image, its unsafe score.
 _CANDIDATE, _IMAGE, _SCORE = 7, 8, 9
+#: Tag of the bytes join by image URL: the images/ file holding the URL's bytes.
+_FILE = 10
 
 
 # -- per-image rules ------------------------------------------------------------------------------------------------
@@ -670,19 +681,107 @@ class SemanticDedupRule(beam.PTransform):
         return {"kept": judged.kept, REJECTED: judged[REJECTED]}
 
 
+def ok_image_files(path: str) -> Iterator[tuple[str, tuple[int, str]]]:
+    """``(image_url, (_FILE, path))`` for each ok image of one images/ file: where its bytes are, read without them."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        table = pq.ParquetFile(handle).read(columns=[FetchedImage.IMAGE_URL, FetchedImage.STATUS])
+    for url, status in zip(
+        table.column(FetchedImage.IMAGE_URL).to_pylist(), table.column(FetchedImage.STATUS).to_pylist(), strict=True
+    ):
+        if status == OK:
+            yield url, (_FILE, path)
+
+
+def sample_file(element: tuple[str, Iterable[tuple[int, Any]]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Join by URL, streamed: ``(images/ file holding the URL's bytes, sample row)`` for each surviving sample.
+
+    Two passes over the re-iterable group (the file first, then the rows one at a time), so a URL on a million pages
+    is never held as a list. Of several files holding the URL, the first by path, so every run picks the same one.
+    """
+    _, values = element
+    path = min((value for tag, value in values if tag == _FILE), default=None)
+    if path is None:  # never for a surviving sample: it was joined with an ok row of the same images/ files
+        return
+    for tag, row in values:
+        if tag == _CANDIDATE:
+            yield path, row
+
+
 class AttachImageBytes(beam.DoFn):
-    """Give each surviving sample its image bytes (joined by URL, streamed): the SampleImage rows of samples/."""
+    """For one images/ file and the samples whose image it holds: the SampleImage rows of samples/, with the bytes.
+
+    The file is read one row group at a time, the ``image`` column only of the row groups holding a needed URL, and
+    only the needed URLs' bytes are kept: a fetch part's file can be hundreds of MB. The group (rows without bytes) is
+    iterated once for the URLs it needs and once per row group that holds some of them, never listed.
+    """
 
     def setup(self) -> None:
         self.samples = counter(STAGE, "samples")
 
-    def process(self, element: tuple[str, Iterable[tuple[int, Any]]]) -> Iterable[dict[str, Any]]:
-        _, values = element
-        image_bytes = next((value for tag, value in values if tag == _BYTES), None)
-        for tag, row in values:
-            if tag == _CANDIDATE:
-                self.samples.inc()
-                yield SampleImage.project(dict(row, **{SampleImage.IMAGE: image_bytes}))
+    def process(self, element: tuple[str, Iterable[dict[str, Any]]]) -> Iterable[dict[str, Any]]:
+        path, rows = element
+        needed = {row[Sample.IMAGE_URL] for row in rows}
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            parquet = pq.ParquetFile(handle)
+            for group in range(parquet.num_row_groups):
+                found = self._needed_bytes(parquet, group, needed)
+                if not found:
+                    continue
+                needed.difference_update(found)  # a URL's first ok row wins, as its first file does
+                for row in rows:
+                    image_bytes = found.get(row[Sample.IMAGE_URL])
+                    if image_bytes is not None:
+                        self.samples.inc()
+                        yield SampleImage.project(dict(row, **{SampleImage.IMAGE: image_bytes}))
+                if not needed:
+                    return
+
+    @staticmethod
+    def _needed_bytes(parquet: pq.ParquetFile, group: int, needed: set[str]) -> dict[str, bytes]:
+        # URLs and statuses first (small): the image column of a row group holding no needed URL is never read.
+        keys = parquet.read_row_group(group, columns=[FetchedImage.IMAGE_URL, FetchedImage.STATUS])
+        urls = keys.column(FetchedImage.IMAGE_URL).to_pylist()
+        statuses = keys.column(FetchedImage.STATUS).to_pylist()
+        wanted = [
+            i for i, (url, status) in enumerate(zip(urls, statuses, strict=True)) if status == OK and url in needed
+        ]
+        if not wanted:
+            return {}
+        images = parquet.read_row_group(group, columns=[FetchedImage.IMAGE]).column(FetchedImage.IMAGE)
+        found: dict[str, bytes] = {}
+        for index in wanted:
+            found.setdefault(urls[index], images[index].as_py())
+        return found
+
+
+class WithImageBytes(beam.PTransform):
+    """Sample rows -> SampleImage rows with their image bytes from the images/ files matching ``pattern``.
+
+    No image bytes pass through a shuffle (the local runner holds a GroupByKey's whole input in its driver and hands
+    each worker its part as one message; elsewhere it would be a needless shuffle of every image): the files are
+    listed when the graph is built and read without the bytes for where each ok URL is, which meets the samples by
+    URL (``sample_file``); the rows, without bytes, are grouped by file, and each file is read once for the bytes its
+    samples need (``AttachImageBytes``).
+    """
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self.pattern = pattern
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        files_by_url = (
+            rows.pipeline
+            | "ImageFiles" >> beam.Create(list_matching(self.pattern))
+            | "OkImageFiles" >> beam.FlatMap(ok_image_files)
+        )
+        return (
+            (rows | "SampleByUrl" >> beam.Map(lambda row: (row[Sample.IMAGE_URL], (_CANDIDATE, row))), files_by_url)
+            | "UrlJoinSamples" >> beam.Flatten()
+            | "JoinImageFiles" >> beam.GroupByKey()
+            | "SampleByFile" >> beam.FlatMap(sample_file)
+            | "GroupSamplesByFile" >> beam.GroupByKey()
+            | "AttachImageBytes" >> beam.ParDo(AttachImageBytes())
+        )
 
 
 # -- the stage ------------------------------------------------------------------------------------------------------
@@ -698,17 +797,21 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
     metadata = [name for name in FetchedImage.names() if name != FetchedImage.IMAGE]
     images = pipeline | "ReadImageMetadata" >> ReadTable(layout.glob(FetchedImage), columns=metadata)
     ok_metadata = images | "OkImageMetadata" >> beam.Filter(lambda image: image[FetchedImage.STATUS] == OK)
-    ok_images = (
-        pipeline
-        | "ReadImages" >> ReadTable(layout.glob(FetchedImage))
-        | "OkImages" >> beam.Filter(lambda image: image[FetchedImage.STATUS] == OK)
-    )
+    ok_images = None
+    if image_config.unsafe_scorer or image_config.clip_score_checkpoint:
+        # Only the optional byte consumers read the bytes this way (an unconsumed read would still run, bytes and all).
+        ok_images = (
+            pipeline
+            | "ReadImages" >> ReadTable(layout.glob(FetchedImage))
+            | "OkImages" >> beam.Filter(lambda image: image[FetchedImage.STATUS] == OK)
+        )
     join_inputs = [
         candidates | "CandidateByUrl" >> beam.Map(lambda row: (row[TextKept.IMAGE_URL], (_CANDIDATE, row))),
         images
         | "ImageMetaByUrl" >> beam.Map(lambda image: (image[FetchedImage.IMAGE_URL], (_IMAGE, _without_image(image)))),
     ]
     if image_config.unsafe_scorer:
+        assert ok_images is not None
         join_inputs.append(
             ok_images
             | "ScoreUnsafe" >> beam.ParDo(ScoreUnsafe(image_config.unsafe_scorer))
@@ -739,6 +842,7 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
     model_rejections = []
     vectors = None
     if image_config.clip_score_checkpoint:
+        assert ok_images is not None
         embed_texts = image_config.min_clip_score is not None
         vectors = content_rows | "ClipEmbeddings" >> ImageVectors(ok_images, image_config, embed_texts)
     if vectors is not None and image_config.min_clip_score is not None:
@@ -759,17 +863,7 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
         deduplicated = kept | "SemanticDedup" >> SemanticDedupRule(vectors, image_config)
         kept = deduplicated["kept"]
         model_rejections.append(deduplicated[REJECTED])
-    samples = (
-        (
-            kept | "SampleByUrl" >> beam.Map(lambda row: (row[Sample.IMAGE_URL], (_CANDIDATE, row))),
-            ok_images
-            | "BytesByUrl"
-            >> beam.Map(lambda image: (image[FetchedImage.IMAGE_URL], (_BYTES, image[FetchedImage.IMAGE]))),
-        )
-        | "UrlJoinSamples" >> beam.Flatten()
-        | "JoinImageBytes" >> beam.GroupByKey()
-        | "AttachImageBytes" >> beam.ParDo(AttachImageBytes())
-    )
+    samples = kept | "WithImageBytes" >> WithImageBytes(layout.glob(FetchedImage))
     _ = samples | "WriteSamples" >> WriteTable(layout.prefix(SampleImage), SampleImage)
     _ = (
         (joined[REJECTED], rejected_per_image, by_content[REJECTED], *model_rejections)

@@ -11,8 +11,9 @@ tests allow ``GROWTH_MB``.
   group of 10^6 rows made on the fly, as a runner hands a DoFn a lazily read ``GroupByKey`` group
   (``TooManyAltsPerContent`` iterates its group the same way: the count first, then the rows).
   The same for one image URL on a million pages: filter-image's join of its candidates with its fetched image
-  (``JoinCandidatesWithImage``) and of the surviving samples with its bytes (``AttachImageBytes``), the image last
-  in each group.
+  (``JoinCandidatesWithImage``), of the surviving samples with the images/ file holding its bytes (``sample_file``),
+  the image (or file) last in each group; then that file's group of a million rows given their bytes, read from a real
+  Parquet file (``AttachImageBytes``).
 - ``host_queue``: fetch's ``HostQueue`` given 10^6 URLs of one host, then drained in order.
 """
 
@@ -22,6 +23,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,6 +96,21 @@ class GeneratedGroup:
         yield self.last
 
 
+def _image_file(folder: str, url: str, image_bytes: bytes) -> str:
+    """An images/ file of three row groups, the URL's ok image in the last (after a failed fetch of it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        FetchedImage.project({FetchedImage.IMAGE_URL: "https://cdn.example.com/other.png", FetchedImage.STATUS: "ok"}),
+        FetchedImage.project({FetchedImage.IMAGE_URL: url, FetchedImage.STATUS: "http_404"}),
+        FetchedImage.project({FetchedImage.IMAGE_URL: url, FetchedImage.STATUS: "ok", FetchedImage.IMAGE: image_bytes}),
+    ]
+    path = str(Path(folder) / "part-00000-of-00001.parquet")
+    pq.write_table(pa.Table.from_pylist(rows, schema=FetchedImage.schema()), path, row_group_size=1)
+    return path
+
+
 def joins(count: int) -> dict[str, Any]:
     import apache_beam as beam
 
@@ -135,12 +152,21 @@ def joins(count: int) -> dict[str, Any]:
     with_image = filter_image.JoinCandidatesWithImage()
     with_image.setup()
     joined = tally(with_image.process((url, GeneratedGroup(count, tagged_candidate, (filter_image._IMAGE, image)))))
-    with_bytes = filter_image.AttachImageBytes()
-    with_bytes.setup()
+    # The bytes join: the samples meet their images/ file by URL, then the file's bytes by path (no bytes shuffled).
     image_bytes = b"\xff\xd8" + bytes(1000)
-    attached = with_bytes.process((url, GeneratedGroup(count, tagged_candidate, (filter_image._BYTES, image_bytes))))
-    with_the_bytes = sum(row[SampleImage.IMAGE] is image_bytes for row in attached)
-    return {"judged": judged, "joined": joined, "with_bytes": with_the_bytes}
+    with tempfile.TemporaryDirectory() as folder:
+        path = _image_file(folder, url, image_bytes)
+        by_file = filter_image.sample_file((url, GeneratedGroup(count, tagged_candidate, (filter_image._FILE, path))))
+        in_file = sum(file == path for file, _ in by_file)
+
+        def sample(index: int) -> dict[str, Any]:
+            return dict(_row(index), **{Sample.IMAGE_URL: url})
+
+        with_bytes = filter_image.AttachImageBytes()
+        with_bytes.setup()
+        attached = with_bytes.process((path, GeneratedGroup(count - 1, sample, sample(count - 1))))
+        with_the_bytes = sum(row[SampleImage.IMAGE] == image_bytes for row in attached)
+    return {"judged": judged, "joined": joined, "in_file": in_file, "with_bytes": with_the_bytes}
 
 
 def host_queue(count: int) -> dict[str, Any]:
@@ -199,6 +225,7 @@ def test_a_key_with_a_million_rows_is_never_held_in_memory() -> None:
     assert large["joins"]["result"] == {
         "judged": {"kept": 1, "rejected": 10**6 - 1},
         "joined": {"kept": 10**6, "rejected": 0},
+        "in_file": 10**6,
         "with_bytes": 10**6,
     }
     assert large["host_queue"]["result"] == {"spilled": 10**6 - 16, "in_order": True, "left": 0}

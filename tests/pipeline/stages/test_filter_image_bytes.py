@@ -1,0 +1,128 @@
+"""filter-image's bytes join (issue 15): samples get their image bytes from the images/ files, no shuffle carries them.
+
+The old join grouped every ok image's bytes by URL: Beam's local runner holds a GroupByKey's whole input in the driver
+and hands each worker its part as one message (7.5 GB per worker on a 100 MB crawl, OOM-killed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.core.config import resolve_config
+from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable
+from pipeline.core.stage import pipeline_options
+from pipeline.stages import filter_image
+from schemas import FetchedImage, Sample, SampleImage, TextKept
+from tests.fixtures.image_corpus import image_row, jpeg, photo, text_kept_row, write_rows
+
+
+class _ImageShuffles(PipelineVisitor):
+    """The GroupByKeys whose input carries image bytes: downstream of a read of images/ with the image column or of
+    ``AttachImageBytes``, except through ``ScoreUnsafe`` (it passes on scores) and into a ``WriteTable`` (a sink: what
+    it groups is the names of the files it wrote)."""
+
+    def __init__(self, images: str) -> None:
+        self.images = images
+        self.with_image: set[int] = set()  # ids of PCollections whose elements carry image bytes
+        self.sinks: list[str] = []
+        self.shuffles: list[str] = []
+        self.attaches = 0
+
+    def enter_composite_transform(self, node: AppliedPTransform) -> None:
+        transform = node.transform
+        reads_image = isinstance(transform, ReadTable) and (
+            transform.columns is None or FetchedImage.IMAGE in transform.columns
+        )
+        if reads_image and transform.pattern == self.images:
+            self.with_image.add(id(node.outputs[None]))
+        if isinstance(transform, WriteTable):
+            self.sinks.append(node.full_label + "/")
+
+    def visit_transform(self, node: AppliedPTransform) -> None:
+        fn = getattr(node.transform, "fn", None)
+        if isinstance(fn, filter_image.AttachImageBytes):
+            self.attaches += 1
+            self.with_image.update(id(output) for output in node.outputs.values())
+            return
+        if not any(id(pcollection) in self.with_image for pcollection in node.inputs):
+            return
+        if any(node.full_label.startswith(sink) for sink in self.sinks) or isinstance(fn, filter_image.ScoreUnsafe):
+            return
+        if isinstance(node.transform, beam.GroupByKey):
+            self.shuffles.append(node.full_label)
+        self.with_image.update(id(output) for output in node.outputs.values())
+
+
+def mean_brightness(image: Any) -> float:
+    """A real (if simple) unsafe scorer, for the graph with a scorer configured."""
+    return 0.0
+
+
+def test_no_group_by_key_carries_image_bytes(tmp_path: Path) -> None:
+    url = "https://img.example/a.jpg"
+    write_rows(tmp_path / TextKept.FOLDER, TextKept, [text_kept_row(url, "an astronaut", 0)])
+    write_rows(tmp_path / FetchedImage.FOLDER, FetchedImage, [image_row(url, jpeg(photo("astronaut"), (300, 300)))])
+    layout = CorpusLayout(str(tmp_path))
+    shuffles = {}
+    for extra in ([], [f"--unsafe-scorer={__name__}:mean_brightness", "--max-unsafe-score=0.5"]):
+        options = pipeline_options([f"--output={tmp_path}", *extra])
+        pipeline = beam.Pipeline(options=options)
+        filter_image.build(pipeline, layout, resolve_config(options), options)
+        visitor = _ImageShuffles(layout.glob(FetchedImage))
+        pipeline.visit(visitor)
+        assert visitor.attaches == 1
+        shuffles[bool(extra)] = visitor.shuffles
+    assert shuffles == {False: [], True: []}, shuffles
+
+
+def _write_images(path: Path, rows: list[dict[str, Any]]) -> None:
+    # One row per row group: the reader must find a URL in any row group, not only the first.
+    pq.write_table(pa.Table.from_pylist(rows, schema=FetchedImage.schema()), path, row_group_size=1)
+
+
+def _sample(url: str, index: int) -> dict[str, Any]:
+    return Sample.project(
+        {
+            Sample.IMAGE_URL: url,
+            Sample.ALT_TEXT: f"alt {index}",
+            Sample.KEY: f"{index:024d}",
+            Sample.CANDIDATE_ID: f"{index:024d}",
+        }
+    )
+
+
+def test_a_sample_gets_the_bytes_from_the_second_of_two_image_files(tmp_path: Path) -> None:
+    folder = tmp_path / FetchedImage.FOLDER
+    folder.mkdir()
+    astronaut, coffee, rocket = (jpeg(photo(name), (300, 300)) for name in ("astronaut", "coffee", "rocket"))
+    first, second, later = (
+        "https://img.example/first.jpg",
+        "https://img.example/second.jpg",
+        "https://img.example/x.jpg",
+    )
+    _write_images(
+        folder / "part-00000-of-00002.parquet", [image_row(first, astronaut), image_row(later, None, "http_404")]
+    )
+    _write_images(
+        folder / "part-00001-of-00002.parquet",
+        [image_row("https://img.example/unused.jpg", coffee), image_row(later, coffee), image_row(second, rocket)],
+    )
+    samples = [_sample(first, 0), _sample(second, 1), _sample(second, 2), _sample(later, 3)]
+    expected = [
+        SampleImage.project(dict(samples[0], **{SampleImage.IMAGE: astronaut})),
+        SampleImage.project(dict(samples[1], **{SampleImage.IMAGE: rocket})),
+        SampleImage.project(dict(samples[2], **{SampleImage.IMAGE: rocket})),
+        # Not ok in the first file, ok in the second: the bytes come from the ok row.
+        SampleImage.project(dict(samples[3], **{SampleImage.IMAGE: coffee})),
+    ]
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
+        rows = pipeline | beam.Create(samples) | filter_image.WithImageBytes(str(folder / "*.parquet"))
+        assert_that(rows, equal_to(expected))
