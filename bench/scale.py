@@ -38,6 +38,21 @@ Fetch costs most per candidate at both sizes (2,138 CPU s per million at 100 MB:
 100 MB the funnel did not balance: write-shards wrote 17,504 of filter-image's 18,008 samples (shards of 9,714 and
 7,790 where 10,000 and 8,008 were planned) and recorded no reason for the other 504; a 10 MB run (one shard) balances.
 
+Measured again (2 Dec 2026, later; at d4a2b26: the local runner's data-plane fix, no image bytes in any shuffle of
+filter-image, write-shards' file shuffle; the simulator of this tree, which gives about 4x the candidates per MB of
+the figures above; load average 1-3.5):
+
+    10 MB  (26,913 candidates -> 8,244 samples): 119.5 s wall, 128.6 CPU s, largest process 1,103 MB
+    100 MB (270,842 candidates, 73,205 URLs fetched -> 51,913 samples): 519.5 s wall, 660.6 CPU s, largest 1,873 MB
+      extract 23.2 CPU s / 86 per M / 402 MB, filter-text 29.4 / 109 / 972, fetch 462.9 / 1,709 / 1,192,
+      filter-image 90.5 / 334 / 1,882 (driver 1,507), write-shards 49.9 / 184 / 1,424 (driver 1,251)
+    100 MB vs 10 MB: wall 4.35x, CPU 5.14x for 10x the data (goal <= 11x: met); peak worker RSS 1,049 -> 1,882 MB =
+      1.79x (goal within 20%: missed, but at 3x the candidates of the earlier 100 MB run the largest process is
+      1.9 GB where it was 6.8 GB, and the funnel balances).
+
+The earlier 100 MB run of this simulator (before filter-image stopped shuffling image bytes) was killed by the OOM
+killer in filter-image, its two workers at 7.5 and 7.0 GB. Fetch costs most per candidate at both sizes.
+
 Usage: ``python bench/scale.py [--sizes 100MB 1GB] [--workers 2] [--file-size 10MB] [--keep]``.
 """
 
