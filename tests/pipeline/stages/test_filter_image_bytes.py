@@ -13,7 +13,6 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.core.config import resolve_config
@@ -21,44 +20,8 @@ from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable
 from pipeline.core.stage import pipeline_options
 from pipeline.stages import filter_image
 from schemas import FetchedImage, Sample, SampleImage, TextKept
+from tests.fixtures.beam_graph import image_shuffles
 from tests.fixtures.image_corpus import image_row, jpeg, photo, text_kept_row, write_rows
-
-
-class _ImageShuffles(PipelineVisitor):
-    """The GroupByKeys whose input carries image bytes: downstream of a read of images/ with the image column or of
-    ``AttachImageBytes``, except through ``ScoreUnsafe`` (it passes on scores) and into a ``WriteTable`` (a sink: what
-    it groups is the names of the files it wrote)."""
-
-    def __init__(self, images: str) -> None:
-        self.images = images
-        self.with_image: set[int] = set()  # ids of PCollections whose elements carry image bytes
-        self.sinks: list[str] = []
-        self.shuffles: list[str] = []
-        self.attaches = 0
-
-    def enter_composite_transform(self, node: AppliedPTransform) -> None:
-        transform = node.transform
-        reads_image = isinstance(transform, ReadTable) and (
-            transform.columns is None or FetchedImage.IMAGE in transform.columns
-        )
-        if reads_image and transform.pattern == self.images:
-            self.with_image.add(id(node.outputs[None]))
-        if isinstance(transform, WriteTable):
-            self.sinks.append(node.full_label + "/")
-
-    def visit_transform(self, node: AppliedPTransform) -> None:
-        fn = getattr(node.transform, "fn", None)
-        if isinstance(fn, filter_image.AttachImageBytes):
-            self.attaches += 1
-            self.with_image.update(id(output) for output in node.outputs.values())
-            return
-        if not any(id(pcollection) in self.with_image for pcollection in node.inputs):
-            return
-        if any(node.full_label.startswith(sink) for sink in self.sinks) or isinstance(fn, filter_image.ScoreUnsafe):
-            return
-        if isinstance(node.transform, beam.GroupByKey):
-            self.shuffles.append(node.full_label)
-        self.with_image.update(id(output) for output in node.outputs.values())
 
 
 def mean_brightness(image: Any) -> float:
@@ -76,11 +39,54 @@ def test_no_group_by_key_carries_image_bytes(tmp_path: Path) -> None:
         options = pipeline_options([f"--output={tmp_path}", *extra])
         pipeline = beam.Pipeline(options=options)
         filter_image.build(pipeline, layout, resolve_config(options), options)
-        visitor = _ImageShuffles(layout.glob(FetchedImage))
-        pipeline.visit(visitor)
-        assert visitor.attaches == 1
+        visitor = image_shuffles(
+            pipeline,
+            layout.glob(FetchedImage),
+            FetchedImage.IMAGE,
+            adds_bytes=[filter_image.AttachImageBytes],
+            drops_bytes=[filter_image.ScoreUnsafe],  # it passes on scores
+        )
+        assert visitor.adders == ["WithImageBytes/AttachImageBytes"]
         shuffles[bool(extra)] = visitor.shuffles
     assert shuffles == {False: [], True: []}, shuffles
+
+
+def test_the_walker_finds_a_group_by_key_fed_image_bytes(tmp_path: Path) -> None:
+    """The check above can fail: a by-URL GroupByKey of images/ rows is found when they carry the bytes, whether read
+    with them or given them by an ``adds_bytes`` step, and not past a ``drops_bytes`` step or inside a sink."""
+    url = "https://img.example/a.jpg"
+    write_rows(tmp_path / FetchedImage.FOLDER, FetchedImage, [image_row(url, jpeg(photo("astronaut"), (300, 300)))])
+    pattern = CorpusLayout(str(tmp_path)).glob(FetchedImage)
+
+    def walk(columns: list[str] | None) -> list[str]:
+        pipeline = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"]))
+        images = pipeline | "ReadImages" >> ReadTable(pattern, columns=columns)
+        _ = (
+            images
+            | "ByUrl" >> beam.Map(lambda row: (row[FetchedImage.IMAGE_URL], row))
+            | "GroupByUrl" >> beam.GroupByKey()
+        )
+        _ = (
+            images
+            | "Score" >> beam.ParDo(filter_image.ScoreUnsafe("unused:scorer"))
+            | "GroupScores" >> beam.GroupByKey()
+        )
+        _ = images | "Write" >> WriteTable(str(tmp_path / "out" / "part"), FetchedImage)
+        samples = pipeline | "Samples" >> beam.Create([(pattern, {})]) | "Files" >> beam.GroupByKey()
+        _ = samples | "Attach" >> beam.ParDo(filter_image.AttachImageBytes()) | "Regroup" >> beam.GroupByKey()
+        visitor = image_shuffles(
+            pipeline,
+            pattern,
+            FetchedImage.IMAGE,
+            adds_bytes=[filter_image.AttachImageBytes],
+            drops_bytes=[filter_image.ScoreUnsafe],
+        )
+        assert visitor.adders == ["Attach"]
+        return visitor.shuffles
+
+    assert walk(None) == ["GroupByUrl", "Regroup"]
+    assert walk([FetchedImage.IMAGE_URL, FetchedImage.IMAGE]) == ["GroupByUrl", "Regroup"]
+    assert walk([FetchedImage.IMAGE_URL, FetchedImage.STATUS]) == ["Regroup"]
 
 
 def _write_images(path: Path, rows: list[dict[str, Any]]) -> None:

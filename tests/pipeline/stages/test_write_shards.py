@@ -29,6 +29,7 @@ from pipeline.stages import write_shards as shards
 from schemas import Candidate, Sample, SampleImage
 from schemas.tables import Caption, CaptionedSample
 from tests.conftest import PROJECT_ROOT
+from tests.fixtures.beam_graph import image_shuffles
 from tests.fixtures.image_corpus import jpeg, photo, sample_image_row, write_rows
 from tests.fixtures.open_clip_loader import open_clip_train_loader
 
@@ -386,33 +387,6 @@ def test_rows_with_image_bytes_have_one_consumer_and_the_ranking_reads_no_image(
     assert without_image == [[Sample.KEY, Sample.CANDIDATE_ID]]
 
 
-class _ImageShuffles(PipelineVisitor):
-    """The GroupByKeys whose input carries rows with image bytes: downstream of a samples/ read with the image column
-    and not through ``SpillByShard`` (which writes the rows to files and passes on only their paths)."""
-
-    def __init__(self, pattern: str) -> None:
-        self.pattern = pattern
-        self.with_image: set[int] = set()  # ids of PCollections whose rows carry image bytes
-        self.shuffles: list[str] = []
-
-    def enter_composite_transform(self, node: AppliedPTransform) -> None:
-        transform = node.transform
-        reads_image = isinstance(transform, ReadTable) and (
-            transform.columns is None or SampleImage.IMAGE in transform.columns
-        )
-        if reads_image and transform.pattern == self.pattern:
-            self.with_image.add(id(node.outputs[None]))
-
-    def visit_transform(self, node: AppliedPTransform) -> None:
-        if not any(id(pcollection) in self.with_image for pcollection in node.inputs):
-            return
-        if isinstance(node.transform, beam.GroupByKey):
-            self.shuffles.append(node.full_label)
-        spills = isinstance(node.transform, beam.ParDo) and isinstance(node.transform.fn, shards.SpillByShard)
-        if not spills:
-            self.with_image.update(id(output) for output in node.outputs.values())
-
-
 @pytest.mark.slow  # four graphs built: about 5 s
 def test_on_the_local_runner_no_group_by_key_carries_image_bytes(tmp_path: Path) -> None:
     """The local runner holds a GroupByKey's whole input in the driver's memory (5.5-6.2 GB for 473 MB of samples
@@ -426,8 +400,10 @@ def test_on_the_local_runner_no_group_by_key_carries_image_bytes(tmp_path: Path)
         for file_shuffle in (None, False):  # None: the runner decides (the file shuffle, locally)
             pipeline = beam.Pipeline(options=options)
             shards.build(pipeline, layout, resolve_config(options), options, file_shuffle=file_shuffle)
-            visitor = _ImageShuffles(layout.glob(SampleImage))
-            pipeline.visit(visitor)
+            # SpillByShard writes the rows to spill files and passes on only their paths.
+            visitor = image_shuffles(
+                pipeline, layout.glob(SampleImage), SampleImage.IMAGE, drops_bytes=[shards.SpillByShard]
+            )
             shuffles[args is captioned_args, file_shuffle] = visitor.shuffles
     assert shuffles == {
         (False, None): [],
