@@ -48,7 +48,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -58,11 +58,14 @@ from urllib3.exceptions import InvalidHeader, NameResolutionError, NewConnection
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util import Retry
 
-from pipeline.core.config import FetchConfig
 from pipeline.images.sniff import SNIFF_BYTES, sniff_raster_type
 from pipeline.net.errors import FetchError
 from pipeline.net.robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsResponse, opted_out
 from pipeline.net.safety import AddressPolicy, Target, check_connected_peer, check_url
+
+# Only the annotations name it: the config module imports Beam (seconds), which the HTTP client does not need.
+if TYPE_CHECKING:
+    from pipeline.core.config import FetchConfig
 
 #: Statuses worth another attempt: the server or the network may do better in a moment.
 TRANSIENT_HTTP = frozenset({429, 500, 502, 503, 504})

@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import functools
+import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -196,3 +199,12 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(in_ten_seconds) == pytest.approx(10.0, abs=1.5)
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert parse_retry_after("86400") == 86400.0  # not clipped: the caller compares it with its own cap
+
+
+def test_the_client_loads_no_beam() -> None:
+    """The HTTP client (and its ``parse_retry_after``, which the crawl stream uses) needs no Beam (seconds to import)."""
+    probe = "import json, sys; import pipeline.net.client; print(json.dumps(sorted(sys.modules)))"
+    process = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    loaded = json.loads(process.stdout)
+    assert "pipeline.net.client" in loaded  # the probe did import it
+    assert [name for name in loaded if name.split(".")[0] == "apache_beam" or name == "pipeline.core.config"] == []
