@@ -22,6 +22,9 @@ data plane and are not touched.
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 
 def apply_data_plane_fix() -> None:
     """Make the local runner's worker data channels lossless (idempotent; see the module docstring)."""
@@ -29,3 +32,128 @@ def apply_data_plane_fix() -> None:
 
     # Read when the runner builds its gRPC server and its in-process gRPC workers: 0 means size-based buffering.
     worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0
+
+
+# A bundle's input goes to a gRPC worker in messages of about this size (whole elements), so the worker holds a few
+# of them at a time instead of its whole part of a shuffle.
+INPUT_CHUNK_BYTES = 8 << 20
+#: Beam's own ``GroupingBuffer.partition``, kept when ``apply_bounded_bundle_input`` replaces it (tests compare both).
+BEAM_GROUPING_PARTITION: Any = None
+
+
+def apply_bounded_bundle_input() -> None:
+    """Make the local runner stream each bundle's input to gRPC workers in bounded pieces (idempotent).
+
+    Beam's FnApiRunner encodes a worker's whole part of a shuffle (``GroupingBuffer.partition``) into one bytes
+    object, writes all of it before asking the worker to start the bundle, and the worker receives it as one message:
+    a worker's memory then grows with its share of the stage's input (measured on filter-image over a 100 MB crawl:
+    workers at 1.9 GB). Here the parts are cut into ``INPUT_CHUNK_BYTES`` pieces at element boundaries, and the input
+    is written by a thread of its own, flushed piece by piece, while the runner asks the worker to start: the worker's
+    receive queue (five messages) then paces the runner, and nothing waits for a worker that waits for it (the
+    deadlock a piecewise flush before the start request runs into). The in-process worker is left as Beam made it: it
+    runs a bundle synchronously when asked, so its input must be complete before.
+    """
+    from apache_beam.runners.portability.fn_api_runner import execution, fn_runner
+
+    global BEAM_GROUPING_PARTITION
+    if getattr(fn_runner.BundleManager, "_altcorpus_bounded_input", False):
+        return
+    BEAM_GROUPING_PARTITION = execution.GroupingBuffer.partition
+    execution.GroupingBuffer.partition = _chunked_partition
+    send = fn_runner.BundleManager._send_input_to_worker
+    process = fn_runner.BundleManager.process_bundle
+
+    def send_input_to_worker(self: Any, process_bundle_id: str, read_transform_id: str, byte_streams: Any) -> None:
+        from apache_beam.runners.worker import data_plane
+
+        if not isinstance(self._worker_handler.data_conn, data_plane._GrpcDataChannel):
+            return send(self, process_bundle_id, read_transform_id, byte_streams)
+        stream = self._worker_handler.data_conn.output_stream(process_bundle_id, read_transform_id)
+        sender = _InputSender(stream, list(byte_streams or []))
+        self.__dict__.setdefault("_altcorpus_senders", []).append(sender)
+        sender.start()
+        return None
+
+    def process_bundle(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self._altcorpus_senders = []
+        result = process(self, *args, **kwargs)
+        for sender in self._altcorpus_senders:  # all sent: the worker finished the bundle, so it read every piece
+            sender.join()
+            if sender.error is not None:
+                raise RuntimeError(f"sending a bundle's input to a local worker failed: {sender.error}")
+        return result
+
+    fn_runner.BundleManager._send_input_to_worker = send_input_to_worker
+    fn_runner.BundleManager.process_bundle = process_bundle
+    fn_runner.BundleManager._altcorpus_bounded_input = True
+
+
+class _InputSender(threading.Thread):
+    """Writes one bundle input to a worker's data stream, flushing whole pieces as it goes, then closes it."""
+
+    def __init__(self, stream: Any, pieces: list[bytes]) -> None:
+        super().__init__(name="altcorpus-bundle-input", daemon=True)
+        self.stream, self.pieces = stream, pieces
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for piece in self.pieces:
+                self.stream.write(piece)
+                self.stream.flush()  # one message per piece (whole elements: the worker decodes each on its own)
+            self.pieces = []
+        except (
+            BaseException
+        ) as error:  # process_bundle raises it once the bundle ends: the job fails, nothing lost quietly
+            self.error = error
+        finally:
+            self.stream.close()
+
+
+def _chunked_partition(self: Any, n: int) -> list[list[bytes]]:
+    """``GroupingBuffer.partition`` of Beam 2.77 with each part cut into pieces of whole elements.
+
+    Same elements, same order, same parts (key i to part i % n): only the part's encoding is a list of
+    ``INPUT_CHUNK_BYTES`` pieces instead of one bytes object.
+    """
+    from apache_beam.coders.coder_impl import create_OutputStream
+    from apache_beam.transforms import trigger
+    from apache_beam.transforms.window import GlobalWindow, GlobalWindows
+    from apache_beam.utils import windowed_value
+
+    if not self._grouped_output:
+        if self._windowing.is_default():
+            globally_window = GlobalWindows.windowed_value(
+                None,
+                timestamp=GlobalWindow().max_timestamp(),
+                pane_info=windowed_value.PaneInfo(
+                    is_first=True,
+                    is_last=True,
+                    timing=windowed_value.PaneInfoTiming.ON_TIME,
+                    index=0,
+                    nonspeculative_index=0,
+                ),
+            ).with_value
+
+            def windowed_key_values(key: Any, values: Any) -> list[Any]:
+                return [globally_window((key, values))]
+        else:
+            windowed_key_values = trigger.create_trigger_driver(self._windowing, True).process_entire_key
+        coder_impl = self._post_grouped_coder.get_impl()
+        key_coder_impl = self._key_coder.get_impl()
+        parts: list[list[bytes]] = [[] for _ in range(n)]
+        streams = [create_OutputStream() for _ in range(n)]
+        for idx, (encoded_key, values) in enumerate(self._table.items()):
+            part = idx % n
+            key = key_coder_impl.decode(encoded_key)
+            for kvs in windowed_key_values(key, values):
+                coder_impl.encode_to_stream(kvs, streams[part], True)
+            if streams[part].size() >= INPUT_CHUNK_BYTES:
+                parts[part].append(streams[part].get())
+                streams[part] = create_OutputStream()
+        for part, stream in enumerate(streams):
+            if stream.size() or not parts[part]:
+                parts[part].append(stream.get())
+        self._grouped_output = parts
+        self._table.clear()
+    return self._grouped_output

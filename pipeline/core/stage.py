@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipeline.core.config import CorpusConfig, CorpusOptions, resolve_config
 from pipeline.core.errors import UsageError
 from pipeline.core.layout import CorpusLayout, delete_tree, list_matching, new_run_id
-from pipeline.core.local_runner import apply_data_plane_fix
+from pipeline.core.local_runner import apply_bounded_bundle_input, apply_data_plane_fix
 from pipeline.core.progress import format_summary
 from pipeline.core.registry import stage_spec
 from pipeline.core.rules import COUNTER_NAMESPACE
@@ -49,6 +49,7 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
     if not standard.runner or standard.runner.lower() in LOCAL_RUNNERS:
         standard.runner = "FnApiRunner"
         apply_data_plane_fix()
+        apply_bounded_bundle_input()
     return options
 
 

@@ -1,4 +1,5 @@
-"""The local runner's data plane loses no rows once ``apply_data_plane_fix`` ran (``pipeline/core/local_runner.py``).
+"""The local runner's data plane loses no rows once ``apply_data_plane_fix`` ran, and streams a worker its part of a
+shuffle in bounded pieces once ``apply_bounded_bundle_input`` ran (``pipeline/core/local_runner.py``).
 
 Beam's runner-side output stream is flushed by a timer thread that hands the buffer to a bounded send queue and then
 clears it: what the runner writes while that hand-over waits for room is dropped. The same sending pattern (chunks
@@ -15,10 +16,16 @@ import time
 
 import apache_beam as beam
 import pytest
-from apache_beam.runners.portability.fn_api_runner import worker_handlers
+from apache_beam import coders
+from apache_beam.coders.coder_impl import create_InputStream, create_OutputStream
+from apache_beam.portability.api import beam_fn_api_pb2
+from apache_beam.runners.portability.fn_api_runner import execution, worker_handlers
 from apache_beam.runners.worker import data_plane
+from apache_beam.transforms import core
+from apache_beam.transforms.window import GlobalWindows
 
-from pipeline.core.local_runner import apply_data_plane_fix
+from pipeline.core import local_runner
+from pipeline.core.local_runner import apply_bounded_bundle_input, apply_data_plane_fix
 from pipeline.core.stage import pipeline_options
 
 CHUNK = 1 << 20  # one chunk of encoded elements, as the runner buffers a stage's input
@@ -82,10 +89,19 @@ def test_fixed_runner_channel_delivers_every_byte(small_send_queues: None) -> No
 
 
 @pytest.mark.slow  # two worker processes and ~200 MB through a shuffle
-def test_multi_process_pipeline_delivers_every_large_element(tmp_path) -> None:
+def test_multi_process_pipeline_delivers_every_large_element(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     options = pipeline_options(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    sent: list[int] = []  # the size of every data message the runner sends a worker
+    enqueue = data_plane._GrpcDataChannel._enqueue_to_send
+
+    def record(channel: data_plane._GrpcDataChannel, element: object) -> None:
+        if isinstance(element, beam_fn_api_pb2.Elements.Data):
+            sent.append(len(element.data))
+        enqueue(channel, element)
+
+    monkeypatch.setattr(data_plane._GrpcDataChannel, "_enqueue_to_send", record)
     out = tmp_path / "counts.txt"
-    count, size = 400, 500_000
+    count, size, keys = 400, 500_000, 20  # 10 MB per key: a key's group is one element, which cannot be cut
 
     def write_counts(counts: list[tuple[int, int]]) -> None:
         out.write_text(" ".join(f"{key}:{n}" for key, n in sorted(counts)))
@@ -94,10 +110,53 @@ def test_multi_process_pipeline_delivers_every_large_element(tmp_path) -> None:
         _ = (
             pipeline
             | beam.Create(list(range(count)))
-            | "Payload" >> beam.Map(lambda i: (i % 2, (i, os.urandom(size))))
+            | "Payload" >> beam.Map(lambda i: (i % keys, (i, os.urandom(size))))
             | beam.GroupByKey()
             | "Distinct" >> beam.MapTuple(lambda key, values: (key, len({i for i, _ in values})))
             | beam.combiners.ToList()
             | beam.Map(write_counts)
         )
-    assert out.read_text() == f"0:{count // 2} 1:{count // 2}"
+    assert out.read_text() == " ".join(f"{key}:{count // keys}" for key in range(keys))
+    # Each worker's ~100 MB part of the shuffle went in pieces (Beam sends it as one message), so a worker holds a
+    # few of them at a time, not its whole part.
+    assert sum(sent) > count * size
+    group = count // keys * size  # one key's values, one element
+    assert max(sent) < local_runner.INPUT_CHUNK_BYTES + group + (1 << 20)
+
+
+def grouping_buffer(keys: int, values_per_key: int, size: int) -> execution.GroupingBuffer:
+    """A runner's shuffle buffer (global window) filled with ``keys`` x ``values_per_key`` random values."""
+    pre = coders.WindowedValueCoder(coders.TupleCoder([coders.BytesCoder(), coders.BytesCoder()]))
+    post = coders.WindowedValueCoder(
+        coders.TupleCoder([coders.BytesCoder(), coders.IterableCoder(coders.BytesCoder())])
+    )
+    buffer = execution.GroupingBuffer(pre, post, core.Windowing(GlobalWindows()))
+    stream = create_OutputStream()
+    for index in range(keys * values_per_key):
+        pair = (b"key-%d" % (index % keys), os.urandom(size))
+        pre.get_impl().encode_to_stream(GlobalWindows.windowed_value(pair), stream, True)
+    buffer.append(stream.get())
+    return buffer
+
+
+def test_shuffle_parts_are_cut_into_pieces_of_whole_elements(monkeypatch: pytest.MonkeyPatch) -> None:
+    apply_bounded_bundle_input()
+    monkeypatch.setattr(local_runner, "INPUT_CHUNK_BYTES", 64 << 10)
+    # The same values in both buffers: fill one, copy its table into a second that Beam's own code partitions.
+    ours = grouping_buffer(keys=50, values_per_key=4, size=5_000)
+    beams = execution.GroupingBuffer(ours._pre_grouped_coder, ours._post_grouped_coder, ours._windowing)
+    beams._table.update({key: list(values) for key, values in ours._table.items()})
+    expected = local_runner.BEAM_GROUPING_PARTITION(beams, 3)
+    parts = ours.partition(3)
+    # Beam's: one bytes object per part; ours: the same bytes, in pieces that each decode on their own.
+    assert [len(part) for part in expected] == [1, 1, 1]
+    assert [b"".join(part) for part in parts] == [part[0] for part in expected]
+    assert all(len(part) > 1 for part in parts)
+    element = ours._post_grouped_coder.get_impl()
+    for part in parts:
+        for piece in part:
+            assert len(piece) < (64 << 10) + 4 * 5_100  # at most one key's values past the piece size
+            stream = create_InputStream(piece)
+            while stream.size() > 0:
+                key, values = element.decode_from_stream(stream, True).value
+                assert key.startswith(b"key-") and len(list(values)) == 4
