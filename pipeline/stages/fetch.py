@@ -1,11 +1,19 @@
 """``fetch`` stage: one fetch per distinct image URL, from the input WARCs' archived responses or over HTTP(S).
 
-Reads ``text_kept/`` (only the columns a rejection needs) and ``archived_images/``, groups both by image URL (so a
-URL with a thousand alt texts is fetched once), obtains and processes each URL's image on a bounded thread pool
-inside the DoFn, and writes ``images/`` (one FetchedImage row per distinct URL, with the re-encoded JPEG when ok, or with
-``--keep-original-bytes`` the original JPEG, PNG or WebP file: ``pipeline.images.process``)
+Reads ``text_kept/`` (only the columns a rejection needs) and ``archived_images/``, reduces both to one element per
+image URL (so a URL with a thousand alt texts is fetched once), obtains and processes each URL's image on a bounded
+thread pool inside the DoFn, and writes ``images/`` (one FetchedImage row per distinct URL, with the re-encoded JPEG
+when ok, or with ``--keep-original-bytes`` the original JPEG, PNG or WebP file: ``pipeline.images.process``)
 and ``rejected/fetch-*`` (every candidate of a failed URL, with the URL's status as reason). Kept candidates are not
 rewritten: filter-image joins ``text_kept/`` with ``images/`` by URL.
+
+Hot keys (an image URL on a million pages, a million archived copies of one URL): what reaches the fetching DoFn per
+URL is bounded, never the URL's candidate rows. ``UrlsToFetch`` counts a URL's candidates with a combiner
+(``Count.PerElement``) and picks its archived response with another (``BestArchived``, ``choose_archived``'s order),
+then joins the two (at most one value of each per URL). The rejections of a failed URL's candidates are made after
+the fetch, by a streamed join of every candidate with the ``images/`` rows that are not ok (``RejectCandidates``:
+tagged values and a ``GroupByKey``, the group iterated twice, never listed), for the parts fetched now and those of an
+earlier run alike.
 
 Resolution order (``--fetch-mode``): ``archive-then-http`` (default) uses the archived response when the WARCs hold
 one (a 3xx archived response holds no image, so HTTP is tried), else HTTP; ``archive-only`` never goes to the
@@ -33,13 +41,14 @@ Statuses (the closed list; every one but ``ok`` is also the rejection reason of 
 
 Resumable in parts: distinct URLs fall into ``fetch_parts`` parts (``--fetch-parts``, default 64) by a stable hash of
 their host (``part_of``); the count also caps how many parts, so DoFns, fetch at once. Each part is fetched by
-``FetchPart`` (the same per-host queues and limits as ``FetchImages``), which writes its ``images/`` and
-``rejected/fetch`` rows as Parquet files under ``_parts/fetch-<digest>/`` (temporary name, rename) and then its marker
-``part-NNNNN.done`` (the files and the part's counters), last. The digest is the stage's fingerprint (upstream run ids
+``FetchPart`` (the same per-host queues and limits as ``FetchImages``), which writes its ``images/`` rows as a Parquet
+file under ``_parts/fetch-<digest>/`` (temporary name, rename) and then its marker ``part-NNNNN.done`` (the file and
+the part's counters, ``candidates_rejected`` included), last. The digest is the stage's fingerprint (upstream run ids
 and fetch config, the part count included), so a rerun after a crash or Ctrl-C skips parts whose marker exists
 (filtered out when the graph is built; their counters are re-counted from the markers) and fetches only the rest; a
 different fingerprint (another part count too) removes the old parts and starts from zero. The union of all parts is
-written as ``images/`` and ``rejected/fetch-*`` as before, and the parts folder is deleted once the stage succeeded.
+written as ``images/``, the rejections joined from it as ``rejected/fetch-*`` (so each is written once, whichever run
+fetched its URL), and the parts folder is deleted once the stage succeeded.
 Test hook: ``ALTCORPUS_TEST_FETCH_FAIL_AFTER_PARTS`` (an integer) makes a worker fail after writing that many parts,
 as an interruption would; never set it in production.
 
@@ -59,7 +68,7 @@ import pickle
 import tempfile
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,25 +127,44 @@ def host_queue_held(config: FetchConfig) -> int:
 
 #: The columns of text_kept/ a rejection row needs; the rest stays on disk.
 CANDIDATE_COLUMNS = [TextKept.CANDIDATE_ID, TextKept.KEY, TextKept.IMAGE_URL, TextKept.ALT_TEXT, TextKept.PAGE_URL]
+#: Tags of the joins by image URL: its candidate count and its chosen archived response (``UrlsToFetch``, before the
+#: fetch); a candidate row and the URL's status when not ok (``RejectCandidates``, after it).
+_COUNT, _ARCHIVED, _CANDIDATE, _FAILED = 0, 1, 2, 3
+
+
+def archived_rank(record: dict[str, Any]) -> tuple[Any, ...]:
+    """Sort key of a URL's archived responses, best first: a 2xx beats anything else, then the latest crawl, then the
+    first (file, offset), so the same one is chosen on any runner."""
+    status = record.get(ArchivedImage.HTTP_STATUS) or 200
+    return (
+        0 if 200 <= status < 300 else 1,
+        _negated(record.get(ArchivedImage.CRAWL_DATE) or ""),
+        record.get(ArchivedImage.WARC_FILE) or "",
+        record.get(ArchivedImage.WARC_RECORD_OFFSET) or 0,
+    )
 
 
 def choose_archived(records: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    """The archived response to use when the WARCs hold several for one URL: deterministic, best first.
+    """The archived response to use when the WARCs hold several for one URL (``archived_rank``'s best); ``None``
+    when there is none. Reads the records once and keeps only the best so far."""
+    return min(records, key=archived_rank, default=None)
 
-    A 2xx beats anything else, then the latest crawl, then the first (file, offset): the same choice on any runner.
-    """
 
-    def rank(record: dict[str, Any]) -> tuple[Any, ...]:
-        status = record.get(ArchivedImage.HTTP_STATUS) or 200
-        return (
-            0 if 200 <= status < 300 else 1,
-            _negated(record.get(ArchivedImage.CRAWL_DATE) or ""),
-            record.get(ArchivedImage.WARC_FILE) or "",
-            record.get(ArchivedImage.WARC_RECORD_OFFSET) or 0,
-        )
+class BestArchived(beam.CombineFn):
+    """``choose_archived`` as a combiner: a URL archived a million times is reduced to one record ahead of the
+    shuffle (the accumulator is the best record so far, or ``None``), never gathered into a list."""
 
-    ordered = sorted(records, key=rank)
-    return ordered[0] if ordered else None
+    def create_accumulator(self) -> dict[str, Any] | None:
+        return None
+
+    def add_input(self, best: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
+        return record if best is None or archived_rank(record) < archived_rank(best) else best
+
+    def merge_accumulators(self, accumulators: Iterable[dict[str, Any] | None]) -> dict[str, Any] | None:
+        return choose_archived(best for best in accumulators if best is not None)
+
+    def extract_output(self, best: dict[str, Any] | None) -> dict[str, Any] | None:
+        return best
 
 
 def _negated(text: str) -> tuple[int, ...]:
@@ -314,7 +342,11 @@ class HostQueue:
 
 
 class FetchImages(beam.DoFn):
-    """Obtain every grouped URL's image on a bounded thread pool; emit its ``images/`` row and any rejections.
+    """Obtain every URL's image on a bounded thread pool; emit its ``images/`` row.
+
+    An element is ``(url, (candidates, archived))`` (``UrlsToFetch``): how many candidates point at the URL (counted,
+    for progress and ``candidates_rejected``; their rejections are joined after the fetch) and its chosen archived
+    response or ``None``.
 
     URLs wait in one queue per host (``HostQueue``: a few in memory, the rest on local disk) and are handed to the
     pool only while their host has fewer than ``per_host_concurrency`` in flight and its gate is ready (a host
@@ -337,7 +369,7 @@ class FetchImages(beam.DoFn):
     def _reset(self) -> None:
         for queue in getattr(self, "waiting", {}).values():
             queue.close()
-        self.pending: deque[tuple[Future, list[dict[str, Any]], str, Any]] = deque()  # future, candidates, host, tag
+        self.pending: deque[tuple[Future, int, str, Any]] = deque()  # future, candidates, host, tag
         self.waiting: dict[str, HostQueue] = {}
         self.in_flight: Counter[str] = Counter()
         self.waiting_count = 0  # URLs waiting, in memory or spilled
@@ -369,17 +401,16 @@ class FetchImages(beam.DoFn):
         if amount:
             self._counters[name].inc(amount)
 
-    def process(self, element: tuple[str, dict[str, Iterable[dict[str, Any]]]]) -> Iterator[Any]:
-        yield from self._enqueue(*element)
+    def process(self, element: tuple[str, tuple[int, dict[str, Any] | None]]) -> Iterator[Any]:
+        url, (candidates, archived) = element
+        yield from self._enqueue(url, candidates, archived)
 
-    def _enqueue(self, url: str, groups: dict[str, Iterable[dict[str, Any]]], tag: Any = None) -> Iterator[Any]:
-        """Queue one grouped URL (on its host's queue) and emit what has finished, waiting while too much is held.
+    def _enqueue(self, url: str, candidates: int, archived: dict[str, Any] | None, tag: Any = None) -> Iterator[Any]:
+        """Queue one URL (on its host's queue) and emit what has finished, waiting while too much is held.
 
         ``tag`` travels with the URL to ``_finished`` (``FetchPart``: the URL's part)."""
-        candidates = list(groups.get("candidates", ()))
         if candidates:  # else an archived image no surviving candidate points at: nothing to do
             self._queued(tag)
-            archived = choose_archived(groups.get("archived", ()))
             # An archived image needs no network: it gets its own queue, free of any host's limit.
             host = f"archive:{url}" if archived is not None and self.config.fetch_mode != "http-only" else host_of(url)
             queue = self.waiting.get(host)
@@ -480,11 +511,12 @@ class FetchImages(beam.DoFn):
     def _queued(self, tag: Any) -> None:
         """Hook: a URL with this tag was queued."""
 
-    def _finished(self, row: dict[str, Any], candidates: Sequence[dict[str, Any]], tag: Any) -> Iterator[Any]:
-        """What a finished URL gives: its row and rejections (``FetchPart`` writes them to the URL's part)."""
+    def _finished(self, row: dict[str, Any], candidates: int, tag: Any) -> Iterator[Any]:
+        """What a finished URL gives: its row (``FetchPart`` writes it to the URL's part)."""
         return self._emit(row, candidates)
 
-    def _emit(self, row: dict[str, Any], candidates: Sequence[dict[str, Any]]) -> Iterator[Any]:
+    def _emit(self, row: dict[str, Any], candidates: int) -> Iterator[Any]:
+        """Count a finished URL (``candidates``: how many point at it) and yield its row."""
         status = row[FetchedImage.STATUS]
         self._count("urls")
         self._count(status)
@@ -494,14 +526,10 @@ class FetchImages(beam.DoFn):
         if row[FetchedImage.SOURCE] == "http":
             self._count("bytes_http", original)
         self._count("bytes_stored", len(row.get(FetchedImage.IMAGE) or b""))
-        self.progress.add(len(candidates), status=status)
+        self.progress.add(candidates, status=status)
+        if status != "ok":  # their rows are written by ``RejectCandidates``, joined with this row after the fetch
+            self._count("candidates_rejected", candidates)
         yield row
-        if status != "ok":
-            self._count("candidates_rejected", len(candidates))
-            for candidate in candidates:
-                yield beam.pvalue.TaggedOutput(
-                    REJECTED, rejection(candidate, STAGE, status, row.get(FetchedImage.ERROR))
-                )
 
 
 def part_of(url: str, parts: int) -> int:
@@ -570,14 +598,14 @@ class _OpenPart:
 
 
 class FetchPart(FetchImages):
-    """Fetch parts' URLs (``FetchImages``' queues and limits), write each part's files, then its marker; emit paths.
+    """Fetch parts' URLs (``FetchImages``' queues and limits), write each part's file, then its marker; emit paths.
 
     A part's URLs are queued as ``process`` reads them; ``process`` returns once they are all queued, so the parts
     of a bundle are fetched together (a part holding a host of a million URLs does not hold back the bundle's next
     parts; hosts never span parts, so the per-host limits stay exact). A part is complete when its last URL finished:
-    its files are closed, its marker written, and the path of its ``images/`` file (main output) and of its
-    rejections (``REJECTED``) emitted, from ``process`` or ``finish_bundle``: nothing downstream reads a part that is
-    not complete.
+    its file is closed, its marker written, and the path of its ``images/`` file emitted, from ``process`` or
+    ``finish_bundle``: nothing downstream reads a part that is not complete. A part holds no rejections: they are
+    joined from its ``images/`` rows after the fetch (``RejectCandidates``).
     """
 
     def __init__(self, config: FetchConfig, folder: str, progress: StageProgress | None = None) -> None:
@@ -594,30 +622,23 @@ class FetchPart(FetchImages):
         super().start_bundle()
         self.parts = {}
 
-    def process(self, element: tuple[int, Iterable[tuple[str, dict[str, Iterable[dict[str, Any]]]]]]) -> Iterator[Any]:
+    def process(self, element: tuple[int, Iterable[tuple[str, tuple[int, dict[str, Any] | None]]]]) -> Iterator[Any]:
         part, urls = element
         stem = FileSystems.join(self.folder, part_name(part))
-        files = {
-            "images": PartFile(f"{stem}.images.parquet", FetchedImage),
-            REJECTED: PartFile(f"{stem}.rejected.parquet", Rejection),
-        }
-        self.parts[part] = _OpenPart(stem, files)
-        for url, groups in urls:
-            yield from self._enqueue(url, groups, part)
+        self.parts[part] = _OpenPart(stem, {"images": PartFile(f"{stem}.images.parquet", FetchedImage)})
+        for url, (candidates, archived) in urls:
+            yield from self._enqueue(url, candidates, archived, part)
         self.parts[part].read = True
         yield from self._complete(part)
 
     def _queued(self, part: Any) -> None:
         self.parts[part].outstanding += 1
 
-    def _finished(self, row: dict[str, Any], candidates: Sequence[dict[str, Any]], part: Any) -> Iterator[Any]:
+    def _finished(self, row: dict[str, Any], candidates: int, part: Any) -> Iterator[Any]:
         state = self.parts[part]
         self.tally = state.tally  # _emit counts into the part's own counters (its marker keeps them)
         for output in self._emit(row, candidates):
-            if isinstance(output, beam.pvalue.TaggedOutput):
-                state.files[REJECTED].add(output.value)
-            else:
-                state.files["images"].add(output)
+            state.files["images"].add(output)
         state.outstanding -= 1
         held = sum(file.held for open_part in self.parts.values() for file in open_part.files.values())
         if held >= PART_ROW_GROUP_BYTES:  # parts open together share the one bound on rows held
@@ -627,7 +648,7 @@ class FetchPart(FetchImages):
         return self._complete(part)
 
     def _complete(self, part: int) -> Iterator[Any]:
-        """Once every URL of ``part`` finished: close its files, write its marker (last), emit its files' paths."""
+        """Once every URL of ``part`` finished: close its file, write its marker (last), emit the file's path."""
         state = self.parts[part]
         if not state.read or state.outstanding:
             return
@@ -642,8 +663,6 @@ class FetchPart(FetchImages):
             raise RuntimeError(f"{FAIL_AFTER_PARTS_ENV}={self.fail_after}: failing after {self.parts_written} parts")
         if paths["images"]:
             yield paths["images"]
-        if paths[REJECTED]:
-            yield beam.pvalue.TaggedOutput(REJECTED, paths[REJECTED])
 
 
 class RecountPart(beam.DoFn):
@@ -687,8 +706,107 @@ def prepare_parts(layout: CorpusLayout, folder: str) -> dict[int, dict[str, Any]
     return done_parts(folder)
 
 
+def url_to_fetch(
+    element: tuple[str, Iterable[tuple[int, Any]]],
+) -> Iterator[tuple[str, tuple[int, dict[str, Any] | None]]]:
+    """``(url, (candidates, archived))`` for a URL some candidate points at (an archived image no candidate points at
+    is dropped). The group holds one value of each tag at most: both were reduced by combiners."""
+    url, values = element
+    candidates, records = 0, []
+    for tag, value in values:
+        if tag == _COUNT:
+            candidates += value
+        else:
+            records.append(value)
+    if candidates:
+        yield url, (candidates, choose_archived(records))
+
+
+class UrlsToFetch(beam.PTransform):
+    """(candidate rows, archived rows) -> ``(url, (candidates, archived))``: for each URL a candidate points at (and
+    ``keep`` accepts), how many do and its chosen archived response (``None`` when not archived).
+
+    Both are reduced per URL by combiners (``Count.PerElement``, ``BestArchived``) that runners apply ahead of the
+    shuffle, then joined by tagged values: a URL on a million pages, or archived a million times, is one small
+    element, never a list of its rows.
+    """
+
+    def __init__(self, keep: Callable[[str], bool] | None = None) -> None:
+        super().__init__()
+        self.keep = keep
+
+    def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
+        candidates, archived = inputs
+        keep = self.keep or (lambda url: True)
+        counts = (
+            candidates
+            | "CandidateUrls" >> beam.Map(lambda row: row[TextKept.IMAGE_URL])
+            | "CandidateUrlsToFetch" >> beam.Filter(keep)
+            | "CandidatesPerUrl" >> beam.combiners.Count.PerElement()
+            | "TagCount" >> beam.MapTuple(lambda url, count: (url, (_COUNT, count)))
+        )
+        best = (
+            archived
+            | "KeyArchivedByUrl" >> beam.Map(lambda row: (row[ArchivedImage.IMAGE_URL], row))
+            | "ArchivedToFetch" >> beam.Filter(lambda item: keep(item[0]))
+            | "BestArchivedPerUrl" >> beam.CombinePerKey(BestArchived())
+            | "TagArchived" >> beam.MapTuple(lambda url, record: (url, (_ARCHIVED, record)))
+        )
+        return (
+            (counts, best)
+            | "UrlJoinInputs" >> beam.Flatten()
+            | "JoinByImageUrl" >> beam.GroupByKey()
+            | "OneElementPerUrl" >> beam.FlatMap(url_to_fetch)
+        )
+
+
+def reject_candidates(element: tuple[str, Iterable[tuple[int, Any]]]) -> Iterator[dict[str, Any]]:
+    """Join by URL, streamed: the ``rejected/`` row of each candidate of a URL whose ``images/`` row is not ok.
+
+    Two passes over the re-iterable group (the URL's status first, then the candidates one at a time), so a URL on a
+    million pages is never held as a list. An ok URL's candidates (no ``_FAILED`` value) give nothing.
+    """
+    _, values = element
+    failed = min(
+        (value for tag, value in values if tag == _FAILED), key=lambda value: (value[0], value[1] or ""), default=None
+    )
+    if failed is None:
+        return
+    status, error = failed
+    for tag, candidate in values:
+        if tag == _CANDIDATE:
+            yield rejection(candidate, STAGE, status, error)
+
+
+class RejectCandidates(beam.PTransform):
+    """(candidate rows, ``images/`` rows) -> a fetch rejection per candidate of a URL that is not ok, with the URL's
+    status as reason and its error as detail: a streamed join by URL (``reject_candidates``)."""
+
+    def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
+        candidates, images = inputs
+        failed = (
+            images
+            | "NotOk" >> beam.Filter(lambda row: row[FetchedImage.STATUS] != "ok")
+            | "TagFailed"
+            >> beam.Map(
+                lambda row: (
+                    row[FetchedImage.IMAGE_URL],
+                    (_FAILED, (row[FetchedImage.STATUS], row.get(FetchedImage.ERROR))),
+                )
+            )
+        )
+        tagged = candidates | "TagCandidate" >> beam.Map(lambda row: (row[TextKept.IMAGE_URL], (_CANDIDATE, row)))
+        return (
+            (tagged, failed)
+            | "RejectionJoinInputs" >> beam.Flatten()
+            | "JoinStatusByImageUrl" >> beam.GroupByKey()
+            | "RejectEachCandidate" >> beam.FlatMap(reject_candidates)
+        )
+
+
 class FetchStage(beam.PTransform):
-    """text_kept + archived_images -> (images, rejected): group by URL, then by part; obtain once, process.
+    """text_kept + archived_images -> (images, rejected): one element per URL, grouped by part; obtain once, process;
+    then the rejections of failed URLs' candidates, joined from every part's ``images/`` rows.
 
     Parts in ``done`` (their markers) are skipped when the graph is built, and their files read with the new ones.
     """
@@ -702,7 +820,7 @@ class FetchStage(beam.PTransform):
         self.folder = folder
         self.done = done or {}
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         layout, config = self.layout, self.config
         skip = frozenset(self.done)
         parts = config.fetch_parts
@@ -710,24 +828,14 @@ class FetchStage(beam.PTransform):
         def to_fetch(url: str) -> bool:
             return part_of(url, parts) not in skip
 
-        candidates = (
-            pbegin
-            | "ReadTextKept" >> ReadTable(layout.glob(TextKept), columns=list(CANDIDATE_COLUMNS))
-            | "KeyCandidatesByUrl" >> beam.Map(lambda row: (row[TextKept.IMAGE_URL], row))
-            | "CandidatesToFetch" >> beam.Filter(lambda item: to_fetch(item[0]))
-        )
+        candidates = pbegin | "ReadTextKept" >> ReadTable(layout.glob(TextKept), columns=list(CANDIDATE_COLUMNS))
         if config.fetch_mode == "http-only":
             archived = pbegin | "NoArchive" >> beam.Create([])
         else:
-            archived = (
-                pbegin
-                | "ReadArchivedImages" >> ReadTable(layout.glob(ArchivedImage))
-                | "KeyArchivedByUrl" >> beam.Map(lambda row: (row[ArchivedImage.IMAGE_URL], row))
-                | "ArchivedToFetch" >> beam.Filter(lambda item: to_fetch(item[0]))
-            )
-        fetched = (
-            {"candidates": candidates, "archived": archived}
-            | "GroupByImageUrl" >> beam.CoGroupByKey()
+            archived = pbegin | "ReadArchivedImages" >> ReadTable(layout.glob(ArchivedImage))
+        new_files = (
+            (candidates, archived)
+            | "UrlsToFetch" >> UrlsToFetch(to_fetch)
             | "KeyByPart" >> beam.Map(lambda item: (part_of(item[0], parts), item))
             | "GroupByPart" >> beam.GroupByKey()
             | "FetchParts"
@@ -735,7 +843,7 @@ class FetchStage(beam.PTransform):
                 FetchPart(
                     config, self.folder, table_progress(STAGE, "candidates", layout.glob(TextKept), pbegin.pipeline)
                 )
-            ).with_outputs(REJECTED, main="images")
+            )
         )
         earlier = sorted(self.done.values(), key=lambda marker: marker["part"])
         _ = (
@@ -743,19 +851,20 @@ class FetchStage(beam.PTransform):
             | "DonePartCounters" >> beam.Create([marker["counters"] for marker in earlier])
             | "RecountDoneParts" >> beam.ParDo(RecountPart())
         )
-        outputs = {}
-        for name, label in (("images", "Images"), (REJECTED, "Rejected")):
-            done_files = [marker["files"][name] for marker in earlier if marker["files"].get(name)]
-            outputs[name] = (
-                (fetched[name], pbegin | f"Done{label}Files" >> beam.Create(done_files))
-                | f"All{label}Files" >> beam.Flatten()
-                | f"Read{label}Parts" >> beam.io.ReadAllFromParquet()
-            )
-        return outputs
+        # Only the images/ file of a done part is read: an earlier run's rejections (if it wrote any) are joined again.
+        done_files = [marker["files"]["images"] for marker in earlier if marker["files"].get("images")]
+        images = (
+            (new_files, pbegin | "DoneImagesFiles" >> beam.Create(done_files))
+            | "AllImagesFiles" >> beam.Flatten()
+            | "ReadImagesParts" >> beam.io.ReadAllFromParquet()
+        )
+        rejected = (candidates, images) | "RejectFailedCandidates" >> RejectCandidates()
+        return {"images": images, REJECTED: rejected}
 
 
 def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, options: PipelineOptions) -> None:
-    """The fetch graph: read, group by URL and by part, obtain the parts not done yet, write images/ and rejected/."""
+    """The fetch graph: read, one element per URL, by part; obtain the parts not done yet, write images/, join the
+    rejections."""
     folder = layout.parts_folder(STAGE, parts_digest(layout, config, options))
     done = prepare_parts(layout, folder)
     if done:

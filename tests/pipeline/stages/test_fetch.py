@@ -337,7 +337,7 @@ def test_fetch_dofn_keeps_each_host_under_its_limit() -> None:
         MisbehavingServer(sample_images(), robots_txt=None) as fast,
     ):
         urls = [slow.url(f"/slow-ok/{i}.jpg") for i in range(16)] + [fast.url(f"/img/china.jpg?{i}") for i in range(4)]
-        elements = [(url, {"candidates": candidate_rows({url: (1, "ok")}), "archived": []}) for url in urls]
+        elements = [(url, (1, None)) for url in urls]  # one candidate each, not archived
         with TestPipeline() as pipeline:
             results = (
                 pipeline

@@ -6,7 +6,6 @@ from __future__ import annotations
 import bisect
 import itertools
 from pathlib import Path
-from typing import Any
 
 import apache_beam as beam
 import pytest
@@ -139,9 +138,7 @@ def test_a_host_with_many_urls_does_not_hold_back_the_hosts_read_after_it() -> N
     with RecordingHosts(2, small_jpeg(), delay_s=0.01, first_address=22) as hosts:
         urls = [hosts.url(0, f"/big/{index}.jpg") for index in range(150)]
         urls += [hosts.url(1, f"/small/{index}.jpg") for index in range(4)]
-        elements: list[tuple[str, dict[str, Any]]] = [
-            (url, {"candidates": candidate_rows({url: (1, "ok")}), "archived": []}) for url in urls
-        ]
+        elements = [(url, (1, None)) for url in urls]  # one candidate each, not archived
         with TestPipeline() as pipeline:
             results = (
                 pipeline

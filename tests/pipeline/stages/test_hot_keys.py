@@ -1,4 +1,5 @@
-"""Hot keys at 10^6: one image content at a million URLs (filter-image) and one host with a million URLs (fetch).
+"""Hot keys at 10^6: one image content at a million URLs (filter-image), one host with a million URLs and one image URL
+on a million pages (fetch).
 
 Each workload runs at 10^5 and at 10^6, each size in a fresh subprocess (``python -m tests.pipeline.stages.test_hot_keys N``),
 which reports the peak resident memory of each workload (Linux ``VmHWM``, reset before each through
@@ -15,6 +16,10 @@ tests allow ``GROWTH_MB``.
   the image (or file) last in each group; then that file's group of a million rows given their bytes, read from a real
   Parquet file (``AttachImageBytes``).
 - ``host_queue``: fetch's ``HostQueue`` given 10^6 URLs of one host, then drained in order.
+- ``fetch_url``: one image URL on 10^6 pages (and archived 10^4 times) through fetch's ``UrlsToFetch`` in a real Beam
+  pipeline, rows generated inside it (a count and the chosen archived record reach the fetch, by combiners), then
+  the rejection of each of its candidates (``reject_candidates``) given one group of 10^6 rows made on the fly, the
+  URL's failed status last.
 """
 
 from __future__ import annotations
@@ -184,7 +189,60 @@ def host_queue(count: int) -> dict[str, Any]:
     return {"spilled": spilled, "in_order": in_order, "left": len(queue)}
 
 
-WORKLOADS = {"combiners": combiners, "joins": joins, "host_queue": host_queue}
+def fetch_url(count: int) -> dict[str, Any]:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.stages import fetch
+    from schemas import ArchivedImage, Rejection, TextKept
+
+    url = "https://cdn.example.com/logo.png"
+    chunks = 100
+    per_chunk, archived_per_chunk = count // chunks, count // chunks // 100
+
+    def candidate(index: int) -> dict[str, Any]:
+        """A text_kept row as fetch reads it (``CANDIDATE_COLUMNS``)."""
+        row = _row(index)
+        return {
+            TextKept.CANDIDATE_ID: row[Sample.CANDIDATE_ID],
+            TextKept.KEY: row[Sample.KEY],
+            TextKept.IMAGE_URL: url,
+            TextKept.ALT_TEXT: row[Sample.ALT_TEXT],
+            TextKept.PAGE_URL: f"https://pages.example.com/{index}.html",
+        }
+
+    def archived(index: int) -> dict[str, Any]:
+        # Every copy a 404 but one 200 in the middle: the one ``choose_archived`` takes.
+        status = 200 if index == count // 200 else 404
+        return ArchivedImage.row(
+            image_url=url, http_status=status, body=b"x" * 100, warc_file="a.warc.gz", warc_record_offset=index
+        )
+
+    def generate(chunk: int) -> Iterator[dict[str, Any]]:
+        for index in range(chunk * per_chunk, (chunk + 1) * per_chunk):
+            yield candidate(index)
+
+    def generate_archived(chunk: int) -> Iterator[dict[str, Any]]:
+        for index in range(chunk * archived_per_chunk, (chunk + 1) * archived_per_chunk):
+            yield archived(index)
+
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
+        chunk_numbers = pipeline | beam.Create(list(range(chunks)))
+        candidates = chunk_numbers | "Generate" >> beam.FlatMap(generate)
+        records = chunk_numbers | "GenerateArchived" >> beam.FlatMap(generate_archived)
+        elements = (candidates, records) | "UrlsToFetch" >> fetch.UrlsToFetch()
+        assert_that(elements, equal_to([(url, (count, archived(count // 200)))]), label="OneElement")
+
+    def tagged_candidate(index: int) -> tuple[int, dict[str, Any]]:
+        return fetch._CANDIDATE, candidate(index)
+
+    failed = (fetch._FAILED, ("http_404", "HTTP 404"))
+    rejected = fetch.reject_candidates((url, GeneratedGroup(count, tagged_candidate, failed)))
+    return {"rejected": sum(row[Rejection.REASON] == "http_404" for row in rejected)}
+
+
+WORKLOADS = {"combiners": combiners, "joins": joins, "host_queue": host_queue, "fetch_url": fetch_url}
 
 
 def measure(count: int) -> dict[str, Any]:
@@ -229,6 +287,7 @@ def test_a_key_with_a_million_rows_is_never_held_in_memory() -> None:
         "with_bytes": 10**6,
     }
     assert large["host_queue"]["result"] == {"spilled": 10**6 - 16, "in_order": True, "left": 0}
+    assert large["fetch_url"]["result"] == {"rejected": 10**6}
     for name in WORKLOADS:
         assert large[name]["peak_mb"] - small[name]["peak_mb"] < GROWTH_MB, figures
 
