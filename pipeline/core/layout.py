@@ -355,6 +355,53 @@ class _GatherRowGroups(beam.DoFn):
         return table
 
 
+class RecordBatchCoder(beam.coders.Coder):
+    """Arrow record batches as Arrow IPC streams, their size estimated from their buffers.
+
+    Beam samples the size of the elements a step outputs; for a type without a coder it pickles the element to
+    measure it: on extract's 150 MB bench WARC, 4% of the stage's samples (py-spy) went to pickling its record
+    batches and row-group tables. Registered for ``pa.RecordBatch``; a step that outputs them declares it.
+    """
+
+    def encode(self, batch: pa.RecordBatch) -> bytes:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        return sink.getvalue().to_pybytes()
+
+    def decode(self, encoded: bytes) -> pa.RecordBatch:
+        return pa.ipc.open_stream(encoded).read_next_batch()
+
+    def estimate_size(self, batch: pa.RecordBatch) -> int:
+        return batch.nbytes
+
+    def is_deterministic(self) -> bool:
+        return False
+
+    def to_type_hint(self) -> type:
+        return pa.RecordBatch
+
+
+class TableCoder(RecordBatchCoder):
+    """``RecordBatchCoder`` for Arrow tables (``WriteTableBatches``' row groups)."""
+
+    def encode(self, table: pa.Table) -> bytes:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue().to_pybytes()
+
+    def decode(self, encoded: bytes) -> pa.Table:
+        return pa.ipc.open_stream(encoded).read_all()
+
+    def to_type_hint(self) -> type:
+        return pa.Table
+
+
+beam.coders.registry.register_coder(pa.RecordBatch, RecordBatchCoder)
+beam.coders.registry.register_coder(pa.Table, TableCoder)
+
+
 class WriteTableBatches(beam.PTransform):
     """Write Arrow record batches of a table's schema as Parquet files ``{prefix}-SSSSS-of-NNNNN.parquet``.
 
@@ -376,7 +423,7 @@ class WriteTableBatches(beam.PTransform):
         schema = self.table.schema()
         return (
             batches
-            | "RowGroups" >> beam.ParDo(_GatherRowGroups(schema, self.row_group_bytes))
+            | "RowGroups" >> beam.ParDo(_GatherRowGroups(schema, self.row_group_bytes)).with_output_types(pa.Table)
             | "WriteParquet"
             >> beam.io.WriteToParquetBatched(
                 self.prefix,

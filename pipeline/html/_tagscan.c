@@ -514,9 +514,190 @@ static PyObject *scan_page(PyObject *module, PyObject *arg) {
     return Py_BuildValue("(nNNN)", result.img_count, tags, html, base);
 }
 
+/*
+ * sha256_hex(text, chars): the first `chars` hex digits of the SHA-256 of `text` encoded as UTF-8, i.e.
+ * hashlib.sha256(text.encode()).hexdigest()[:chars]. Extract makes two such keys per candidate (pipeline.core.keys);
+ * through hashlib each cost about 1 us, most of it the hash object's creation, copy and hex string, not the hash.
+ * The SHA-NI instructions are used where the CPU has them (checked once at import; the environment variable
+ * ALTCORPUS_SHA256_PORTABLE=1 keeps the portable rounds, so tests check both against hashlib).
+ */
+#include <stdint.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define HAVE_SHANI_CODE 1
+#endif
+
+static const uint32_t sha256_k[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+#define ROTR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void sha256_blocks_portable(uint32_t state[8], const unsigned char *data, size_t blocks) {
+    for (; blocks; blocks--, data += 64) {
+        uint32_t w[64];
+        for (int t = 0; t < 16; t++) {
+            w[t] = ((uint32_t)data[4 * t] << 24) | ((uint32_t)data[4 * t + 1] << 16) |
+                   ((uint32_t)data[4 * t + 2] << 8) | (uint32_t)data[4 * t + 3];
+        }
+        for (int t = 16; t < 64; t++) {
+            uint32_t s0 = ROTR(w[t - 15], 7) ^ ROTR(w[t - 15], 18) ^ (w[t - 15] >> 3);
+            uint32_t s1 = ROTR(w[t - 2], 17) ^ ROTR(w[t - 2], 19) ^ (w[t - 2] >> 10);
+            w[t] = w[t - 16] + s0 + w[t - 7] + s1;
+        }
+        uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
+        uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
+        for (int t = 0; t < 64; t++) {
+            uint32_t t1 = h + (ROTR(e, 6) ^ ROTR(e, 11) ^ ROTR(e, 25)) + ((e & f) ^ (~e & g)) + sha256_k[t] + w[t];
+            uint32_t t2 = (ROTR(a, 2) ^ ROTR(a, 13) ^ ROTR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+            h = g;
+            g = f;
+            f = e;
+            e = d + t1;
+            d = c;
+            c = b;
+            b = a;
+            a = t1 + t2;
+        }
+        state[0] += a;
+        state[1] += b;
+        state[2] += c;
+        state[3] += d;
+        state[4] += e;
+        state[5] += f;
+        state[6] += g;
+        state[7] += h;
+    }
+}
+
+#ifdef HAVE_SHANI_CODE
+/* The rounds with the SHA extensions: four rounds per group, the message schedule kept in four vectors. */
+__attribute__((target("sha,sse4.1"))) static void sha256_blocks_shani(uint32_t state[8], const unsigned char *data,
+                                                                         size_t blocks) {
+    const __m128i byte_swap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[0]), 0xB1); /* CDAB */
+    __m128i state1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[4]), 0x1B); /* EFGH */
+    __m128i state0 = _mm_alignr_epi8(tmp, state1, 8);                                      /* ABEF */
+    state1 = _mm_blend_epi16(state1, tmp, 0xF0);                                            /* CDGH */
+    for (; blocks; blocks--, data += 64) {
+        __m128i abef = state0, cdgh = state1, msg[4];
+        for (int group = 0; group < 16; group++) {
+            __m128i *current = &msg[group & 3], *next = &msg[(group + 1) & 3], *previous = &msg[(group + 3) & 3];
+            if (group < 4) {
+                *current = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 16 * group)), byte_swap);
+            }
+            __m128i words = _mm_add_epi32(*current, _mm_loadu_si128((const __m128i *)&sha256_k[4 * group]));
+            state1 = _mm_sha256rnds2_epu32(state1, state0, words);
+            if (group >= 3 && group <= 14) {
+                *next = _mm_sha256msg2_epu32(_mm_add_epi32(*next, _mm_alignr_epi8(*current, *previous, 4)), *current);
+            }
+            state0 = _mm_sha256rnds2_epu32(state0, state1, _mm_shuffle_epi32(words, 0x0E));
+            if (group >= 1 && group <= 12) {
+                *previous = _mm_sha256msg1_epu32(*previous, *current);
+            }
+        }
+        state0 = _mm_add_epi32(state0, abef);
+        state1 = _mm_add_epi32(state1, cdgh);
+    }
+    tmp = _mm_shuffle_epi32(state0, 0x1B);       /* FEBA */
+    state1 = _mm_shuffle_epi32(state1, 0xB1);    /* DCHG */
+    state0 = _mm_blend_epi16(tmp, state1, 0xF0); /* DCBA */
+    state1 = _mm_alignr_epi8(state1, tmp, 8);    /* ABEF */
+    _mm_storeu_si128((__m128i *)&state[0], state0);
+    _mm_storeu_si128((__m128i *)&state[4], state1);
+}
+
+static int cpu_has_shani(void) {
+    unsigned int eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & (1u << 19)) || !(ecx & (1u << 9))) {
+        return 0; /* SSE4.1 and SSSE3 */
+    }
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) {
+        return 0;
+    }
+    return (ebx >> 29) & 1; /* SHA */
+}
+#endif
+
+typedef void (*sha256_blocks_fn)(uint32_t state[8], const unsigned char *data, size_t blocks);
+static sha256_blocks_fn sha256_blocks = sha256_blocks_portable;
+
+static void sha256_digest(const unsigned char *data, size_t length, unsigned char out[32]) {
+    uint32_t state[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                         0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    size_t whole = length / 64;
+    if (whole) {
+        sha256_blocks(state, data, whole);
+    }
+    unsigned char tail[128];
+    size_t rest = length - whole * 64;
+    memcpy(tail, data + whole * 64, rest);
+    tail[rest] = 0x80;
+    size_t tail_length = rest + 9 <= 64 ? 64 : 128;
+    memset(tail + rest + 1, 0, tail_length - rest - 1);
+    uint64_t bits = (uint64_t)length * 8;
+    for (int i = 0; i < 8; i++) {
+        tail[tail_length - 1 - i] = (unsigned char)(bits >> (8 * i));
+    }
+    sha256_blocks(state, tail, tail_length / 64);
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (unsigned char)(state[i] >> 24);
+        out[4 * i + 1] = (unsigned char)(state[i] >> 16);
+        out[4 * i + 2] = (unsigned char)(state[i] >> 8);
+        out[4 * i + 3] = (unsigned char)state[i];
+    }
+}
+
+PyDoc_STRVAR(sha256_hex_doc,
+             "sha256_hex(text, chars) -> str\n\n"
+             "The first chars (0 to 64) hex digits of SHA-256 of text's UTF-8 bytes: "
+             "hashlib.sha256(text.encode()).hexdigest()[:chars].");
+
+static PyObject *sha256_hex(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 2 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "sha256_hex(text: str, chars: int)");
+        return NULL;
+    }
+    Py_ssize_t chars = PyLong_AsSsize_t(args[1]);
+    if (chars == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (chars < 0 || chars > 64) {
+        PyErr_SetString(PyExc_ValueError, "sha256_hex: chars must be 0 to 64");
+        return NULL;
+    }
+    Py_ssize_t length;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(args[0], &length); /* raises on lone surrogates, as str.encode() */
+    if (utf8 == NULL) {
+        return NULL;
+    }
+    unsigned char digest[32];
+    sha256_digest((const unsigned char *)utf8, (size_t)length, digest);
+    PyObject *hex = PyUnicode_New(chars, 127);
+    if (hex == NULL) {
+        return NULL;
+    }
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(hex);
+    static const char digits[] = "0123456789abcdef";
+    for (Py_ssize_t i = 0; i < chars; i++) {
+        out[i] = (Py_UCS1)digits[(digest[i / 2] >> (i % 2 ? 0 : 4)) & 15];
+    }
+    return hex;
+}
+
 static PyMethodDef methods[] = {
     {"scan_page", scan_page, METH_O, scan_page_doc},
     {"tag_attributes", tag_attributes, METH_VARARGS, tag_attributes_doc},
+    {"sha256_hex", (PyCFunction)(void (*)(void))sha256_hex, METH_FASTCALL, sha256_hex_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -532,4 +713,18 @@ static struct PyModuleDef module_def = {
     NULL,
 };
 
-PyMODINIT_FUNC PyInit__tagscan(void) { return PyModule_Create(&module_def); }
+PyMODINIT_FUNC PyInit__tagscan(void) {
+#ifdef HAVE_SHANI_CODE
+    const char *portable = getenv("ALTCORPUS_SHA256_PORTABLE");
+    if (cpu_has_shani() && !(portable != NULL && portable[0] == '1')) {
+        sha256_blocks = sha256_blocks_shani;
+    }
+#endif
+    PyObject *module = PyModule_Create(&module_def);
+    const char *rounds = sha256_blocks == sha256_blocks_portable ? "portable" : "sha-ni";
+    if (module != NULL && PyModule_AddStringConstant(module, "sha256_rounds", rounds) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -31,6 +31,7 @@ warning once). ``_SUCCESS`` says which scanner ran (``tag_scanner``: compiled, p
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,7 @@ from typing import Any, BinaryIO
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -152,37 +154,67 @@ class CandidateColumns:
     """Candidate rows gathered column by column, taken out as Arrow record batches (the stage) or dicts (tests).
 
     A dict per candidate, turned into Arrow by ``RecordBatch.from_pylist``, cost a dict build, 13 ``row.get`` and a
-    GC-tracked object per row; profiled on the 150 MB bench WARC, ``from_pylist`` alone was 13% of the stage. The
-    columns a page's candidates share (its URL, host, lang, date, WARC file, offset and record id) are appended once
-    per page as runs; ``pa.array`` per column gives the very arrays ``from_pylist`` gave.
+    GC-tracked object per row; profiled on the 150 MB bench WARC, ``from_pylist`` alone was 13% of the stage. The six
+    columns that vary per ``<img>`` are lists; the seven a page's candidates share (its URL, host, lang, date, WARC
+    file, offset and record id) are kept once per run of rows (``pages``, ``page_rows``) and become Arrow arrays
+    once per page, then are run-end decoded: converting each row's copy of them was half of ``take_batch``.
     """
 
-    __slots__ = ("columns", "per_row")
+    __slots__ = ("page_rows", "pages", "per_row")
 
     def __init__(self) -> None:
-        #: Every column by name, in the table's order; ``per_row`` holds the six that vary per ``<img>``.
-        self.columns: dict[str, list[Any]] = {name: [] for name in _CANDIDATE_ORDER}
-        self.per_row = tuple(self.columns[name] for name in _PER_ROW_COLUMNS)
+        #: The six columns that vary per ``<img>`` (``_PER_ROW_COLUMNS``), one value per row.
+        self.per_row: tuple[list[Any], ...] = tuple([] for _ in _PER_ROW_COLUMNS)
+        #: The shared values (``_PER_PAGE_COLUMNS``) of each run of rows from one page, and the run lengths.
+        self.pages: list[tuple[Any, ...]] = []
+        self.page_rows: list[int] = []
 
     def __len__(self) -> int:
         return len(self.per_row[0])
 
+    def add_page_rows(self, values: tuple[Any, ...], rows: int) -> None:
+        """The last ``rows`` rows appended share the page values ``values`` (called once they are appended)."""
+        self.pages.append(values)
+        self.page_rows.append(rows)
+
     def take_batch(self, rows: int, schema: pa.Schema) -> pa.RecordBatch:
         """The first ``rows`` rows (at most) as one record batch of ``schema``, removed from the columns."""
-        arrays = []
-        for field in schema:
-            values = self.columns[field.name]
-            arrays.append(pa.array(values[:rows], type=field.type))
+        rows = min(rows, len(self))
+        runs, needed = [], rows
+        for count in self.page_rows:
+            if needed <= 0:
+                break
+            runs.append(min(count, needed))
+            needed -= count
+        pages = self.pages[: len(runs)]
+        run_ends = pa.array(itertools.accumulate(runs), pa.int32())
+        arrays = {}
+        for index, name in enumerate(_PER_PAGE_COLUMNS):
+            values = pa.array([page[index] for page in pages], type=schema.field(name).type)
+            arrays[name] = pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(run_ends, values)) if runs else values
+        for name, values in zip(_PER_ROW_COLUMNS, self.per_row, strict=True):
+            arrays[name] = pa.array(values[:rows], type=schema.field(name).type)
             del values[:rows]
-        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+        if runs and runs[-1] < self.page_rows[len(runs) - 1]:  # the last page's rows go on in the next batch
+            self.page_rows[len(runs) - 1] -= runs[-1]
+            del self.pages[: len(runs) - 1], self.page_rows[: len(runs) - 1]
+        else:
+            del self.pages[: len(runs)], self.page_rows[: len(runs)]
+        return pa.RecordBatch.from_arrays([arrays[field.name] for field in schema], schema=schema)
 
     def take_rows(self) -> Iterator[dict[str, Any]]:
         """Every row as a dict keyed by ``Candidate``'s columns (in the table's order), removed from the columns."""
+        per_page = [values for values, rows in zip(self.pages, self.page_rows, strict=True) for _ in range(rows)]
+        by_name = dict(zip(_PER_ROW_COLUMNS, self.per_row, strict=True))
+        for index, name in enumerate(_PER_PAGE_COLUMNS):
+            by_name[name] = [values[index] for values in per_page]
         names = [_CANDIDATE_KEYS[name] for name in _CANDIDATE_ORDER]
-        columns = [self.columns[name] for name in _CANDIDATE_ORDER]
+        columns = [by_name[name] for name in _CANDIDATE_ORDER]
         rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
-        for values in columns:
+        for values in self.per_row:
             values.clear()
+        self.pages.clear()
+        self.page_rows.clear()
         return iter(rows)
 
 
@@ -195,12 +227,6 @@ _PER_PAGE_COLUMNS = tuple(
     str(name)
     for name in (_PAGE_URL, _PAGE_HOST, _HTML_LANG, _CRAWL_DATE, _WARC_FILE, _WARC_RECORD_OFFSET, _WARC_RECORD_ID)
 )
-
-
-def _append_runs(columns: list[list[Any]], values: tuple[Any, ...], count: int) -> None:
-    """Append ``count`` copies of each value to its column (a page's shared columns, once per page)."""
-    for column, value in zip(columns, values, strict=True):
-        column.extend([value] * count)
 
 
 def _page_candidates(
@@ -223,7 +249,7 @@ def _page_candidates(
     id_prefix = candidate_id_prefix(warc_file, offset)
     ids, keys, urls, alts, hosts, attributes = (values.append for values in out.per_row)
     page_values = (page_url, page_host, lang, crawl_date, warc_file, offset, record_id)
-    page_columns = [out.columns[name] for name in _PER_PAGE_COLUMNS]
+    add_page_rows = out.add_page_rows
     # Candidates whose page columns are not appended yet: done once per page, or before a rejection so that the
     # columns are whole wherever this generator yields.
     without_alt, without_url, kept, unsynced = img_count - len(images), 0, 0, 0
@@ -263,12 +289,12 @@ def _page_candidates(
             }
             counts[f"rejected_{problem}"] += 1
             if unsynced:
-                _append_runs(page_columns, page_values, unsynced)
+                add_page_rows(page_values, unsynced)
                 unsynced = 0
             yield REJECTED, rejection(row, STAGE, problem, detail)
     finally:
         if unsynced:
-            _append_runs(page_columns, page_values, unsynced)
+            add_page_rows(page_values, unsynced)
         counts["img_tags"] += img_count
         counts["img_without_alt"] += without_alt
         counts["img_without_url"] += without_url
@@ -476,7 +502,14 @@ class ExtractCandidates(beam.PTransform):
             | "ReadWarcFiles"
             >> beam.ParDo(
                 with_progress(ExtractFromWarcFile(self.config), file_progress(STAGE, self.patterns, pbegin.pipeline))
-            ).with_outputs(ARCHIVED_IMAGES, RECORD_ERRORS, REJECTED, FILES, main=CANDIDATES)
+            )
+            # Declared so that Beam measures the batches with layout.RecordBatchCoder, not by pickling them.
+            .with_output_types(
+                pa.RecordBatch,
+                **dict.fromkeys((ARCHIVED_IMAGES, RECORD_ERRORS, REJECTED), pa.RecordBatch),
+                **{FILES: tuple[str, str | None]},
+            )
+            .with_outputs(ARCHIVED_IMAGES, RECORD_ERRORS, REJECTED, FILES, main=CANDIDATES)
         )
 
 

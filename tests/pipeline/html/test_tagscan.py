@@ -414,3 +414,78 @@ def test_the_fast_path_finds_the_lang_and_base_a_full_parse_finds(seed: int, mon
             assert find_images(document) == full, (scanner, document)
         checked[(lang, base_href)] += 1
     assert len(checked) == 6  # every pairing of a lang or none with a base or none
+
+
+# -- sha256_hex: the digests of pipeline.core.keys ---------------------------------------------------------------
+
+_SHA256_CHECK = """
+import hashlib, random, sys
+sys.path.insert(0, {root!r})
+{load}
+rounds = module.sha256_rounds
+generator = random.Random(7)
+alphabet = "ab\\n\\x00\\xe9\\u20ac\\U0001f600\\u200b"
+for length in list(range(0, 200)) + [447, 448, 511, 512, 513, 4095, 100_000]:
+    for _ in range(3):
+        text = "".join(
+            generator.choice(alphabet) if generator.random() < 0.3 else chr(generator.randrange(32, 127))
+            for _ in range(length)
+        )
+        for chars in (0, 1, 24, 63, 64):
+            got, expected = module.sha256_hex(text, chars), hashlib.sha256(text.encode()).hexdigest()[:chars]
+            assert got == expected, (rounds, length, chars, text[:80])
+print(rounds)
+"""
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_sha256_hex_equals_hashlib(portable: bool, tagscan: ModuleType) -> None:
+    """Every message length around SHA-256's block and padding boundaries, ASCII and multi-byte UTF-8, with the
+    SHA-NI rounds where this CPU has them and with the portable rounds (``ALTCORPUS_SHA256_PORTABLE=1``): the
+    module picks its rounds once at import, so each runs in a fresh interpreter."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    loader = (
+        "import importlib.machinery, importlib.util\n"
+        f"loader = importlib.machinery.ExtensionFileLoader('_tagscan', {tagscan.__file__!r})\n"
+        "module = importlib.util.module_from_spec(importlib.util.spec_from_loader('_tagscan', loader))\n"
+        "loader.exec_module(module)"
+    )
+    environment = {**os.environ, "ALTCORPUS_SHA256_PORTABLE": "1" if portable else "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", _SHA256_CHECK.format(root=str(Path(__file__).parents[3]), load=loader)],
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rounds = done.stdout.strip()
+    assert rounds == "portable" if portable else rounds in ("sha-ni", "portable")
+
+
+def test_sha256_hex_refuses_what_str_encode_refuses(tagscan: ModuleType) -> None:
+    with pytest.raises(UnicodeEncodeError):
+        tagscan.sha256_hex("a lone surrogate \ud800", 24)
+    with pytest.raises(TypeError):
+        tagscan.sha256_hex(b"bytes", 24)
+    with pytest.raises(ValueError):
+        tagscan.sha256_hex("text", 65)
+    with pytest.raises(ValueError):
+        tagscan.sha256_hex("text", -1)
+    with pytest.raises(TypeError):
+        tagscan.sha256_hex("text")
+
+
+def test_keys_use_the_compiled_digest_and_match_hashlib(tagscan: ModuleType) -> None:
+    import hashlib
+
+    from pipeline.core import keys
+
+    assert keys._sha256_hex is tagscan.sha256_hex or os.environ.get("ALTCORPUS_TAGSCAN_BUILD")
+    url, alt = "https://example.com/a.jpg?x=1", "Un chat \u00e9tonn\u00e9 \U0001f431"
+    assert keys.sample_key(url, alt) == hashlib.sha256(f"{url}\n{alt}".encode()).hexdigest()[:24]
+    assert (
+        keys.candidate_id("s3://b/CC-1.warc.gz", 1234, 7) == (hashlib.sha256(b"CC-1.warc.gz\n1234\n7").hexdigest()[:24])
+    )

@@ -225,6 +225,55 @@ def test_candidate_columns_give_the_rows_in_page_order_and_the_batches_from_pyli
         assert pa.Table.from_batches(batches, schema=schema).equals(pa.Table.from_batches([expected]))
 
 
+def _applied_transforms(pipeline: Any) -> list[Any]:
+    """Every applied transform of a pipeline's graph."""
+    from apache_beam.pipeline import PipelineVisitor
+
+    found = []
+
+    class Visitor(PipelineVisitor):
+        def visit_transform(self, applied: Any) -> None:
+            found.append(applied)
+
+        def enter_composite_transform(self, applied: Any) -> None:
+            found.append(applied)
+
+    pipeline.visit(Visitor())
+    return found
+
+
+def test_batches_cross_beam_with_the_arrow_coders() -> None:
+    """The DoFn declares its record batches and WriteTableBatches its row groups, so Beam encodes them (and samples
+    their size) with the Arrow IPC coders, not by pickling them; the coders give back equal batches and tables."""
+    import apache_beam as beam
+    from apache_beam.coders import typecoders
+
+    from pipeline.core.layout import RecordBatchCoder, TableCoder
+
+    pipeline = beam.Pipeline()
+    outputs = pipeline | extract_stage.ExtractCandidates([str(shared_path("warc/jwarc-cc.warc.gz"))], CorpusConfig())
+    for tag in (CANDIDATES, ARCHIVED_IMAGES, RECORD_ERRORS, REJECTED):
+        assert isinstance(typecoders.registry.get_coder(outputs[tag].element_type), RecordBatchCoder), tag
+    outputs[CANDIDATES] | "Write" >> WriteTableBatches("unused/candidates", Candidate)
+    row_groups = [
+        output
+        for applied in _applied_transforms(pipeline)
+        if applied.full_label == "Write/RowGroups"
+        for output in applied.outputs.values()
+    ]
+    assert [typecoders.registry.get_coder(output.element_type).__class__ for output in row_groups] == [TableCoder]
+    with open(shared_path("warc/jwarc-cc.warc.gz"), "rb") as stream:
+        rows = [row for tag, row in iter_extracted(stream, "jwarc-cc.warc.gz", CorpusConfig()) if tag == CANDIDATES]
+    batch = pa.RecordBatch.from_pylist(rows, schema=Candidate.schema())
+    assert batch.num_rows
+    coder, table_coder = RecordBatchCoder(), TableCoder()
+    decoded = coder.decode(coder.encode(batch))
+    assert decoded.equals(batch) and decoded.schema.equals(batch.schema, check_metadata=True)
+    table = pa.Table.from_batches([batch, batch])
+    assert table_coder.decode(table_coder.encode(table)).equals(table)
+    assert coder.estimate_size(batch) == batch.nbytes
+
+
 # -- full Beam runs ---------------------------------------------------------------------------------------------
 
 RUN_INPUTS = ("books.toscrape.warc", "jwarc-cc.warc.gz", "clipped.warc.gz", "warcfile.warc.gz", "example-trunc.warc")
