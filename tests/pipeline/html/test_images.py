@@ -65,6 +65,23 @@ def test_alt_normalisation_whitespace_nfc_and_invisible_characters() -> None:
     assert normalise_alt(None) == ""
 
 
+def test_every_invisible_character_is_dropped_from_non_ascii_alts() -> None:
+    """Each dropped character alone, at either end and doubled, in alts that take the non-ASCII path (which looks
+    for them before translating), and random mixes of them with other text against the plain definition."""
+    import random
+    import unicodedata
+
+    dropped = "\x00\u200b\u200c\u200d\u2060\ufeff"
+    for character in dropped:
+        assert normalise_alt(f"{character}caf\u00e9{character}{character} au lait{character}") == "caf\u00e9 au lait"
+    generator = random.Random(3)
+    pieces = [*dropped, "a", "\u00e9", "e\u0301", " ", "\u00a0", "\u6f22", "\n"]
+    for _ in range(2000):
+        raw = "".join(generator.choice(pieces) for _ in range(generator.randrange(1, 12)))
+        expected = unicodedata.normalize("NFC", " ".join("".join(c for c in raw if c not in dropped).split()))
+        assert normalise_alt(raw) == expected, repr(raw)
+
+
 @pytest.mark.parametrize("full_parse", [False, True])
 def test_broken_markup_still_yields_every_img(full_parse: bool) -> None:
     html = b"""<html><body><div><p><img src=unquoted.jpg alt=unquoted><table><tr><img src='t.jpg' alt='in table'>
