@@ -17,10 +17,12 @@ from __future__ import annotations
 import functools
 import gzip
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from pipeline.core.errors import InputError
-from pipeline.crawl.stream import RetryPolicy, open_beam_file, read_url
+from pipeline.core.progress import StageProgress, worker_count
+from pipeline.crawl.stream import RetryPolicy, aws_credentials_problem, open_beam_file, read_url
 
 if TYPE_CHECKING:
     from pipeline.core.config import CrawlConfig
@@ -132,11 +134,28 @@ def retry_policy(crawl: CrawlConfig | None) -> RetryPolicy:
     )
 
 
-@functools.lru_cache(maxsize=8)
 def crawl_files(crawl: CrawlConfig) -> tuple[str, ...]:
-    """The URLs of the selected files of ``crawl`` (listing read once per process and selection); ``InputError``
-    when the listing cannot be read or the selection is empty."""
+    """The URLs of the selected files of ``crawl`` (listing read once per process, selection and place it is read
+    from); ``InputError`` when the listing cannot be read, the selection is empty or its S3 files cannot be signed
+    for."""
     where = crawl.files_from or join_url(crawl.cc_base_url, listing_path(crawl.crawl, crawl.source))
+    return _crawl_files(crawl, where, s3_endpoint(where))
+
+
+def s3_endpoint(location: str) -> str | None:
+    """Which S3 API an ``s3://`` location is read from (``--s3_endpoint_url``; ``"AWS"`` without one); None for a
+    location elsewhere. ``s3://commoncrawl/`` names a bucket, not a place: two mirrors can hold one crawl id."""
+    if not location.startswith("s3://"):
+        return None
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions, S3Options
+
+    return (FileSystems._pipeline_options or PipelineOptions()).view_as(S3Options).s3_endpoint_url or "AWS"
+
+
+@functools.lru_cache(maxsize=8)
+def _crawl_files(crawl: CrawlConfig, where: str, endpoint: str | None) -> tuple[str, ...]:
+    """``crawl_files``, cached by the crawl section and where its listing is (``endpoint``: that S3's API)."""
     try:
         data = read_bytes(where, crawl)
         paths = parse_listing(data)
@@ -150,4 +169,37 @@ def crawl_files(crawl: CrawlConfig) -> tuple[str, ...]:
             f"the selection of {crawl.crawl} is empty: {len(paths)} files listed in {where}, "
             f"--segment-range {crawl.segment_range or ':'} and --files {crawl.files} keep none"
         )
-    return tuple(join_url(crawl.cc_base_url, path) for path in selected)
+    urls = tuple(join_url(crawl.cc_base_url, path) for path in selected)
+    # Here, once, not per file: sizing the files for the progress plan would retry each for minutes without them.
+    problem = next((aws_credentials_problem(url) for url in urls if url.startswith("s3://")), None)
+    if problem:
+        raise InputError(f"cannot read the selected files of {crawl.crawl}: {problem}")
+    return urls
+
+
+#: ``crawl_files.cache_clear()``: forget the listings read (a test's bucket changed under the same place).
+crawl_files.cache_clear = _crawl_files.cache_clear  # type: ignore[attr-defined]
+
+
+def crawl_progress(stage: str, urls: Sequence[str], pipeline: Any) -> StageProgress:
+    """The progress plan of reading a crawl's selected files: their total size, from one listing per folder.
+
+    Made in the launching process before the job starts: Beam's ``match`` of each plain ``s3://`` path is two HEADs
+    (``exists``, then ``metadata``), one after the other, 200,000 for a whole crawl; a LIST per segment folder is
+    about a hundred. Unknown (None) for http(s) files, which no Beam filesystem lists; it only costs the ETA.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    total = None
+    if urls and not any(url.startswith(("http://", "https://")) for url in urls):
+        folders = sorted({url.rsplit("/", 1)[0] for url in urls})
+        try:
+            sizes = {
+                item.path: item.size_in_bytes
+                for result in FileSystems.match([f"{folder}/*" for folder in folders])
+                for item in result.metadata_list
+            }
+            total = sum(sizes.get(url, 0) for url in urls)
+        except Exception:  # an unknown total only costs the percentage and ETA
+            total = None
+    return StageProgress(stage, "bytes", total, worker_count(pipeline.options))

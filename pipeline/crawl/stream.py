@@ -19,6 +19,7 @@ guards fetch's image URLs).
 from __future__ import annotations
 
 import io
+import os
 import random
 import time
 from collections.abc import Callable
@@ -267,30 +268,82 @@ def read_url(url: str, policy: RetryPolicy | None = None, limit: int = 256 << 20
     return data
 
 
-class BeamFileStream(io.RawIOBase):
-    """A file on a Beam filesystem (``s3://``) whose failures are ``CrawlFileError``s, as an HTTP(S) crawl file's are.
+#: What an operator whose S3 reads have no key pair to sign with is told (boto3 looks in this order).
+NO_AWS_CREDENTIALS = (
+    "no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, "
+    "or --s3_access_key_id and --s3_secret_access_key)"
+)
 
-    Beam's S3 client raises ``S3ClientError``, which is no ``OSError``: a refused HEAD (403) escaped extract's
-    per-file handler and failed the job, a refused GET (403 InvalidObjectState) was recorded as the file's
-    ``malformed_record``, and a refused listing ended in a traceback. Reads are Beam's own: it resumes a dropped
-    connection itself (a ``Range: bytes=<reached>-`` GET, at once, then with its back-off from 5 s).
+
+def aws_credentials_problem(path: str) -> str | None:
+    """``"<path>: no AWS credentials (...)"`` when Beam's S3 client would have no key pair to sign ``path``'s requests
+    with; None for a path elsewhere or when it has one.
+
+    Checked before Beam is asked: botocore's ``NoCredentialsError`` carries no HTTP status, which Beam's retry filter
+    (``retry_on_server_errors_and_timeout_filter``) takes for a server error, so each HEAD was retried seven times,
+    5 s doubling (5 to 10.6 minutes), before the run said "Unable to locate credentials".
+    """
+    if not path.startswith("s3://"):
+        return None
+    import boto3
+    import botocore.exceptions
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions, S3Options
+
+    # The options Beam's S3 filesystem is made with (beam.Pipeline sets them in the launcher and on workers).
+    if (FileSystems._pipeline_options or PipelineOptions()).view_as(S3Options).s3_access_key_id:
+        return None
+    environment = tuple(sorted((name, value) for name, value in os.environ.items() if name.startswith("AWS_")))
+    if environment in _AWS_SIGNED_FOR:
+        return None
+    try:
+        # What Beam's client does without a key pair: boto3's own chain (variables, profile, role, metadata).
+        found = boto3.session.Session().get_credentials()
+    except botocore.exceptions.BotoCoreError as error:  # AWS_PROFILE naming no profile, a broken config file
+        return f"{path}: {error}"
+    if found is None:
+        return f"{path}: {NO_AWS_CREDENTIALS}"
+    _AWS_SIGNED_FOR.add(environment)  # a look costs about 0.1 s: once per process, not per file
+    return None
+
+
+#: The ``AWS_*`` variables under which boto3 found credentials in this process.
+_AWS_SIGNED_FOR: set[tuple[tuple[str, str], ...]] = set()
+
+
+class BeamFileStream(io.RawIOBase):
+    """A file on any Beam filesystem (``s3://``, ``gs://``, local) whose failures are ``CrawlFileError``s naming it,
+    as an HTTP(S) crawl file's are.
+
+    Beam's S3 and GCS clients raise ``S3ClientError`` and ``google.api_core``'s errors, which are no ``OSError``: a
+    refused HEAD (403) escaped extract's per-file handler and failed the job, a refused GET (403 InvalidObjectState)
+    was recorded as the file's ``malformed_record``, and a refused listing ended in a traceback. Reads are Beam's
+    own: S3's resumes a dropped connection itself (a ``Range: bytes=<reached>-`` GET, at once, then with its back-off
+    from 5 s); its back-off is kept for what may pass (5xx such as 503 SlowDown, a refused or dropped connection)
+    and never reached for what cannot (404 and 403 are not retried by Beam; no credentials is caught before).
     """
 
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
+        problem = aws_credentials_problem(path)
+        if problem:
+            raise CrawlFileError(problem)
         self._stream = self._call(_open_on_beam, path)
 
     def _call(self, function: Callable[..., Any], *args: Any) -> Any:
         try:
             return function(*args)
-        except OSError:
-            raise  # already a file's failure (a missing key is an IOError "Not found"): extract records it as is
-        except Exception as error:  # the filesystem's own error types (S3ClientError, botocore's) mean the same
+        except CrawlFileError:
+            raise
+        except OSError as error:  # a missing file (Beam's S3 says "Not found: <path>"), a refused local one
+            reason = (error.strerror or str(error)).replace(f": {self.path}", "")
+            raise CrawlFileError(f"{self.path}: {_one_line(reason)}") from error
+        except Exception as error:  # a filesystem's own error types (S3ClientError, google.api_core's): the same
             message = getattr(error, "message", None) or str(error)
             code = getattr(error, "code", None)
             status = f" (HTTP {code})" if code else ""
-            raise CrawlFileError(f"{self.path}: {type(error).__name__}: {message}{status}") from error
+            raise CrawlFileError(f"{self.path}: {type(error).__name__}: {_one_line(message)}{status}") from error
 
     def readable(self) -> bool:
         return True
@@ -313,6 +366,11 @@ class BeamFileStream(io.RawIOBase):
         super().close()
 
 
+def _one_line(text: str) -> str:
+    """A message on one line (a client's may span several): whitespace runs become one space."""
+    return " ".join(str(text).split())
+
+
 def _open_on_beam(path: str) -> Any:
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
@@ -323,5 +381,5 @@ def _open_on_beam(path: str) -> Any:
 
 def open_beam_file(path: str) -> io.BufferedReader:
     """A buffered binary stream over a file on any Beam filesystem, failing with ``CrawlFileError`` (an ``OSError``)
-    whatever the filesystem raised, so extract records the file and goes on."""
+    naming the file whatever the filesystem raised, so extract records the file and goes on."""
     return io.BufferedReader(BeamFileStream(path), READ_BYTES)

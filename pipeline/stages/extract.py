@@ -41,8 +41,6 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io import fileio
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.config import CorpusConfig, CorpusOptions
@@ -53,7 +51,7 @@ from pipeline.core.progress import StageProgress, file_progress, with_progress
 from pipeline.core.reasons import ExtractReason
 from pipeline.core.rules import counter, rejection
 from pipeline.core.stage import run_stage, runs_locally
-from pipeline.crawl.listing import crawl_files, retry_policy
+from pipeline.crawl.listing import crawl_files, crawl_progress, retry_policy
 from pipeline.crawl.stream import CrawlStream, open_beam_file, open_crawl_url
 from pipeline.html.alt_text import normalise_alt
 from pipeline.html.images import ImgTag, find_images, tag_scanner
@@ -363,9 +361,8 @@ def open_input(path: str, config: CorpusConfig | None = None) -> BinaryIO:
     section's bounds (``pipeline.crawl.stream``)."""
     if path.startswith(("http://", "https://")):
         return open_crawl_url(path, retry_policy(config.crawl if config is not None else None))
-    if path.startswith("s3://"):  # S3's refusals are no OSError in Beam: made CrawlFileErrors, the file is recorded
-        return open_beam_file(path)
-    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    # Any Beam filesystem's failure (S3's and GCS's are no OSError) becomes a CrawlFileError naming the file: recorded.
+    return open_beam_file(path)
 
 
 def _count_crawl_requests(stream: Any, counts: Counter) -> None:
@@ -501,7 +498,10 @@ class ExtractCandidates(beam.PTransform):
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadWarcFiles"
             >> beam.ParDo(
-                with_progress(ExtractFromWarcFile(self.config), file_progress(STAGE, self.patterns, pbegin.pipeline))
+                with_progress(
+                    ExtractFromWarcFile(self.config),
+                    (crawl_progress if self.listed else file_progress)(STAGE, self.patterns, pbegin.pipeline),
+                )
             )
             # Declared so that Beam measures the batches with layout.RecordBatchCoder, not by pickling them.
             .with_output_types(

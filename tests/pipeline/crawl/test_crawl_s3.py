@@ -3,6 +3,8 @@ simulated crawl at Common Crawl's keys, read through Beam's S3 filesystem (``--s
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
 import logging
 import re
 import socket
@@ -10,13 +12,16 @@ import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import apache_beam as beam
 import boto3
 import duckdb
 import pytest
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.utils import retry
 
 try:
     from moto import settings as moto_settings
@@ -28,8 +33,10 @@ except ImportError as error:  # a missing prerequisite fails, naming it, rather 
     ) from error
 
 from pipeline import cli
+from pipeline.core.config import CorpusConfig, CrawlConfig
+from pipeline.core.errors import InputError
 from pipeline.core.layout import CorpusLayout
-from pipeline.crawl.listing import crawl_files, listing_path
+from pipeline.crawl.listing import crawl_files, crawl_progress, listing_path
 from pipeline.crawl.simulate import SimulatedCrawl
 from pipeline.crawl.stream import CrawlFileError
 from pipeline.stages import extract
@@ -59,7 +66,7 @@ def endpoint() -> Iterator[str]:
     endpoint = f"http://{host}:{port}"
     # moto's accounts live in the process, not the server: every test starts from an empty S3.
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).close()
-    crawl_files.cache_clear()  # its cache is keyed by the crawl section, not the endpoint: each test's is new
+    crawl_files.cache_clear()  # moto's buckets outlive a server: a listing cached from the last test would be stale
     try:
         yield endpoint
     finally:
@@ -83,14 +90,12 @@ def upload(endpoint: str, mirror: Path, keys: list[str], archived: tuple[str, ..
         client.upload_file(str(mirror / key), BUCKET, key, ExtraArgs=extra)
 
 
-def s3_flags(endpoint: str) -> list[str]:
-    """Beam's ``S3Options``: where the S3 API is and the key pair to sign with."""
-    return [
-        f"--s3_endpoint_url={endpoint}",
-        f"--s3_access_key_id={ACCESS_KEY}",
-        f"--s3_secret_access_key={SECRET_KEY}",
-        f"--s3_region_name={REGION}",
-    ]
+def s3_flags(endpoint: str, keys: bool = True) -> list[str]:
+    """Beam's ``S3Options``: where the S3 API is and (unless ``keys`` is False) the key pair to sign with."""
+    flags = [f"--s3_endpoint_url={endpoint}", f"--s3_region_name={REGION}"]
+    if keys:
+        flags += [f"--s3_access_key_id={ACCESS_KEY}", f"--s3_secret_access_key={SECRET_KEY}"]
+    return flags
 
 
 def rows(output: Path, table_type: type) -> list[dict]:
@@ -272,3 +277,241 @@ def test_a_dropped_s3_connection_is_resumed_by_beam_with_a_range_get(
     assert started_at == 0, proxy.gets
     # The first answer was cut within its first 9,000 bytes, headers included: the second GET starts where it ended.
     assert resumed_at is not None and 0 < resumed_at < 9000, proxy.gets
+
+
+@pytest.fixture
+def beam_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits Beam's retry decorator (``apache_beam.utils.retry.with_exponential_backoff``, around every S3 HEAD,
+    LIST and GET) asks for, recorded instead of slept: a test sees the back-off a run would sit through (seven
+    waits from 5 s, doubling, 5 to 10.6 minutes in all) without sitting through it."""
+    waits: list[float] = []
+    monkeypatch.setattr(retry.Clock, "sleep", lambda clock, seconds: waits.append(seconds))
+    return waits
+
+
+@pytest.fixture
+def no_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No key pair anywhere boto3 looks: no variables, no credentials or config file, no instance metadata."""
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "absent-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "absent-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+NO_CREDENTIALS = "no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+
+
+def test_without_aws_credentials_the_run_stops_at_once_in_one_line(
+    mirror: Path,
+    endpoint: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_aws_credentials: None,
+    beam_backoff: list[float],
+) -> None:
+    """botocore's NoCredentialsError carries no HTTP status, which Beam's retry filter takes for a server error: the
+    listing's HEAD was retried for 5 to 10 minutes before the run said "Unable to locate credentials"."""
+    upload(endpoint, mirror, [listing_path(CRAWL, "warc")])
+    output = tmp_path / "corpus"
+    code = cli.main(
+        [
+            "extract",
+            *("--crawl", CRAWL, "--cc-base-url", BASE_URL, "--output", str(output)),
+            *s3_flags(endpoint, keys=False),
+        ]
+    )
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 1, lines
+    assert len(lines) == 1 and f"{BASE_URL}{listing_path(CRAWL, 'warc')}: {NO_CREDENTIALS}" in lines[0], lines
+    assert beam_backoff == []
+    assert not output.exists()
+
+
+def test_without_aws_credentials_a_file_and_a_selection_listed_locally_fail_at_once(
+    mirror: Path,
+    endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    no_aws_credentials: None,
+    beam_backoff: list[float],
+) -> None:
+    """A worker opening a file records it at once; a ``--files-from`` list on this machine stops the run before its
+    progress plan sizes every file (two HEADs each, each retried minutes long without credentials)."""
+    key = plan(mirror)["warc_files"][0]
+    upload(endpoint, mirror, [key])
+    monkeypatch.setattr(FileSystems, "_pipeline_options", PipelineOptions(s3_flags(endpoint, keys=False)))
+    with pytest.raises(CrawlFileError, match=re.escape(f"{BASE_URL}{key}: {NO_CREDENTIALS}")):
+        extract.open_input(BASE_URL + key)
+    listed = tmp_path / "mine.paths"
+    listed.write_text(key + "\n")
+    with pytest.raises(InputError, match=re.escape(f"{BASE_URL}{key}: {NO_CREDENTIALS}")):
+        crawl_files(CrawlConfig(crawl=CRAWL, files_from=str(listed), cc_base_url=BASE_URL))
+    assert beam_backoff == []
+
+
+def test_refusals_and_missing_keys_fail_without_back_off_naming_the_file(
+    mirror: Path, endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, beam_backoff: list
+) -> None:
+    """What cannot succeed on a retry is not retried: a missing key or bucket (404) and a refusal (403)."""
+    key = plan(mirror)["warc_files"][0]
+    upload(endpoint, mirror, [key])
+    monkeypatch.setattr(FileSystems, "_pipeline_options", PipelineOptions(s3_flags(endpoint)))
+    absent = f"{BASE_URL}crawl-data/{CRAWL}/absent.warc.gz"
+    with pytest.raises(CrawlFileError, match=rf"^{re.escape(absent)}: Not found$"):
+        extract.open_input(absent)
+    with pytest.raises(CrawlFileError, match=r"^s3://no-such-bucket/\S+: Not found$"):
+        extract.open_input(f"s3://no-such-bucket/{key}")
+    request.getfixturevalue("refuse_unknown_keys")
+    with pytest.raises(CrawlFileError, match=rf"^{re.escape(BASE_URL + key)}: .*Forbidden \(HTTP 403\)$"):
+        extract.open_input(BASE_URL + key)
+    assert beam_backoff == []
+
+
+class SlowDownServer:
+    """A loopback server answering every request as a throttled S3 does: ``503 SlowDown``."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self.send_response(503, "Slow Down")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_HEAD
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("trouble", ["503 SlowDown", "connection refused"])
+def test_throttling_and_connection_errors_keep_beams_back_off(
+    mirror: Path, monkeypatch: pytest.MonkeyPatch, beam_backoff: list[float], trouble: str
+) -> None:
+    """What may pass is still retried with Beam's back-off (botocore's own attempts set to one, so that only Beam's
+    are counted)."""
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    if trouble == "503 SlowDown":
+        server = SlowDownServer()
+        url, close = server.url, server.close
+    else:
+        with socket.create_server(("127.0.0.1", 0)) as closed:
+            url, close = f"http://127.0.0.1:{closed.getsockname()[1]}", (lambda: None)
+    try:
+        monkeypatch.setattr(FileSystems, "_pipeline_options", PipelineOptions(s3_flags(url)))
+        path = BASE_URL + plan(mirror)["warc_files"][0]
+        with pytest.raises(CrawlFileError, match=rf"^{re.escape(path)}: "):
+            extract.open_input(path)
+    finally:
+        close()
+    assert len(beam_backoff) == 7, beam_backoff
+    assert all(5 * 2**attempt / 2 <= wait <= 5 * 2**attempt for attempt, wait in enumerate(beam_backoff)), beam_backoff
+
+
+class FolderS3:
+    """A second S3 mirror on loopback: the objects are the files under ``root/<bucket>/``, served as S3's REST API
+    serves them to a reader (HEAD, and GET with ``Range``); moto keeps its buckets per process, not per server."""
+
+    def __init__(self, root: Path) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self.answer(body=False)
+
+            def do_GET(self) -> None:
+                self.answer(body=True)
+
+            def answer(self, body: bool) -> None:
+                path = root / urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
+                if not path.is_file():
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data = path.read_bytes()
+                match = re.match(r"bytes=(\d+)-", self.headers.get("Range") or "")
+                start = int(match[1]) if match else 0
+                self.send_response(206 if match else 200)
+                if match:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.send_header("Content-Length", str(len(data) - start))
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("ETag", f'"{hashlib.md5(data).hexdigest()}"')
+                self.send_header("Last-Modified", email.utils.formatdate(path.stat().st_mtime, usegmt=True))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data[start:])
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_two_s3_mirrors_of_one_crawl_give_their_own_listings(
+    mirror: Path, endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``s3://commoncrawl/`` names a bucket, not a place: which listing it is depends on ``--s3_endpoint_url``."""
+    files = plan(mirror)["warc_files"]
+    upload(endpoint, mirror, [listing_path(CRAWL, "warc")])  # moto's listing: all three files
+    other = tmp_path / "other"
+    (other / BUCKET / listing_path(CRAWL, "warc")).parent.mkdir(parents=True)
+    (other / BUCKET / listing_path(CRAWL, "warc")).write_text(files[2] + "\n")  # the other mirror's: one
+    folder_s3 = FolderS3(other)
+    crawl = CrawlConfig(crawl=CRAWL, cc_base_url=BASE_URL)
+    try:
+        listed = {}
+        for name, url in (("moto", endpoint), ("folder", folder_s3.url), ("moto again", endpoint)):
+            monkeypatch.setattr(FileSystems, "_pipeline_options", PipelineOptions(s3_flags(url)))
+            listed[name] = crawl_files(crawl)
+    finally:
+        folder_s3.close()
+    assert listed == {
+        "moto": tuple(BASE_URL + path for path in files),
+        "folder": (BASE_URL + files[2],),
+        "moto again": tuple(BASE_URL + path for path in files),
+    }
+
+
+def test_extracts_progress_sizes_s3_crawl_files_with_a_listing_per_folder_not_heads_per_file(
+    mirror: Path, endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The progress plan (the selected files' total size) is made in the launching process before the job starts:
+    two HEADs a file (Beam's ``match`` of a plain path: ``exists``, then ``metadata``), one after the other, were
+    200,000 requests for a whole crawl; a LIST per segment folder is about a hundred."""
+    files = plan(mirror)["warc_files"]
+    upload(endpoint, mirror, [listing_path(CRAWL, "warc"), *files])
+    pipeline = beam.Pipeline(options=PipelineOptions(s3_flags(endpoint)))  # gives Beam's filesystems the options
+    selected = crawl_files(CrawlConfig(crawl=CRAWL, cc_base_url=BASE_URL, files=2))  # files 0 and 1: one folder
+    caplog.set_level(logging.INFO, logger="werkzeug")  # moto's server logs each request it answers
+    _ = pipeline | "Extract" >> extract.ExtractCandidates(selected, CorpusConfig(), listed=True)
+    requests = [record.getMessage() for record in caplog.records if record.name == "werkzeug"]
+    assert not [line for line in requests if '"HEAD ' in line], requests
+    assert len([line for line in requests if '"GET ' in line]) == 1, requests  # the folder's LIST
+    sizes = [(mirror / path).stat().st_size for path in files]
+    # The total: the selected files only, not the folder's third file nor the other folder's.
+    assert crawl_progress(extract.STAGE, selected, pipeline).total == sizes[0] + sizes[1]
