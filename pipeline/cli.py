@@ -240,6 +240,10 @@ def _dispatch(args: list[str], debug: bool) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Beam logs every type-hint conversion and sink rename at INFO: keep its warnings, and our progress lines.
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    # ... but local worker processes' progress lines reach us through a Beam logger: let ours through.
+    from pipeline.core.local_runner import show_worker_lines
+
+    show_worker_lines(os.path.dirname(os.path.abspath(__file__)) + os.sep)
     if not debug:
         # A worker's error is logged with its traceback by Beam and then raised here, where it becomes one line.
         logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)

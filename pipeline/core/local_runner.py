@@ -22,6 +22,8 @@ data plane and are not touched.
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 from typing import Any
 
@@ -157,3 +159,57 @@ def _chunked_partition(self: Any, n: int) -> list[list[bytes]]:
         self._grouped_output = parts
         self._table.clear()
     return self._grouped_output
+
+
+#: The local runner's logger for what its worker processes log (``BeamFnLoggingServicer``: ``Worker: <LogEntry>``).
+WORKER_LOGGER = "apache_beam.runners.portability.local_job_service"
+_ENTRY = re.compile(r'message: "(?P<message>(?:[^"\\]|\\.)*)".*?log_location: "(?P<location>[^"]*)"')
+
+
+class WorkerLines(logging.Filter):
+    """Let the project's own lines from local worker processes through (progress every few seconds), as plain lines.
+
+    With ``--direct_running_mode=multi_processing`` each worker's log records reach the runner's log as
+    ``Worker: severity: INFO timestamp {...} message: "..." log_location: "..."`` at their own level, under a Beam
+    logger the CLI keeps at WARNING (Beam's workers log every bundle's set-up at INFO): without this filter a
+    multi-process run shows no progress at all. Records from code under ``package_dir`` pass at any level and show
+    only their message; Beam's own pass from WARNING up, unchanged.
+    """
+
+    def __init__(self, package_dir: str) -> None:
+        super().__init__()
+        self.package_dir = package_dir
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.args[0]) if isinstance(record.args, tuple) and record.args else ""
+        match = _ENTRY.search(text)
+        if match is None or not match["location"].startswith(self.package_dir):
+            # Every local worker warns that it has no semi-persistent directory, which only matters for pickled
+            # main sessions and registered schemas (neither used here): two lines per stage that say nothing.
+            return record.levelno >= logging.WARNING and "No semi_persistent_directory found" not in text
+        record.name, record.msg, record.args = "altcorpus.worker", "%s", (_unescape(match["message"]),)
+        return True
+
+
+def _unescape(text: str) -> str:
+    """A protobuf text-format string back to text: C escapes, and UTF-8 bytes that may come as octal escapes."""
+
+    def byte(match: re.Match[bytes]) -> bytes:
+        code = match[1]
+        if len(code) == 1:
+            return _SIMPLE_ESCAPES.get(code, code)
+        return bytes([int(code[1:], 16) if code[0:1] == b"x" else int(code, 8) & 0xFF])
+
+    return _ESCAPES.sub(byte, text.encode("utf-8")).decode("utf-8", "replace")
+
+
+_ESCAPES = re.compile(rb"\\([0-7]{3}|x[0-9a-fA-F]{2}|.)")
+_SIMPLE_ESCAPES = {b"n": b"\n", b"r": b"\r", b"t": b"\t"}
+
+
+def show_worker_lines(package_dir: str) -> None:
+    """Log local workers' lines from ``package_dir`` at INFO (progress), Beam's own worker lines from WARNING."""
+    logger = logging.getLogger(WORKER_LOGGER)
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(existing, WorkerLines) for existing in logger.filters):
+        logger.addFilter(WorkerLines(package_dir))

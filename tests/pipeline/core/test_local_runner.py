@@ -10,15 +10,18 @@ delivers every byte; a real two-process pipeline then moves large elements throu
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
+from pathlib import Path
 
 import apache_beam as beam
 import pytest
 from apache_beam import coders
 from apache_beam.coders.coder_impl import create_InputStream, create_OutputStream
 from apache_beam.portability.api import beam_fn_api_pb2
+from apache_beam.runners.portability import local_job_service
 from apache_beam.runners.portability.fn_api_runner import execution, worker_handlers
 from apache_beam.runners.worker import data_plane
 from apache_beam.transforms import core
@@ -28,6 +31,7 @@ from pipeline.core import local_runner
 from pipeline.core.local_runner import apply_bounded_bundle_input, apply_data_plane_fix
 from pipeline.core.stage import pipeline_options
 
+PACKAGE_DIR = str(Path(local_runner.__file__).resolve().parents[1]) + os.sep  # pipeline/
 CHUNK = 1 << 20  # one chunk of encoded elements, as the runner buffers a stage's input
 CHUNKS = 40
 
@@ -160,3 +164,31 @@ def test_shuffle_parts_are_cut_into_pieces_of_whole_elements(monkeypatch: pytest
             while stream.size() > 0:
                 key, values = element.decode_from_stream(stream, True).value
                 assert key.startswith(b"key-") and len(list(values)) == 4
+
+
+def forwarded(caplog: pytest.LogCaptureFixture, *entries: beam_fn_api_pb2.LogEntry) -> list[logging.LogRecord]:
+    """What Beam's runner logs for these worker log entries (its real logging service), once filtered."""
+    local_runner.show_worker_lines(PACKAGE_DIR)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=local_runner.WORKER_LOGGER):
+        list(local_job_service.BeamFnLoggingServicer().Logging([beam_fn_api_pb2.LogEntry.List(log_entries=entries)]))
+    return [record for record in caplog.records if record.name.startswith(("altcorpus", "apache_beam"))]
+
+
+def test_worker_progress_lines_reach_the_log_as_plain_lines(caplog: pytest.LogCaptureFixture) -> None:
+    severity = beam_fn_api_pb2.LogEntry.Severity.Enum
+    ours = beam_fn_api_pb2.LogEntry(
+        severity=severity.INFO,
+        message='fetch [worker 1 of 2]: 1,234/~2,500 candidates (49.4%), ETA 0:00:31; "ok" 10 — café',
+        log_location=f"{PACKAGE_DIR}core/progress.py:150",
+    )
+    beams_info = beam_fn_api_pb2.LogEntry(
+        severity=severity.INFO, message="Creating state cache", log_location="/venv/apache_beam/sdk_worker.py:1"
+    )
+    beams_warning = beam_fn_api_pb2.LogEntry(
+        severity=severity.WARN, message="Data channel closed", log_location="/venv/apache_beam/data_plane.py:2"
+    )
+    records = forwarded(caplog, ours, beams_info, beams_warning)
+    assert records[0].getMessage() == ours.message  # unescaped, UTF-8 and quotes intact
+    assert records[0].levelno == logging.INFO and records[0].name == "altcorpus.worker"
+    assert len(records) == 2 and "Data channel closed" in records[1].getMessage()  # Beam's INFO is dropped
