@@ -366,7 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--caption-column", default="alt_text", help="Parquet column of captions")
     parser.add_argument("--max-retrieval-pairs", type=int, help="evaluate retrieval on at most this many pairs")
     parser.add_argument("--linear-probe", help="folder with train/ and test/ ImageFolders: logistic regression probe")
-    parser.add_argument("--localize", nargs="+", metavar="IMAGE", help="one-tower models: heat map of --query per image")
+    parser.add_argument(
+        "--localize", nargs="+", metavar="IMAGE", help="one-tower models: heat map of --query per image"
+    )
     parser.add_argument("--query", help="the text query of --localize")
     parser.add_argument("--localize-output", default="localize", help="folder of overlay PNGs (or one .png path)")
     parser.add_argument("--compositional", help="JSONL of image + caption + hard negatives: accuracy per category")

@@ -34,7 +34,9 @@ def parse_worker_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--label-smoothing", type=float, default=None, help="ALIGN: 0.1; unset: open_clip's ClipLoss.")
     parser.add_argument("--init-temperature", type=float, default=None, help="ALIGN: 1.0; unset: the model config's.")
     parser.add_argument("--cpu-threads", type=int, default=None, help="torch intra-op threads; unset: torch's default.")
-    parser.add_argument("--caption-source", default=None, help="caption_source as JSON (training.captions); unset: alt.")
+    parser.add_argument(
+        "--caption-source", default=None, help="caption_source as JSON (training.captions); unset: alt."
+    )
     parser.add_argument("--one-tower-objectives", type=json.loads, default={}, help='JSON, e.g. {"xmc": 0.5}.')
     return parser.parse_args(ours), open_clip_args
 
