@@ -32,17 +32,41 @@ Profile (py-spy -n, 50 Hz, the same 20,448 candidates; shares of all samples, id
 ``torch`` and scipy, pulled in by ``apache_beam.ml.inference.base`` which ``pipeline.images.clip_score`` imports at
 module level even when no CLIP checkpoint is set (``python -X importtime -c 'import pipeline.stages.filter_image'``:
 13.4 of 19.5 s) -- graph construction 2%; the run 64%: the stage's own code 14% (``HashIndex.candidates`` 6.5%,
-``Table.project`` 2%, the aspect-ratio rule's ``Fraction`` 2%), Beam's coders 20% (each row dict encoded at every
-one of its eight ``GroupByKey``/``CoGroupByKey`` shuffles, image bytes too), ``WriteToParquet`` 7%, the rest of Beam
-(bundles, the in-memory data channel, grouping buffers) 23%. Not changed here (issue 19 owns the stage): what would
-cut it is a lazy import of the RunInference machinery (only with ``--clip-score-checkpoint``), rows without the bytes
-until ``AttachImageBytes`` (already so), and batched rows between the per-row steps as extract does.
-
-Since (issue 15, 2 Dec 2026): the joins by URL stream tagged groups instead of CoGroupByKey lists, and no shuffle
-carries image bytes (each sample is sent to the images/ file holding its URL, read a row group at a time). Not rerun
-here; measured instead on the scale bench's 100 MB corpus (109,922 candidates, 51,916 samples, 2.2 GB of images/),
-two worker processes: workers 1,668 / 1,636 MB and driver 1,100 MB peak RSS, 104.6 CPU s, where the stage before
-this change was killed by the OOM killer with its workers at 7.5 / 7.0 GB.
+``Table.project`` 2%, the aspect-ratio rule's ``Fraction`` 2%), Beam's coders 20% (each row dict encoded at every one of
+its eight ``GroupByKey``/``CoGroupByKey`` shuffles, image bytes too), ``WriteToParquet`` 7%, the rest of Beam (bundles,
+the in-memory data channel, grouping buffers) 23%. Not changed here (issue 19 owns the stage): what would cut it is a
+lazy import of the RunInference machinery (only with ``--clip-score-checkpoint``), rows without the bytes until
+``AttachImageBytes`` (already so), and batched rows between the per-row steps as extract does. Since (issue 15, 2 Dec
+2026): the joins by URL stream tagged groups instead of CoGroupByKey lists, and no shuffle carries image bytes (each
+sample is sent to the images/ file holding its URL, read a row group at a time). Not rerun here; measured instead on the
+scale bench's 100 MB corpus (109,922 candidates, 51,916 samples, 2.2 GB of images/), two worker processes: workers 1,668
+/ 1,636 MB and driver 1,100 MB peak RSS, 104.6 CPU s, where the stage before this change was killed by the OOM killer
+with its workers at 7.5 / 7.0 GB. Measured again, 2 Dec 2026 (issue 17; the tree at 1f77edd: byte-free joins by URL and
+``WithImageBytes``, Arrow IPC coders for batches, the local runner's bounded bundle input, the RunInference machinery
+imported only with a CLIP checkpoint), the same 8 copies (20,448 text-kept candidates, 12,344 samples), 2 shared cores,
+three runs: at load average 3.9 (``--repeat 2``): stage 10.87 CPU s = 532 CPU s per million candidates, peak RSS 940
+MiB; fixed cost 4.66 s; inner work 2.66 s = 130 per million; the stage less its fixed cost 304 per million, of which
+3.56 s (1.3x the inner work) is outside it: goal <= 2x met. At load 5.5: 10.65 / 4.60 / 2.60 s, 521 per million, 1.3x,
+892 MiB; at load 10-14 beside the 1 GB scale bench (``--repeat 1``): 14.67 / 5.48 / 3.49 s, 718 per million, 1.6x, 859
+MiB. (The one-copy run subtracted as fixed cost holds 1/8 of the inner work too; counted back, 3.89 s = 1.5x at load
+3.9.) Before: 25.9 s, 1,266 per million, fixed 13.6 s, 1.7x, 1,581 MiB. The fixed cost fell by two thirds, torch no
+longer imported: ``import pipeline.stages.filter_image`` takes 2.2 CPU s (``/usr/bin/time``; 13.4 s before), 2.0 s of it
+``apache_beam`` itself. Profile (py-spy -n, 50 Hz, the same 20,448 candidates at load 1.8; shares of all samples, idle
+threads 24%): imports 10% (Beam's; no torch), graph and start 5%; the run: the stage's own code 13%
+(``HashIndex.candidates`` 6%, the aspect-ratio rule's ``Fraction`` 2%, ``Table.project`` 2%, ``Decisions.count`` 1%),
+Beam's coders 20% (encoding elements out of a bundle 6%, decoding them in 7%, pickling 3%, the runner's grouping buffers
+2%), Beam's Parquet I/O 8% (row dicts to Arrow in ``WriteToParquet`` 4%, the writer 3%, rows read back 1%), the rest of
+Beam 20% (per-element dispatch and ``Map`` lambdas 9%, the runner's driver side 4%, creating bundle processors 4%, the
+graph to proto and back 2%). The same profile at load 10 leans to start-up (imports 30%, own code 7%, coders 11%).
+Outside its own work the stage now spends most on Beam's coders (each row dict encoded and decoded at every shuffle: the
+join by URL, the content rules' groupings, ``JoinImageFiles``, ``GroupSamplesByFile``), then per-element dispatch and
+``WriteToParquet``'s row-to-Arrow conversion. The pickling is the pHash: Beam's ``FastPrimitivesCoder`` pickles any int
+beyond int64, and the sample's unsigned 64-bit pHashes all have their top bit set (153 of the 153 in images/): each row's
+pHash is pickled wherever the row is coded (19,446 ints pickled in the one-copy run of 2,556 candidates, counted by
+wrapping ``PickleCoder``; plus 8 Arrow tables and the ``HashIndex`` side input). Not changed (the goal is met); what
+would cut it: Arrow record batches (``RecordBatchCoder``) between the per-row steps as extract does, the pHash carried
+as a signed int64 between steps (or a row coder that knows it), and, inside the inner work, the eval-index match
+memoised per pHash (many candidates share one image).
 """
 
 from __future__ import annotations

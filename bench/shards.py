@@ -26,6 +26,32 @@ samples, image bytes and all, go through a ``GroupByKey`` by shard that the loca
 (py-spy -n, 50 Hz, 6,172 samples; shares of all samples): imports 35% (Beam's), graph 2%, the run 51%: the stage's
 own code 28% (``_write_tar`` 18%, ``_portable_metadata`` 3.5%, ``_normalise`` 2%), Beam's coders 7%, the rest of
 Beam 16%; idle threads 9%. Not changed in this round.
+
+Measured again, 2 Dec 2026 (issue 17; the tree at 1f77edd: the file shuffle ``SpillByShard``/``WriteSpilledShard``, the
+ranking by ``[key, candidate_id]`` over bucket counts and shard openers, Arrow IPC coders for batches, the local
+runner's bounded bundle input), the same 13 copies (20,059 samples), 2 shared cores, the write side only
+(``stage_figure``), three runs: at load average 3.4 (repeat 2): write-shards 10.58 CPU s = 528 CPU s per million
+samples, peak RSS 844 MiB; fixed cost 3.28 s; inner work 5.61 s = 280 per million; the stage less its fixed cost 364 per
+million, of which 1.69 s (0.3x the inner work) is outside it: goal <= 2x met. At load 4.2 (repeat 2): 11.01 / 4.02 /
+7.31 s, 549 per million, outside -0.32 s (the inner loop's whole-table ``to_pylist`` and sort cost more than the stage's
+batched reads: 0x within the noise), 847 MiB; at load 10-14 beside the 1 GB scale bench (repeat 1): 14.42 / 3.61 / 6.67
+s, 719 per million, 0.6x, 800 MiB. Before: 25.0 s, 1,245 per million, fixed 5.7 s, inner 9.7 s, 1.0x, 2,946 MiB. Peak
+RSS no longer follows the input (844 MiB at 20,059 samples, where it was 2,946): the rows and their bytes go through
+spill files, not a ``GroupByKey`` the runner holds whole.
+
+Profile (py-spy -n, 50 Hz, the same 20,059 samples at load 3; shares of all samples, idle threads 28%): imports 10%
+(Beam's), graph and start 4%; the run: the shard writing itself, i.e. the inner work, 31% (``_write_tar`` 22%,
+``_portable_metadata`` 4%, ``_normalise`` 2%, ``Table.project`` 2%, ``_tar_rows`` 1%), the file shuffle 12%
+(``SpillByShard._spill`` with its Parquet writes 10%, ``_read_spills`` 3%), Beam's Parquet read (Arrow to row dicts) 3%,
+Beam's coders 5% (pickling 3%), the rest of Beam 6% (per-element dispatch 3%, creating bundle processors 2%, the runner
+1%). Outside its own work write-shards now spends mostly its file shuffle (each sample, bytes included, written and read
+once more: the price of bounded memory on the local runner); Beam's own share is small. The pickling is Arrow tables:
+each table ``ReadFromParquet`` reads before it makes rows (13 per read of samples/, identities and crawl files; 414 MB
+in all, image bytes included, counted by wrapping ``PickleCoder``) is pickled whole, apparently by the runner's
+element-size sampling on that untyped PCollection (``FastPrimitivesCoder`` sizes an unknown type by pickling it; the
+registered ``TableCoder`` needs the element type). A read typed as ``pa.Table`` in ``ReadTable``
+(pipeline/core/layout.py) would avoid it. Nothing cut: the goal is met, and the only large step is the tar writing
+itself.
 """
 
 from __future__ import annotations
