@@ -61,9 +61,9 @@ graph to proto and back 2%). The same profile at load 10 leans to start-up (impo
 Outside its own work the stage now spends most on Beam's coders (each row dict encoded and decoded at every shuffle: the
 join by URL, the content rules' groupings, ``JoinImageFiles``, ``GroupSamplesByFile``), then per-element dispatch and
 ``WriteToParquet``'s row-to-Arrow conversion. The pickling is the pHash: Beam's ``FastPrimitivesCoder`` pickles any int
-beyond int64, and the sample's unsigned 64-bit pHashes all have their top bit set (153 of the 153 in images/): each row's
-pHash is pickled wherever the row is coded (19,446 ints pickled in the one-copy run of 2,556 candidates, counted by
-wrapping ``PickleCoder``; plus 8 Arrow tables and the ``HashIndex`` side input). Not changed (the goal is met); what
+beyond int64, and the sample's unsigned 64-bit pHashes all have their top bit set (153 of the 153 in images/): each
+row's pHash is pickled wherever the row is coded (19,446 ints pickled in the one-copy run of 2,556 candidates, counted
+by wrapping ``PickleCoder``; plus 8 Arrow tables and the ``HashIndex`` side input). Not changed (the goal is met); what
 would cut it: Arrow record batches (``RecordBatchCoder``) between the per-row steps as extract does, the pHash carried
 as a signed int64 between steps (or a row coder that knows it), and, inside the inner work, the eval-index match
 memoised per pHash (many candidates share one image).
