@@ -53,6 +53,23 @@ the figures above; load average 1-3.5):
 The earlier 100 MB run of this simulator (before filter-image stopped shuffling image bytes) was killed by the OOM
 killer in filter-image, its two workers at 7.5 and 7.0 GB. Fetch costs most per candidate at both sizes.
 
+1 GB attempted (2 Dec 2026, at 9f49f5f: the local runner's bounded bundle input; ``--sizes 100MB 1GB``, 2 workers,
+load average 2-21 with other jobs). The 100 MB point of that run: 452.0 s wall (extract 19.1 s, filter-text 21.8,
+fetch 328.4, filter-image 45.0, write-shards 31.3); its CPU and RSS figures were lost when the run was stopped.
+1 GB: 100 files, 1,446,244 records, 2,700,885 candidates (9.97x), 925,137 text-kept, 711,971 image URLs on 100
+image hosts. Extract 117.4 s wall (6.1x the 100 MB run's), filter-text 132.2 s (6.1x). Fetch was stopped after 42
+minutes with 49 of its 50 non-empty parts done: the last part is one host, img-1.sim.test, with 165,314 URLs (23% of
+all: the simulator's Zipf hosts), which per-host politeness (4 concurrent requests, one worker at a time per host)
+confines to one worker; it had written 2.17 GB of about 7.6 GB. It was stopped because the corpus would not fit the
+disk: fetch stores 1.5x the bytes it downloads (re-encoded JPEG q95, 512 px side: 3.35 GB stored for 2.18 GB
+fetched at 100 MB) and writes them twice (the parts, then images/ rewritten from them), about 33 GB each at 1 GB,
+with 33 GB free. Read off the live processes before stopping: driver peak RSS 4.2 GB (extract, filter-text and
+fetch), fetch workers 1,356 and 981 MB peak (1,192 MB in the 100 MB run above: 1.14x), fetch workers 2,535 CPU s for
+49 parts. So at 1 GB: extract and filter-text scale sublinearly in time; fetch's time is its hottest host's URLs over
+that host's politeness budget (linear in the host's share, not in workers); a worker's memory stays near 1 GB; the
+driver, which holds every shuffle's input on the local runner, grows (4.2 GB). A 1 GB end-to-end run needs about
+70 GB of free disk as the stages stand.
+
 Usage: ``python bench/scale.py [--sizes 100MB 1GB] [--workers 2] [--file-size 10MB] [--keep]``.
 """
 
