@@ -476,3 +476,32 @@ def test_keep_original_bytes_refuses_a_resize_setting(tmp_path: Path) -> None:
         dataclasses.replace(FetchConfig(), keep_original_bytes=True, resize_mode="no")
     assert FetchConfig(keep_original_bytes=True, jpeg_quality=80).keep_original_bytes  # used for re-encoded GIFs
     assert not list(tmp_path.iterdir())
+
+
+def test_part_files_become_images_files_without_being_rewritten(tmp_path: Path) -> None:
+    parts = tmp_path / "_parts"
+    parts.mkdir()
+    rows = [
+        FetchedImage.project({FetchedImage.IMAGE_URL: f"http://h/{index}.jpg", FetchedImage.STATUS: "ok"})
+        for index in range(3)
+    ]
+    sources = []
+    for index in (3, 1):  # the targets are numbered in the order of the sorted source paths
+        source = parts / f"part-{index:05d}.images.parquet"
+        pq.write_table(pa.Table.from_pylist(rows[:index], schema=FetchedImage.schema()), source)
+        sources.append(str(source))
+    prefix = str(tmp_path / "images" / "part")
+    targets = fetch.promote_image_parts(sources, prefix)
+    assert targets == [f"{prefix}-00000-of-00002.parquet", f"{prefix}-00001-of-00002.parquet"]
+    for source, target in zip(sorted(sources), targets, strict=True):
+        # The same file, linked on a local disk: no image's bytes were read or written again.
+        assert Path(target).stat().st_ino == Path(source).stat().st_ino
+    shutil.rmtree(parts)  # what fetch.run does once the stage succeeded: images/ keeps its files
+    urls = pq.read_table(str(tmp_path / "images")).column(FetchedImage.IMAGE_URL).to_pylist()
+    assert sorted(urls) == sorted(row[FetchedImage.IMAGE_URL] for row in rows[:3] + rows[:1])
+
+
+def test_no_image_part_gives_one_empty_images_file_with_the_schema(tmp_path: Path) -> None:
+    (target,) = fetch.promote_image_parts([], str(tmp_path / "images" / "part"))
+    table = pq.read_table(target)
+    assert table.num_rows == 0 and table.schema.equals(FetchedImage.schema(), check_metadata=False)
