@@ -67,8 +67,9 @@ with 33 GB free. Read off the live processes before stopping: driver peak RSS 4.
 fetch), fetch workers 1,356 and 981 MB peak (1,192 MB in the 100 MB run above: 1.14x), fetch workers 2,535 CPU s for
 49 parts. So at 1 GB: extract and filter-text scale sublinearly in time; fetch's time is its hottest host's URLs over
 that host's politeness budget (linear in the host's share, not in workers); a worker's memory stays near 1 GB; the
-driver, which holds every shuffle's input on the local runner, grows (4.2 GB). A 1 GB end-to-end run needs about
-70 GB of free disk as the stages stand.
+driver, which holds every shuffle's input on the local runner, grows (4.2 GB). Since then fetch links its parts'
+files as images/ instead of rewriting them (4d1340c; 100 MB: fetch 108.9 -> 99.8 CPU s, its worker 972 -> 549 MB),
+so a 1 GB run stores its images once: about 33 GB for images/, then samples/ and shards/ on top.
 
 Measured again on the quick pair (2 Dec 2026, at 6ed75dc: fetch's counted URLs, the bounded bundle input, Arrow
 coders; the simulator in /work/main, which reads ../shared/data's real pages: a checkout without ../shared beside it
