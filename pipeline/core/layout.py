@@ -363,10 +363,10 @@ class RecordBatchCoder(beam.coders.Coder):
     batches and row-group tables. Registered for ``pa.RecordBatch``; a step that outputs them declares it.
     """
 
-    def encode(self, batch: pa.RecordBatch) -> bytes:
+    def encode(self, batch: pa.RecordBatch | pa.Table) -> bytes:
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, batch.schema) as writer:
-            writer.write_batch(batch)
+            writer.write(batch)  # a batch or a table: the subclass shares it
         return sink.getvalue().to_pybytes()
 
     def decode(self, encoded: bytes) -> pa.RecordBatch:
@@ -384,12 +384,6 @@ class RecordBatchCoder(beam.coders.Coder):
 
 class TableCoder(RecordBatchCoder):
     """``RecordBatchCoder`` for Arrow tables (``WriteTableBatches``' row groups)."""
-
-    def encode(self, table: pa.Table) -> bytes:
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return sink.getvalue().to_pybytes()
 
     def decode(self, encoded: bytes) -> pa.Table:
         return pa.ipc.open_stream(encoded).read_all()
