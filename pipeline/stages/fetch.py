@@ -200,17 +200,20 @@ def archived_result(record: dict[str, Any], config: FetchConfig) -> FetchResult 
     return FetchResult(url, "ok", None, status, content_type, body, final_url=url)
 
 
-def fetch_one(
-    url: str,
-    archived: dict[str, Any] | None,
-    client: PoliteClient | None,
-    config: FetchConfig,
-    budget: DecodeBudget | None = None,
-) -> dict[str, Any]:
-    """Obtain (archive, then HTTP, per ``fetch_mode``) and process one image URL: its ``images/`` row.
+@dataclass
+class Obtained:
+    """A URL's bytes in hand (or why there are none): what ``obtain`` gives ``process_obtained``."""
 
-    Processing (waiting for ``budget``, the worker's decode memory, then decoding) has ``total_timeout_s`` of its
-    own from when the bytes are in hand."""
+    url: str
+    result: FetchResult
+    source: str
+    started: float
+
+
+def obtain(url: str, archived: dict[str, Any] | None, client: PoliteClient | None, config: FetchConfig) -> Obtained:
+    """Obtain one image URL's bytes: its archived response, else (per ``fetch_mode``) one HTTP fetch through
+    ``client``. The only part of a URL's work that is a request to its host, so the only part its host's limits
+    count."""
     started = time.monotonic()
     result: FetchResult | None = None
     source = None
@@ -229,15 +232,30 @@ def fetch_one(
                 result = client.fetch(url)
             except Exception as error:  # the client maps every known failure; this keeps a bug from killing the job
                 result = FetchResult(url, FetchReason.CONNECTION_ERROR, f"unexpected {type(error).__name__}: {error}")
+    return Obtained(url, result, source, started)
+
+
+def needs_processing(obtained: Obtained) -> bool:
+    """Whether ``process_obtained`` has an image to decode (else it only writes the failure's row)."""
+    return obtained.result.status == "ok" and obtained.result.body is not None
+
+
+def process_obtained(obtained: Obtained, config: FetchConfig, budget: DecodeBudget | None = None) -> dict[str, Any]:
+    """The URL's ``images/`` row: its status, and when ok its decoded, checked and re-encoded image.
+
+    Processing (waiting for ``budget``, the worker's decode memory, then decoding) has ``total_timeout_s`` of its
+    own from when the bytes are in hand."""
+    result = obtained.result
     row = FetchedImage.row(
-        image_url=url,
+        image_url=obtained.url,
         status=result.status,
         error=result.error,
-        source=source,
+        source=obtained.source,
         http_status=result.http_status,
         content_type=result.content_type,
     )
-    if result.status == "ok" and result.body is not None:
+    if needs_processing(obtained):
+        assert result.body is not None
         row[FetchedImage.ORIGINAL_BYTES] = len(result.body)
         try:
             image = process_image(
@@ -269,8 +287,20 @@ def fetch_one(
                     FetchedImage.IMAGE: image.image_bytes,
                 }
             )
-    row[FetchedImage.FETCH_SECONDS] = round(time.monotonic() - started, 4)
+    row[FetchedImage.FETCH_SECONDS] = round(time.monotonic() - obtained.started, 4)
     return row
+
+
+def fetch_one(
+    url: str,
+    archived: dict[str, Any] | None,
+    client: PoliteClient | None,
+    config: FetchConfig,
+    budget: DecodeBudget | None = None,
+) -> dict[str, Any]:
+    """Obtain (archive, then HTTP, per ``fetch_mode``) and process one image URL, in this thread: its ``images/``
+    row. (``FetchImages`` runs the two halves as separate tasks, so processing holds no host slot.)"""
+    return process_obtained(obtain(url, archived, client, config), config, budget)
 
 
 def host_of(url: str) -> str:
@@ -354,8 +384,11 @@ class FetchImages(beam.DoFn):
     pool only while their host has fewer than ``per_host_concurrency`` in flight and its gate is ready (a host
     spaced by a rate or Crawl-delay gets one URL per interval), so a bundle dominated by one host does not park every
     thread on that host's limits while other hosts' URLs wait (the client's own per-host gate still enforces them,
-    for redirects and robots.txt too). At most ``2 x concurrency`` URLs are submitted and ``8 x concurrency`` held
-    in memory per bundle; results are emitted as they complete (``process``) and the rest at the end of the bundle
+    for redirects and robots.txt too). A URL's work is two pool tasks: ``obtain`` (the request, which holds one of
+    its host's slots) and then ``process_obtained`` (decode, resize, encode, which holds none), so a host's limit
+    paces its requests and not the CPU work on its images: a host with most of a part's URLs keeps every pool thread
+    processing while its ``per_host_concurrency`` requests are in flight. At most ``2 x concurrency`` tasks are
+    submitted and ``8 x concurrency`` URLs held in memory per bundle; results are emitted as they complete (``process``) and the rest at the end of the bundle
     (``finish_bundle``). Counters are incremented on the DoFn's own thread, where Beam's metrics context lives.
     """
 
@@ -371,7 +404,8 @@ class FetchImages(beam.DoFn):
     def _reset(self) -> None:
         for queue in getattr(self, "waiting", {}).values():
             queue.close()
-        self.pending: deque[tuple[Future, int, str, Any]] = deque()  # future, candidates, host, tag
+        # future, candidates, host (None for a processing task, which holds no host slot), tag
+        self.pending: deque[tuple[Future, int, str | None, Any]] = deque()
         self.waiting: dict[str, HostQueue] = {}
         self.in_flight: Counter[str] = Counter()
         self.waiting_count = 0  # URLs waiting, in memory or spilled
@@ -461,7 +495,7 @@ class FetchImages(beam.DoFn):
                 self.spilled_count -= returned
                 self.waiting_count -= 1
                 self.in_flight[host] += 1
-                future = self.executor.submit(fetch_one, url, archived, self.client, self.config, self.budget)
+                future = self.executor.submit(obtain, url, archived, self.client, self.config)
                 self.pending.append((future, candidates, host, tag))
                 if spaced:  # one per interval: the next would only sleep in a pool thread until its turn
                     assert self.client is not None
@@ -499,16 +533,28 @@ class FetchImages(beam.DoFn):
             elif timeout is not None:
                 time.sleep(min(max(timeout, 0.001), 1.0))
         finished = [item for item in self.pending if item[0].done()]
+        rows = []
         for item in finished:
-            if item[2] in self.waiting:
-                self.waiting[item[2]].probed = True
+            future, candidates, host, tag = item
             self.pending.remove(item)
-            self.in_flight[item[2]] -= 1
-            if not self.in_flight[item[2]]:
-                del self.in_flight[item[2]]
+            if host is None:  # a processing task: its row is done
+                rows.append((future.result(), candidates, tag))
+                continue
+            if host in self.waiting:
+                self.waiting[host].probed = True
+            self.in_flight[host] -= 1  # the request is over: the host's slot is free while its image is processed
+            if not self.in_flight[host]:
+                del self.in_flight[host]
+            obtained = future.result()
+            if needs_processing(obtained):
+                assert self.executor is not None
+                processing = self.executor.submit(process_obtained, obtained, self.config, self.budget)
+                self.pending.append((processing, candidates, None, tag))
+            else:
+                rows.append((process_obtained(obtained, self.config), candidates, tag))
         self._launch()
-        for future, candidates, _, tag in finished:
-            yield from self._finished(future.result(), candidates, tag)
+        for row, candidates, tag in rows:
+            yield from self._finished(row, candidates, tag)
 
     def _queued(self, tag: Any) -> None:
         """Hook: a URL with this tag was queued."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import apache_beam as beam
 import pytest
@@ -151,3 +154,46 @@ def test_a_host_with_many_urls_does_not_hold_back_the_hosts_read_after_it() -> N
     assert big.max_in_flight == 1 and small.max_in_flight == 1
     # Without spilling, the reader waits until the big host's backlog fits in memory: ~130 requests later.
     assert max(small.starts) < sorted(big.starts)[40], (sorted(big.starts)[:3], small.starts)
+
+
+def test_a_hosts_limit_paces_its_requests_not_the_processing_of_its_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One host, one request at a time: while the next request is in flight, the images already downloaded are
+    decoded on other pool threads (processing holds no host slot), so a hot host's CPU work is not serialised by its
+    politeness limit. The real ``process_image`` runs, slowed down and watched."""
+    real_process_image = fetch.process_image
+    lock = threading.Lock()
+    state = {"now": 0, "most": 0}
+
+    def slow_process_image(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        try:
+            time.sleep(0.3)
+            return real_process_image(*args, **kwargs)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    monkeypatch.setattr(fetch, "process_image", slow_process_image)
+    config = FetchConfig(
+        allow_private_addresses=True,
+        concurrency=8,
+        per_host_concurrency=1,
+        fetch_mode="http-only",
+        respect_robots=False,
+    )
+    with RecordingHosts(1, small_jpeg(), delay_s=0.02, first_address=23) as hosts:
+        urls = [hosts.url(0, f"/hot/{index}.jpg") for index in range(12)]
+        with TestPipeline() as pipeline:
+            results = (
+                pipeline
+                | beam.Create([(url, (1, None)) for url in urls], reshuffle=False)
+                | beam.ParDo(fetch.FetchImages(config)).with_outputs(REJECTED, main="images")
+            )
+            statuses = results.images | beam.Map(lambda row: (row[FetchedImage.IMAGE_URL], row[FetchedImage.STATUS]))
+            assert_that(statuses, equal_to([(url, "ok") for url in urls]), label="AllOk")
+    (record,) = hosts.records
+    assert record.max_in_flight == 1  # the host's limit held
+    # Within the limit, 12 downloads of ~0.02 s and 0.3 s of processing each: several images are processed at once.
+    assert state["most"] >= 3, state
