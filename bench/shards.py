@@ -51,7 +51,9 @@ in all, image bytes included, counted by wrapping ``PickleCoder``) is pickled wh
 element-size sampling on that untyped PCollection (``FastPrimitivesCoder`` sizes an unknown type by pickling it; the
 registered ``TableCoder`` needs the element type). A read typed as ``pa.Table`` in ``ReadTable``
 (pipeline/core/layout.py) would avoid it. Nothing cut: the goal is met, and the only large step is the tar writing
-itself.
+itself. Since, ``ReadTable`` types its row groups ``pa.Table`` (2 Dec 2026): nothing pickled on the same 20,059 samples
+(415 MB before, counted the same way); CPU within the noise (8.42 / 7.96 s before, 8.45 / 8.00 s after, two runs each,
+load about 20), peak RSS 813 / 794 -> 782 / 752 MiB.
 """
 
 from __future__ import annotations

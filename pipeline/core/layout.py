@@ -276,7 +276,13 @@ def read_text(path: str) -> str:
 
 
 class ReadTable(beam.PTransform):
-    """Read every row of a table (as dicts) from Parquet files matching a glob; no files gives no rows."""
+    """Read every row of a table (as dicts) from Parquet files matching a glob; no files gives no rows.
+
+    ``beam.io.ReadFromParquet`` does the same, but its row groups, read as Arrow tables, pass between its two steps
+    untyped: Beam's element-size sampling then sizes each table by pickling it, image bytes included (103.7 MB of
+    tables pickled in the sample's ``build-corpus``, 414 MB in ``bench/shards.py``'s write-shards). Here the
+    row groups are typed ``pa.Table``, so Beam sizes them with ``TableCoder`` (their buffers' size, no copy).
+    """
 
     def __init__(self, pattern: str, columns: list[str] | None = None) -> None:
         super().__init__()
@@ -286,11 +292,31 @@ class ReadTable(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         if not list_matching(self.pattern):
             return pbegin | "NoFiles" >> beam.Create([])
-        return pbegin | "ReadParquet" >> beam.io.ReadFromParquet(self.pattern, columns=self.columns)
+        return (
+            pbegin
+            | "ReadParquet"
+            >> beam.io.ReadFromParquetBatched(self.pattern, columns=self.columns).with_output_types(pa.Table)
+            | "ToRows" >> beam.FlatMap(_table_rows)
+        )
+
+
+def _table_rows(table: pa.Table) -> Iterator[dict[str, Any]]:
+    """A row group's rows as dicts, column name to Python value (what ``beam.io.ReadFromParquet`` yields).
+
+    A thousand rows at a time: a row group of large rows is never all Python objects at once.
+    """
+    for batch in table.to_batches(max_chunksize=1024):
+        yield from batch.to_pylist()
 
 
 class WriteTable(beam.PTransform):
-    """Write rows (dicts) as Parquet files ``{prefix}-SSSSS-of-NNNNN.parquet`` with a table's schema."""
+    """Write rows (dicts) as Parquet files ``{prefix}-SSSSS-of-NNNNN.parquet`` with a table's schema.
+
+    What ``beam.io.WriteToParquet`` does (rows gathered a thousand at a time into record batches, the batches into
+    row groups of about ``ROW_GROUP_BYTES``), but with its row groups typed ``pa.Table``: Beam's own writer passes
+    them to its sink untyped, and its element-size sampling pickled each (64 MB in the sample's filter-image, image
+    bytes included), where ``TableCoder`` sizes them from their buffers.
+    """
 
     def __init__(self, prefix: str, table: type[Table], num_shards: int = 0) -> None:
         super().__init__()
@@ -300,18 +326,25 @@ class WriteTable(beam.PTransform):
 
     def expand(self, rows: beam.PCollection) -> beam.pvalue.PDone:
         table = self.table
+        schema = table.schema()
         return (
             rows
             | "Project" >> beam.Map(table.project)
-            | "WriteParquet"
-            >> beam.io.WriteToParquet(
-                self.prefix,
-                table.schema(),
-                file_name_suffix=".parquet",
-                num_shards=self.num_shards,
-                shard_name_template="-SSSSS-of-NNNNN",
-            )
+            | "RowGroups" >> beam.ParDo(_GatherRows(schema, ROW_GROUP_BYTES)).with_output_types(pa.Table)
+            | "WriteParquet" >> _write_row_groups(self.prefix, schema, self.num_shards)
         )
+
+
+def _write_row_groups(prefix: str, schema: pa.Schema, num_shards: int) -> beam.PTransform:
+    """Beam's Parquet sink writing each Arrow table it gets as one row group (``WriteTable``'s and
+    ``WriteTableBatches``' files: the same names, schema and options)."""
+    return beam.io.WriteToParquetBatched(
+        prefix,
+        schema,
+        file_name_suffix=".parquet",
+        num_shards=num_shards,
+        shard_name_template="-SSSSS-of-NNNNN",
+    )
 
 
 #: Arrow bytes a batched writer gathers before writing them as one Parquet row group: what ``WriteToParquet``
@@ -353,6 +386,38 @@ class _GatherRowGroups(beam.DoFn):
         table = pa.Table.from_batches(self._batches, schema=self.schema)
         self._batches, self._bytes = [], 0
         return table
+
+
+class _GatherRows(_GatherRowGroups):
+    """Row dicts -> record batches of ``batch_rows`` rows -> tables of about ``row_group_bytes``, one row group each.
+
+    Rows are converted as ``beam.io.WriteToParquet`` converts them (a field missing from a row is null); at most
+    ``batch_rows`` rows are held as Python objects.
+    """
+
+    def __init__(self, schema: pa.Schema, row_group_bytes: int, batch_rows: int = 1000) -> None:
+        super().__init__(schema, row_group_bytes)
+        self.batch_rows = batch_rows
+        self._rows: list[dict[str, Any]] = []
+
+    def start_bundle(self) -> None:
+        super().start_bundle()
+        self._rows = []
+
+    def process(self, row: dict[str, Any]) -> Iterator[pa.Table]:
+        self._rows.append(row)
+        if len(self._rows) >= self.batch_rows:
+            yield from super().process(self._batch())
+
+    def finish_bundle(self) -> Iterator[Any]:
+        if self._rows:
+            self._batches.append(self._batch())
+        yield from super().finish_bundle()
+
+    def _batch(self) -> pa.RecordBatch:
+        batch = pa.RecordBatch.from_pylist(self._rows, schema=self.schema)
+        self._rows = []
+        return batch
 
 
 class RecordBatchCoder(beam.coders.Coder):
@@ -418,12 +483,5 @@ class WriteTableBatches(beam.PTransform):
         return (
             batches
             | "RowGroups" >> beam.ParDo(_GatherRowGroups(schema, self.row_group_bytes)).with_output_types(pa.Table)
-            | "WriteParquet"
-            >> beam.io.WriteToParquetBatched(
-                self.prefix,
-                schema,
-                file_name_suffix=".parquet",
-                num_shards=self.num_shards,
-                shard_name_template="-SSSSS-of-NNNNN",
-            )
+            | "WriteParquet" >> _write_row_groups(self.prefix, schema, self.num_shards)
         )
