@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.core.errors import InputError
 from pipeline.core.progress import StageProgress, worker_count
-from pipeline.crawl.stream import RetryPolicy, aws_credentials_problem, open_beam_file, read_url
+from pipeline.crawl.stream import RetryPolicy, aws_credentials_problem, open_beam_file, open_s3_file, read_url
 
 if TYPE_CHECKING:
     from pipeline.core.config import CrawlConfig
@@ -114,10 +114,12 @@ def select(paths: list[str], segment_range: str = "", files: int | None = None) 
 
 
 def read_bytes(location: str, crawl: CrawlConfig | None = None) -> bytes:
-    """A small file (a listing) from an http(s) URL (with the crawl reader's retries) or any Beam filesystem."""
+    """A small file (a listing) from an http(s) URL or ``s3://`` (with the crawl reader's retries) or any Beam
+    filesystem."""
     if location.startswith(("http://", "https://")):
         return read_url(location, retry_policy(crawl), MAX_LISTING_BYTES)
-    with open_beam_file(location) as stream:  # an S3 refusal (403) becomes an OSError: crawl_files' one line
+    opened = open_s3_file(location, retry_policy(crawl)) if location.startswith("s3://") else open_beam_file(location)
+    with opened as stream:  # a refusal (S3's 403) is a CrawlFileError, an OSError: crawl_files' one line
         return stream.read(MAX_LISTING_BYTES + 1)
 
 

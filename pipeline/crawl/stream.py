@@ -10,7 +10,8 @@ Bounds: each request waits at most ``timeout_s`` to connect and between two read
 attempts per (re)open, with back-off ``backoff_s * 2**attempt`` (jittered, at most ``max_backoff_s``; a
 ``Retry-After``, in seconds or as an HTTP-date, is honoured up to that cap: ``pipeline.net.client``'s parser, the
 fetcher's); at most ``max_resumes`` resumptions per file. Past any bound the read raises ``CrawlFileError`` (an
-``OSError``): extract records the file in ``record_errors/`` and goes on.
+``OSError``): extract records the file in ``record_errors/`` and goes on. An ``s3://`` file is read the same way, each
+GET boto3's ``GetObject`` with botocore's own retries off (``S3Stream``), so the same bounds hold there.
 
 The base URL is the user's own setting, not a stranger's link, so no address guard applies here (``pipeline.net``
 guards fetch's image URLs).
@@ -18,6 +19,7 @@ guards fetch's image URLs).
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import random
@@ -72,7 +74,8 @@ def shared_pool() -> urllib3.PoolManager:
 class CrawlStream(io.RawIOBase):
     """A read-only, forward stream over one HTTP(S) URL that resumes and retries within ``RetryPolicy``'s bounds.
 
-    ``stats`` counts what it took (``requests``, ``retries``, ``resumes``), for the stage's counters.
+    ``stats`` counts what it took (``requests``, ``retries``, ``resumes``), for the stage's counters. A subclass
+    changes how one GET is made (``_request``, and the errors it may raise in ``request_errors``): ``S3Stream``.
     """
 
     def __init__(
@@ -85,6 +88,8 @@ class CrawlStream(io.RawIOBase):
     ) -> None:
         super().__init__()
         self.url = url
+        #: What a failed request or read may raise that another attempt (or a resumption) may get past.
+        self.request_errors: tuple[type[BaseException], ...] = (Urllib3Error, OSError)
         self.policy = policy or RetryPolicy()
         self.pool = pool or shared_pool()
         self.sleep = sleep
@@ -131,7 +136,7 @@ class CrawlStream(io.RawIOBase):
                 return 0  # 416: the position is the end of the file
             try:
                 count = self._response.readinto(view)
-            except (Urllib3Error, OSError) as error:
+            except self.request_errors as error:
                 self._resume(f"{type(error).__name__}: {error}")
                 continue
             if count:
@@ -166,7 +171,6 @@ class CrawlStream(io.RawIOBase):
         """Open the file at ``position`` (a Range request past 0); False when the position is its end."""
         policy = self.policy
         headers = {"Range": f"bytes={self.position}-"} if self.position else {}
-        timeout = urllib3.Timeout(connect=policy.timeout_s, read=policy.timeout_s)
         last = ""
         for attempt in range(policy.max_retries + 1):
             if attempt:
@@ -174,16 +178,8 @@ class CrawlStream(io.RawIOBase):
             self.stats["requests"] += 1
             retry_after = None
             try:
-                response = self.pool.urlopen(
-                    "GET",
-                    self.url,
-                    headers=headers,
-                    preload_content=False,
-                    decode_content=False,  # the bytes as stored: positions must be the file's
-                    redirect=True,
-                    timeout=timeout,
-                )
-            except (Urllib3Error, OSError) as error:
+                response = self._request(headers)
+            except self.request_errors as error:
                 last = f"{type(error).__name__}: {error}"
             else:
                 status = response.status
@@ -208,6 +204,19 @@ class CrawlStream(io.RawIOBase):
             if attempt < policy.max_retries:
                 self.sleep(policy.backoff(attempt, self.rng, retry_after))
         raise CrawlFileError(f"{self.url}: {last} after {policy.max_retries + 1} attempts (byte {self.position})")
+
+    def _request(self, headers: dict[str, str]) -> Any:
+        """One GET of the file (``headers``: its Range, if any); an answer of any status, or one of
+        ``request_errors``."""
+        return self.pool.urlopen(
+            "GET",
+            self.url,
+            headers=headers,
+            preload_content=False,
+            decode_content=False,  # the bytes as stored: positions must be the file's
+            redirect=True,
+            timeout=urllib3.Timeout(connect=self.policy.timeout_s, read=self.policy.timeout_s),
+        )
 
     def _start(self, response: Any, status: int) -> None:
         """Take a 200/206 response as the stream from ``position``: a 206 must start there; a 200 (the server
@@ -311,16 +320,140 @@ def aws_credentials_problem(path: str) -> str | None:
 _AWS_SIGNED_FOR: set[tuple[tuple[str, str], ...]] = set()
 
 
+def open_s3_file(path: str, policy: RetryPolicy | None = None) -> io.BufferedReader:
+    """A buffered binary stream over an ``s3://`` file, read as an http(s) crawl file is (``S3Stream``): retries,
+    back-off and resumptions within ``policy``, the ``--crawl-*`` bounds."""
+    problem = aws_credentials_problem(path)
+    if problem:
+        raise CrawlFileError(problem)
+    return io.BufferedReader(S3Stream(path, policy), READ_BYTES)
+
+
+class S3Stream(CrawlStream):
+    """``CrawlStream`` over an ``s3://`` file: each GET is boto3's ``GetObject`` (with its ``Range``), made by a
+    client built from Beam's ``S3Options`` (key pair, endpoint, region: as Beam's own ``boto3_client.Client``) with
+    botocore's own retries off, so ``CrawlStream``'s loop is the only one.
+
+    Not Beam's S3 filesystem: its retry decorators (``apache_beam.utils.retry.with_exponential_backoff``: 8 attempts
+    from 5 s, doubling, fixed when Beam is imported, no option to change them) wrap botocore calls that retry on their
+    own (5 attempts in botocore's default mode; Beam builds its client with no ``Config``): a throttled file took up
+    to 40 HEADs, or 80 GETs (Beam's read retries twice within each attempt), and 10 minutes and more, whatever
+    ``--crawl-max-retries`` said.
+    """
+
+    def __init__(self, path: str, policy: RetryPolicy | None = None, **kwargs: Any) -> None:
+        import botocore.exceptions
+
+        super().__init__(path, policy, **kwargs)
+        self.bucket, _, self.key = path[len("s3://") :].partition("/")
+        if not self.bucket or not self.key:
+            raise CrawlFileError(f"{path}: not an s3://bucket/key path")
+        self.client = _s3_client(_s3_settings(), self.policy.timeout_s)
+        self.request_errors = (*self.request_errors, botocore.exceptions.BotoCoreError)
+
+    def _request(self, headers: dict[str, str]) -> Any:
+        import botocore.exceptions
+
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.key, **headers)
+        except botocore.exceptions.ClientError as error:  # S3 answered: a status and its error code
+            metadata = error.response.get("ResponseMetadata", {})
+            code = error.response.get("Error", {}).get("Code") or ""
+            return _S3Answer(metadata.get("HTTPStatusCode") or 0, metadata.get("HTTPHeaders") or {}, code=code)
+        except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError) as error:
+            raise CrawlFileError(f"{self.url}: {error}") from error  # no attempt can pass (checked before, too)
+        metadata = answer["ResponseMetadata"]
+        return _S3Answer(metadata["HTTPStatusCode"], metadata.get("HTTPHeaders") or {}, body=answer["Body"])
+
+
+class _S3Answer:
+    """A ``GetObject`` answer (its body) or refusal (its error code), as ``CrawlStream`` reads a urllib3 response."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: Any = None, code: str = "") -> None:
+        self.status = status
+        self.headers = urllib3.HTTPHeaderDict(headers)  # botocore's are lower-cased; CrawlStream asks "Content-Range"
+        self.body = body
+        self.code = code
+        self.reason = None
+
+    def readinto(self, view: memoryview) -> int:
+        data = self.body.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def read(self, amount: int | None = None, decode_content: bool = False) -> bytes:
+        if self.body is None:  # a refusal: its code, as S3's XML body says it (``_reason`` reads it)
+            return f"<Code>{self.code}</Code>".encode() if self.code else b""
+        return self.body.read(amount)
+
+    def close(self) -> None:
+        if self.body is not None:
+            self.body.close()
+
+    def drain_conn(self) -> None:
+        pass  # botocore read a refusal's body whole
+
+    def release_conn(self) -> None:
+        pass  # ``close`` gives the connection back to botocore's pool
+
+
+def _s3_settings() -> tuple[Any, ...]:
+    """Beam's ``S3Options`` for this process (what a pipeline gave its filesystems) and the ``AWS_*`` variables: what
+    the client is made from, so a change of either makes a new one."""
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions, S3Options
+
+    options = (FileSystems._pipeline_options or PipelineOptions()).view_as(S3Options)
+    environment = tuple(sorted((name, value) for name, value in os.environ.items() if name.startswith("AWS_")))
+    return (
+        options.s3_access_key_id,
+        options.s3_secret_access_key,
+        options.s3_session_token,
+        options.s3_endpoint_url,
+        options.s3_region_name,
+        options.s3_api_version,
+        bool(options.s3_disable_ssl),
+        options.s3_verify,
+        environment,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_client(settings: tuple[Any, ...], timeout_s: float) -> Any:
+    """A boto3 S3 client with the arguments Beam's ``boto3_client.Client`` gives one, and botocore's retries off
+    (one attempt per call: ``CrawlStream`` retries) and its timeouts the crawl reader's. One per process and
+    settings: a client costs tens of milliseconds, and is safe to share between threads."""
+    import boto3
+    from botocore.config import Config
+
+    access_key, secret_key, token, endpoint, region, api_version, disable_ssl, verify, _ = settings
+    return boto3.session.Session().client(
+        "s3",
+        region_name=region,
+        api_version=api_version,
+        use_ssl=not disable_ssl,
+        verify=verify,
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        aws_session_token=token,
+        config=Config(
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=timeout_s,
+            read_timeout=timeout_s,
+            user_agent_extra=USER_AGENT,
+        ),
+    )
+
+
 class BeamFileStream(io.RawIOBase):
-    """A file on any Beam filesystem (``s3://``, ``gs://``, local) whose failures are ``CrawlFileError``s naming it,
-    as an HTTP(S) crawl file's are.
+    """A file on any Beam filesystem (``gs://``, local; ``s3://`` too, though crawl files there are read by
+    ``open_s3_file``) whose failures are ``CrawlFileError``s naming it, as an HTTP(S) crawl file's are.
 
     Beam's S3 and GCS clients raise ``S3ClientError`` and ``google.api_core``'s errors, which are no ``OSError``: a
     refused HEAD (403) escaped extract's per-file handler and failed the job, a refused GET (403 InvalidObjectState)
-    was recorded as the file's ``malformed_record``, and a refused listing ended in a traceback. Reads are Beam's
-    own: S3's resumes a dropped connection itself (a ``Range: bytes=<reached>-`` GET, at once, then with its back-off
-    from 5 s); its back-off is kept for what may pass (5xx such as 503 SlowDown, a refused or dropped connection)
-    and never reached for what cannot (404 and 403 are not retried by Beam; no credentials is caught before).
+    was recorded as the file's ``malformed_record``, and a refused listing ended in a traceback. Reads, retries and
+    resumptions are the filesystem's own.
     """
 
     def __init__(self, path: str) -> None:

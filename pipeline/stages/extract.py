@@ -52,7 +52,7 @@ from pipeline.core.reasons import ExtractReason
 from pipeline.core.rules import counter, rejection
 from pipeline.core.stage import run_stage, runs_locally
 from pipeline.crawl.listing import crawl_files, crawl_progress, retry_policy
-from pipeline.crawl.stream import CrawlStream, open_beam_file, open_crawl_url
+from pipeline.crawl.stream import CrawlStream, open_beam_file, open_crawl_url, open_s3_file
 from pipeline.html.alt_text import normalise_alt
 from pipeline.html.images import ImgTag, find_images, tag_scanner
 from pipeline.html.urls import UrlResolver, page_base, url_host
@@ -357,10 +357,12 @@ def iter_extracted(
 
 def open_input(path: str, config: CorpusConfig | None = None) -> BinaryIO:
     """Open a WARC on any Beam filesystem as raw bytes: fastwarc detects gzip, lz4, zstd or plain itself. An http(s)
-    URL (a ``--crawl`` file) is streamed, resumed after a dropped connection and retried within the ``crawl``
-    section's bounds (``pipeline.crawl.stream``)."""
+    URL or an ``s3://`` file (a ``--crawl`` file) is streamed, resumed after a dropped connection and retried within
+    the ``crawl`` section's bounds (``pipeline.crawl.stream``)."""
     if path.startswith(("http://", "https://")):
         return open_crawl_url(path, retry_policy(config.crawl if config is not None else None))
+    if path.startswith("s3://"):
+        return open_s3_file(path, retry_policy(config.crawl if config is not None else None))
     # Any Beam filesystem's failure (S3's and GCS's are no OSError) becomes a CrawlFileError naming the file: recorded.
     return open_beam_file(path)
 

@@ -1,10 +1,12 @@
 """``extract --crawl --cc-base-url s3://commoncrawl/`` against a real S3 API: moto's server on loopback, holding a
-simulated crawl at Common Crawl's keys, read through Beam's S3 filesystem (``--s3_endpoint_url`` and friends)."""
+simulated crawl at Common Crawl's keys, read with Beam's S3 options (``--s3_endpoint_url`` and friends): files by
+``S3Stream`` (boto3 GETs within the ``--crawl-*`` bounds), folder listings by Beam's S3 filesystem."""
 
 from __future__ import annotations
 
 import email.utils
 import hashlib
+import http.client
 import logging
 import re
 import socket
@@ -155,7 +157,7 @@ def test_a_missing_key_and_an_unreadable_one_are_recorded_and_the_job_goes_on(
         (BASE_URL + files[2], "unreadable_file"),
     ]
     assert "InvalidObjectState" in errors[0][RecordError.DETAIL] and "403" in errors[0][RecordError.DETAIL]
-    assert "Not found" in errors[1][RecordError.DETAIL]
+    assert errors[1][RecordError.DETAIL].endswith(": HTTP 404 (NoSuchKey)")
     assert counters["error_unreadable_file"] == 2 and counters["files"] == 3
     assert "error_malformed_record" not in counters  # a refused GET is the file's failure, not its framing's
     success = CorpusLayout(str(output)).read_success("extract")
@@ -183,15 +185,16 @@ def test_a_refused_listing_stops_the_run_in_one_line_naming_it(
     assert len(lines) == 1 and lines[0].startswith(
         f"altcorpus extract: error: cannot read the paths listing of {CRAWL} ({BASE_URL}{listing_path(CRAWL, 'warc')}):"
     ), lines
-    assert lines[0].endswith("Forbidden (HTTP 403)"), lines  # a HEAD: S3 says why in no body, only its status
+    assert lines[0].endswith("HTTP 403 (InvalidAccessKeyId)"), lines  # S3's code, from the refused GET's body
     assert not output.exists()
 
 
-def test_a_refused_head_is_the_files_failure_not_the_jobs(
+def test_a_refused_get_is_the_files_failure_not_the_jobs(
     mirror: Path, endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     """Beam raises S3's 403 at open (its HEAD) as ``S3ClientError``, no ``OSError``: extract would fail the whole job
-    on it. ``open_input`` gives a ``CrawlFileError`` instead, which extract records (as the test above shows)."""
+    on it. ``open_input`` reads ``s3://`` itself and fails with a ``CrawlFileError``, which extract records (as the
+    test above shows)."""
     key = plan(mirror)["warc_files"][0]
     upload(endpoint, mirror, [key])
     request.getfixturevalue("refuse_unknown_keys")
@@ -200,8 +203,9 @@ def test_a_refused_head_is_the_files_failure_not_the_jobs(
     with pytest.raises(Exception) as raw:
         FileSystems.open(BASE_URL + key)
     assert not isinstance(raw.value, OSError), raw.value  # why open_input wraps s3:// files
-    with pytest.raises(CrawlFileError, match=r"HeadObject operation: Forbidden \(HTTP 403\)$"):
-        extract.open_input(BASE_URL + key)
+    stream = extract.open_input(BASE_URL + key)
+    with pytest.raises(CrawlFileError, match=rf"^{re.escape(BASE_URL + key)}: HTTP 403 \(InvalidAccessKeyId\)$"):
+        stream.read(1)
 
 
 class DroppingProxy:
@@ -255,11 +259,11 @@ class DroppingProxy:
         self.listener.close()
 
 
-def test_a_dropped_s3_connection_is_resumed_by_beam_with_a_range_get(
+def test_a_dropped_s3_connection_is_resumed_with_a_range_get(
     mirror: Path, endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What ``s3://`` does on a drop: Beam's S3 client (not ``CrawlStream``) asks again at once for the bytes from
-    where the cut answer ended (``Range: bytes=<reached>-``): the short read is kept, the file's size (from its HEAD)
+    """What ``s3://`` does on a drop: ``S3Stream`` (``CrawlStream``'s resumption) asks at once for the bytes from
+    where the cut answer ended (``Range: bytes=<reached>-``): the short read is kept, the answer's Content-Length
     says it is not the end. The file arrives whole and once."""
     key = plan(mirror)["warc_files"][0]
     upload(endpoint, mirror, [key])
@@ -274,7 +278,7 @@ def test_a_dropped_s3_connection_is_resumed_by_beam_with_a_range_get(
     assert len(proxy.gets) == 2, proxy.gets
     ranges = [re.search(rb"(?im)^range: bytes=(\d+)-\r$", get) for get in proxy.gets]
     started_at, resumed_at = (int(match[1]) if match else None for match in ranges)
-    assert started_at == 0, proxy.gets
+    assert started_at is None, proxy.gets  # the whole file
     # The first answer was cut within its first 9,000 bytes, headers included: the second GET starts where it ended.
     assert resumed_at is not None and 0 < resumed_at < 9000, proxy.gets
 
@@ -369,31 +373,76 @@ def test_refusals_and_missing_keys_fail_without_back_off_naming_the_file(
     upload(endpoint, mirror, [key])
     monkeypatch.setattr(FileSystems, "_pipeline_options", PipelineOptions(s3_flags(endpoint)))
     absent = f"{BASE_URL}crawl-data/{CRAWL}/absent.warc.gz"
-    with pytest.raises(CrawlFileError, match=rf"^{re.escape(absent)}: Not found$"):
-        extract.open_input(absent)
-    with pytest.raises(CrawlFileError, match=r"^s3://no-such-bucket/\S+: Not found$"):
-        extract.open_input(f"s3://no-such-bucket/{key}")
-    request.getfixturevalue("refuse_unknown_keys")
-    with pytest.raises(CrawlFileError, match=rf"^{re.escape(BASE_URL + key)}: .*Forbidden \(HTTP 403\)$"):
-        extract.open_input(BASE_URL + key)
+    refusals = {
+        absent: rf"^{re.escape(absent)}: HTTP 404 \(NoSuchKey\)$",
+        f"s3://no-such-bucket/{key}": r"^s3://no-such-bucket/\S+: HTTP 404 \(NoSuchBucket\)$",
+        BASE_URL + key: rf"^{re.escape(BASE_URL + key)}: HTTP 403 \(InvalidAccessKeyId\)$",
+    }
+    for path, message in refusals.items():
+        if path == BASE_URL + key:
+            request.getfixturevalue("refuse_unknown_keys")
+        stream = extract.open_input(path, CorpusConfig())
+        with pytest.raises(CrawlFileError, match=message):
+            stream.read(1)
+        assert stream.raw.stats == {"requests": 1, "retries": 0, "resumes": 0}, path
     assert beam_backoff == []
 
 
-class SlowDownServer:
-    """A loopback server answering every request as a throttled S3 does: ``503 SlowDown``."""
+SLOW_DOWN = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
 
-    def __init__(self) -> None:
+
+class SlowDownServer:
+    """A loopback server answering as a throttled S3 does (``503 SlowDown``): every request, or, with ``upstream`` (an
+    S3 endpoint), the requests for ``key`` only, the others passed on to ``upstream``. ``throttled`` counts the 503s.
+    """
+
+    def __init__(self, upstream: str | None = None, key: str | None = None) -> None:
+        target = urllib.parse.urlsplit(upstream) if upstream else None
+        throttled_path = f"/{BUCKET}/{key}" if key else None
+        server = self
+
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
                 pass
 
             def do_HEAD(self) -> None:
-                self.send_response(503, "Slow Down")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+                if target is None or path == throttled_path:
+                    self.slow_down()
+                else:
+                    self.pass_on(target)
 
             do_GET = do_HEAD
 
+            def slow_down(self) -> None:
+                with server.lock:
+                    server.throttled += 1
+                body = SLOW_DOWN if self.command == "GET" else b""
+                self.send_response(503, "Slow Down")
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def pass_on(self, target: urllib.parse.SplitResult) -> None:
+                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                try:
+                    connection.request(self.command, self.path, headers=dict(self.headers))
+                    answer = connection.getresponse()
+                    body = answer.read()
+                finally:
+                    connection.close()
+                self.send_response(answer.status, answer.reason)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("connection", "transfer-encoding", "content-length", "server", "date"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+        self.lock = threading.Lock()
+        self.throttled = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -404,27 +453,62 @@ class SlowDownServer:
 
 
 @pytest.mark.parametrize("trouble", ["503 SlowDown", "connection refused"])
-def test_throttling_and_connection_errors_keep_beams_back_off(
+def test_throttling_and_connection_errors_are_retried_within_the_crawl_bounds(
     mirror: Path, monkeypatch: pytest.MonkeyPatch, beam_backoff: list[float], trouble: str
 ) -> None:
-    """What may pass is still retried with Beam's back-off (botocore's own attempts set to one, so that only Beam's
-    are counted)."""
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    if trouble == "503 SlowDown":
-        server = SlowDownServer()
-        url, close = server.url, server.close
+    """What may pass is retried, ``--crawl-max-retries`` times and no more: one request per attempt (botocore's own
+    retries are off), none of Beam's back-off. It was 8 of Beam's attempts, each of 5 botocore requests (HEAD) or
+    10 (GET), 5 to 10.6 minutes of back-off, whatever the crawl settings said."""
+    server = SlowDownServer() if trouble == "503 SlowDown" else None
+    if server is not None:
+        url = server.url
     else:
         with socket.create_server(("127.0.0.1", 0)) as closed:
-            url, close = f"http://127.0.0.1:{closed.getsockname()[1]}", (lambda: None)
+            url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    config = CorpusConfig(crawl=CrawlConfig(crawl_max_retries=2, crawl_backoff_s=0.01, crawl_max_backoff_s=0.05))
     try:
         monkeypatch.setattr(FileSystems, "_pipeline_options", PipelineOptions(s3_flags(url)))
         path = BASE_URL + plan(mirror)["warc_files"][0]
-        with pytest.raises(CrawlFileError, match=rf"^{re.escape(path)}: "):
-            extract.open_input(path)
+        stream = extract.open_input(path, config)
+        expected = "HTTP 503 \\(SlowDown\\)" if server is not None else "EndpointConnectionError: .*"
+        with pytest.raises(CrawlFileError, match=rf"^{re.escape(path)}: {expected} after 3 attempts \(byte 0\)$"):
+            stream.read(1)
     finally:
-        close()
-    assert len(beam_backoff) == 7, beam_backoff
-    assert all(5 * 2**attempt / 2 <= wait <= 5 * 2**attempt for attempt, wait in enumerate(beam_backoff)), beam_backoff
+        if server is not None:
+            server.close()
+    assert stream.raw.stats == {"requests": 3, "retries": 2, "resumes": 0}
+    if server is not None:
+        assert server.throttled == 3
+    assert beam_backoff == []
+
+
+def test_an_always_throttled_s3_file_costs_the_crawl_bounds_attempts_and_is_recorded(
+    mirror: Path, endpoint: str, tmp_path: Path, beam_backoff: list[float]
+) -> None:
+    """A whole extract job over S3 where one listed file answers ``503 SlowDown`` to every request: it is asked for
+    ``--crawl-max-retries`` + 1 times in all, then recorded in ``record_errors/`` while the other files are read."""
+    files = plan(mirror)["warc_files"]
+    upload(endpoint, mirror, [listing_path(CRAWL, "warc"), *files])
+    throttling = SlowDownServer(upstream=endpoint, key=files[1])
+    output = tmp_path / "corpus"
+    retries = ["--crawl-max-retries", "3", "--crawl-backoff-s", "0.01", "--crawl-max-backoff-s", "0.05"]
+    try:
+        counters = extract.run(
+            ["--crawl", CRAWL, "--cc-base-url", BASE_URL, "--output", str(output), *retries, *s3_flags(throttling.url)]
+        )
+    finally:
+        throttling.close()
+    assert throttling.throttled == 4  # one GET per attempt: no HEAD, no botocore retry, no Beam retry
+    errors = rows(output, RecordError)
+    assert [(row[RecordError.WARC_FILE], row[RecordError.REASON]) for row in errors] == [
+        (BASE_URL + files[1], "unreadable_file")
+    ]
+    assert errors[0][RecordError.DETAIL].endswith("HTTP 503 (SlowDown) after 4 attempts (byte 0)"), errors
+    read = {row[Candidate.WARC_FILE] for row in rows(output, Candidate)}
+    assert read == {BASE_URL + files[0], BASE_URL + files[2]}
+    assert counters["files"] == 3 and counters["error_unreadable_file"] == 1
+    assert counters["crawl_file_retries"] == 3
+    assert beam_backoff == []
 
 
 class FolderS3:
