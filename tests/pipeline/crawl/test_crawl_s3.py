@@ -388,10 +388,23 @@ def test_refusals_and_missing_keys_fail_without_back_off_naming_the_file(
     assert beam_backoff == []
 
 
+class LoopbackServer:
+    """An HTTP server on a free loopback port, serving ``handler`` from a thread until ``close``."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 SLOW_DOWN = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
 
 
-class SlowDownServer:
+class SlowDownServer(LoopbackServer):
     """A loopback server answering as a throttled S3 does (``503 SlowDown``): every request, or, with ``upstream`` (an
     S3 endpoint), the requests for ``key`` only, the others passed on to ``upstream``. ``throttled`` counts the 503s.
     """
@@ -443,13 +456,7 @@ class SlowDownServer:
 
         self.lock = threading.Lock()
         self.throttled = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.mark.parametrize("trouble", ["503 SlowDown", "connection refused"])
@@ -511,7 +518,7 @@ def test_an_always_throttled_s3_file_costs_the_crawl_bounds_attempts_and_is_reco
     assert beam_backoff == []
 
 
-class FolderS3:
+class FolderS3(LoopbackServer):
     """A second S3 mirror on loopback: the objects are the files under ``root/<bucket>/``, served as S3's REST API
     serves them to a reader (HEAD, and GET with ``Range``); moto keeps its buckets per process, not per server."""
 
@@ -547,13 +554,7 @@ class FolderS3:
                 if body:
                     self.wfile.write(data[start:])
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def test_two_s3_mirrors_of_one_crawl_give_their_own_listings(
