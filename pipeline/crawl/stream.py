@@ -31,6 +31,8 @@ from typing import Any
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from pipeline.net.client import parse_retry_after
+
 #: Answers worth another attempt: S3's SlowDown is a 503; CloudFront answers 502/504 when S3 is slow.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Bytes asked of the connection per read: large reads keep the per-call overhead out of the profile.
@@ -196,10 +198,6 @@ class CrawlStream(io.RawIOBase):
                 if status not in TRANSIENT_STATUSES:
                     raise CrawlFileError(f"{self.url}: HTTP {status}{reason}")
                 last = f"HTTP {status}{reason}"
-                # Imported here: pipeline.net.client brings the config module and with it Beam (seconds), which
-                # pipeline.html.warc, importing this module, must not pay for when nothing is retried.
-                from pipeline.net.client import parse_retry_after
-
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if attempt < policy.max_retries:
                 self.sleep(policy.backoff(attempt, self.rng, retry_after))

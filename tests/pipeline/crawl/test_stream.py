@@ -142,9 +142,10 @@ def test_the_crawl_listing_is_read_from_the_mirror_and_selects_by_segment(mirror
 
 
 def test_reading_warcs_loads_no_beam() -> None:
-    """pipeline.html.warc imports the crawl stream: neither may pull in Beam (seconds) where nothing is retried."""
+    """pipeline.html.warc imports the crawl stream, and it the fetcher's client (its Retry-After parser): none may pull
+    in Beam (seconds) where nothing is retried."""
     probe = "import json, sys; import pipeline.html.warc; print(json.dumps(sorted(sys.modules)))"
     process = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     loaded = json.loads(process.stdout)
-    assert "pipeline.crawl.stream" in loaded  # the probe did import it
+    assert "pipeline.crawl.stream" in loaded and "pipeline.net.client" in loaded  # the probe did import them
     assert [name for name in loaded if name.split(".")[0] == "apache_beam" or name == "pipeline.core.config"] == []
