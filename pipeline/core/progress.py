@@ -243,14 +243,23 @@ def table_progress(stage: str, unit: str, pattern: str, pipeline: Any) -> StageP
 
 
 def file_progress(stage: str, patterns: Sequence[str], pipeline: Any) -> StageProgress:
-    """The plan of a stage reading whole files: the matched files' total size in bytes is the total."""
+    """The plan of a stage reading whole files: the matched files' total size in bytes is the total.
+
+    A plain path (no glob) is sized with one metadata call (one HEAD on ``s3://``): Beam's ``match`` of one asks
+    ``exists`` and then ``metadata``, two HEADs one after the other per file, made in the launching process before the
+    job starts. A glob is matched (a listing).
+    """
     from apache_beam.io.filesystems import FileSystems
 
     sizes: dict[str, int] = {}
+    globs = [pattern for pattern in patterns if any(char in pattern for char in "*?[")]
     try:
-        for result in FileSystems.match(list(patterns)):
+        for path in (pattern for pattern in patterns if pattern not in globs):
+            item = FileSystems.get_filesystem(path).metadata(path)
+            sizes[item.path] = item.size_in_bytes
+        for result in FileSystems.match(globs) if globs else []:
             sizes.update({item.path: item.size_in_bytes for item in result.metadata_list})
         total: int | None = sum(sizes.values())
-    except Exception:  # an unknown total only costs the percentage and ETA
+    except Exception:  # an unknown total (a file gone, a refusal) only costs the percentage and ETA
         total = None
     return StageProgress(stage, "bytes", total, worker_count(pipeline.options))

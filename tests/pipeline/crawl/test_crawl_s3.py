@@ -38,6 +38,7 @@ from pipeline import cli
 from pipeline.core.config import CorpusConfig, CrawlConfig
 from pipeline.core.errors import InputError
 from pipeline.core.layout import CorpusLayout
+from pipeline.core.progress import file_progress
 from pipeline.crawl.listing import crawl_files, crawl_progress, listing_path
 from pipeline.crawl.simulate import SimulatedCrawl
 from pipeline.crawl.stream import CrawlFileError
@@ -600,3 +601,24 @@ def test_extracts_progress_sizes_s3_crawl_files_with_a_listing_per_folder_not_he
     sizes = [(mirror / path).stat().st_size for path in files]
     # The total: the selected files only, not the folder's third file nor the other folder's.
     assert crawl_progress(extract.STAGE, selected, pipeline).total == sizes[0] + sizes[1]
+
+
+def test_progress_sizes_plain_s3_input_files_with_one_head_each(
+    mirror: Path, endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--input`` files named one by one (no glob) are sized with one HEAD each: Beam's ``match`` of a plain path
+    made two (``exists``, then ``metadata``), one after the other, per file, before the job started."""
+    files = plan(mirror)["warc_files"]
+    upload(endpoint, mirror, files)
+    pipeline = beam.Pipeline(options=PipelineOptions(s3_flags(endpoint)))  # gives Beam's filesystems the options
+    caplog.set_level(logging.INFO, logger="werkzeug")  # moto's server logs each request it answers
+    progress = file_progress(extract.STAGE, [BASE_URL + path for path in files[:2]], pipeline)
+    requests = [record.getMessage() for record in caplog.records if record.name == "werkzeug"]
+    assert len(requests) == 2 and all('"HEAD ' in line for line in requests), requests
+    assert progress.total == sum((mirror / path).stat().st_size for path in files[:2])
+    caplog.clear()
+    globbed = file_progress(extract.STAGE, [f"{BASE_URL}{files[0].rsplit('/', 1)[0]}/*.warc.gz"], pipeline)
+    requests = [record.getMessage() for record in caplog.records if record.name == "werkzeug"]
+    assert not [line for line in requests if '"HEAD ' in line], requests  # a glob: its listing
+    folder = files[0].rsplit("/", 1)[0]
+    assert globbed.total == sum((mirror / path).stat().st_size for path in files if path.startswith(folder + "/"))
