@@ -44,6 +44,7 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import os
 import re
 import struct
 import threading
@@ -56,6 +57,24 @@ def apply_data_plane_fix() -> None:
 
     # Read when the runner builds its gRPC server and its in-process gRPC workers: 0 means size-based buffering.
     worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0
+
+
+#: What the local runner's worker processes start with, unless the environment says otherwise: glibc's malloc at two
+#: arenas (instead of eight per core, one per thread that allocates) and Arrow's buffers from that same malloc instead
+#: of its bundled mimalloc. Each allocator otherwise keeps the memory a finished bundle freed, so a worker's resident
+#: size crept up with the data it had processed: filter-text over a 2 GB simulated crawl, largest worker 1,416 MB
+#: as Beam starts it, 1,186 MB with two arenas, 997 MB with both; its CPU the same (57.0, 55.7, 54.9 s).
+WORKER_MEMORY_ENV = {"MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system"}
+_M_ARENA_MAX = -8  # glibc's mallopt parameter number for the arena limit (malloc.h)
+
+
+def apply_worker_memory_settings() -> None:
+    """Start the local runner's worker processes with ``WORKER_MEMORY_ENV`` (values already set are kept), and limit
+    this process's own malloc arenas the same way (glibc only; elsewhere nothing changes)."""
+    for name, value in WORKER_MEMORY_ENV.items():
+        os.environ.setdefault(name, value)
+    with contextlib.suppress(OSError, AttributeError, ValueError):
+        _libc().mallopt(_M_ARENA_MAX, int(os.environ["MALLOC_ARENA_MAX"]))
 
 
 # A bundle's input goes to a gRPC worker in messages of about this size (whole elements), so the worker holds a few

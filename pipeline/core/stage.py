@@ -20,7 +20,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipeline.core.config import CorpusConfig, CorpusOptions, resolve_config
 from pipeline.core.errors import UsageError
 from pipeline.core.layout import CorpusLayout, delete_tree, list_matching, new_run_id
-from pipeline.core.local_runner import apply_bounded_bundle_input, apply_data_plane_fix
+from pipeline.core.local_runner import apply_bounded_bundle_input, apply_data_plane_fix, apply_worker_memory_settings
 from pipeline.core.progress import format_summary
 from pipeline.core.registry import stage_spec
 from pipeline.core.rules import COUNTER_NAMESPACE
@@ -42,7 +42,8 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
     FnApiRunner engine for batch pipelines. We go to that engine directly: no download attempt, same semantics,
     and ``--direct_running_mode``/``--direct_num_workers`` still apply. That engine's multi-process and multi-thread
     modes lose rows in Beam's own data plane; ``apply_data_plane_fix`` (``pipeline/core/local_runner.py``) makes them
-    lossless before any local pipeline runs.
+    lossless before any local pipeline runs; ``apply_worker_memory_settings`` starts its workers with allocators that
+    give freed memory back.
     """
     options = PipelineOptions(list(argv))
     standard = options.view_as(StandardOptions)
@@ -50,6 +51,7 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
         standard.runner = "FnApiRunner"
         apply_data_plane_fix()
         apply_bounded_bundle_input()
+        apply_worker_memory_settings()
     return options
 
 

@@ -491,3 +491,36 @@ def test_a_pipelines_groups_of_row_dicts_come_through_whole(
         expected.setdefault(f"k{i % keys}", []).append(json.dumps(row(i), sort_keys=True))
     assert json.loads(out.read_text()) == {key: sorted(values) for key, values in expected.items()}
     assert sum(encoded) > rows * 200  # the rows' shuffle went through the encoded buffer
+
+
+def _worker_memory_settings(_: int) -> tuple[str | None, str]:
+    import pyarrow
+
+    return os.environ.get("MALLOC_ARENA_MAX"), pyarrow.default_memory_pool().backend_name
+
+
+@pytest.mark.slow  # two worker processes
+@pytest.mark.parametrize("preset", [None, "4"])
+def test_local_workers_start_with_allocators_that_give_memory_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preset: str | None
+) -> None:
+    """Worker processes of a local run get two malloc arenas and Arrow buffers from malloc (``WORKER_MEMORY_ENV``),
+    unless the operator's environment already says otherwise (kept as it is)."""
+    for name in local_runner.WORKER_MEMORY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    if preset is not None:
+        monkeypatch.setenv("MALLOC_ARENA_MAX", preset)
+    options = pipeline_options(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    out = tmp_path / "settings.json"
+    with beam.Pipeline(options=options) as pipeline:
+        _ = (
+            pipeline
+            | beam.Create(list(range(8)))
+            | beam.Reshuffle()
+            | beam.Map(_worker_memory_settings)
+            | beam.combiners.ToList()
+            | beam.Map(lambda seen: out.write_text(json.dumps(sorted(set(seen)))))
+        )
+    assert json.loads(out.read_text()) == [[preset or "2", "system"]]
+    # The worker processes are not this one: the setting reached them through their environment.
+    assert os.environ["MALLOC_ARENA_MAX"] == (preset or "2")
