@@ -90,6 +90,36 @@ the rows per worker), its worker peaked at 1,442 MB against 1,268 MB: +14% for 2
 ``ARROW_DEFAULT_MEMORY_POOL=system MALLOC_ARENA_MAX=2`` (allocator retention). At 1 GB (above) the fetch workers
 were 1.14x the 100 MB run's.
 
+The 1 GB point, end to end (2 Dec 2026, afternoon; the real-page simulator of /work/main, 2 workers; load average
+1-3 for the final run). At 46f6ec5 (a hot host's images processed outside its request slots):
+
+    100 MB (67,877 candidates -> 18,008 samples):    108.4 s wall, 118.2 CPU s; largest worker 1,264 MB, driver 785
+    1 GB   (682,408 candidates -> 104,905 samples):  838.3 s wall, 767.7 CPU s; largest worker 1,760 MB, driver 2,363
+      extract 15.0 s, filter-text 21.8, fetch 629.7 (181,195 URLs; 4.85 GB downloaded, 7.46 GB stored),
+      filter-image 100.9, write-shards 67.5
+    2 GB   (1,364,003 candidates -> 168,174 samples): 1,644.5 s wall, 1,594.2 CPU s; workers: extract 472 MB,
+      filter-text 1,633, fetch 767, filter-image 2,133, write-shards 1,448; driver 3,054 MB. Fetch 1,371.8 s, its
+      tail the hottest host alone (23% of the URLs, 4 requests in flight; its worker at 58% CPU: politeness-bound)
+
+Worker peaks still grew from 1 GB to 2 GB, so not only buffers reaching their caps. Found on the 2 GB inputs, each
+stage run alone: the allocators kept what finished bundles freed (filter-text's worker 1,416 MB as Beam starts it,
+997 MB with ``MALLOC_ARENA_MAX=2`` and Arrow's system pool, now the local runner's default; filter-image 1,774 ->
+1,453 MB), and filter-text's partitions grew with the crawl up to 4M candidates (now 65,536 per partition: 1 GB ->
+2 GB 799 -> 982 MB). At c4d61d2 (those, the encoded shuffle buffer, typed Arrow tables):
+
+    100 MB: 118.0 s wall, 150.6 CPU s; largest worker 896 MB (filter-image), largest process 932 MB
+      extract 5.5 s / 124 CPU s per M / 269 MB, filter-text 6.2 / 139 / 415, fetch 77.1 / 1,308 / 471,
+      filter-image 14.7 / 330 / 896, write-shards 12.1 / 278 / 885
+    1 GB:   844.0 s wall, 1,003.2 CPU s; largest worker 1,360 MB (filter-image), largest process 1,372 MB
+      extract 16.3 / 43 / 391, filter-text 18.6 / 44 / 832, fetch 677.3 / 1,074 / 634 (driver 642),
+      filter-image 85.8 / 193 / 1,360 (driver 1,243), write-shards 42.2 / 108 / 1,018
+    1 GB vs 100 MB: wall 7.15x (goal <= 11x: met), CPU 6.66x; largest worker 896 -> 1,360 MB = 1.52x (goal within
+      20%: missed; both sizes lower than before: 1,264 and 1,760 MB); largest process at 1 GB 2,356 -> 1,372 MB
+
+Fetch costs most per candidate at every size. Its CPU varies between runs of one commit (46f6ec5 at 100 MB: 62.8 and
+77.5 CPU s; c4d61d2: 87.6-90.8 over three runs, whichever allocator settings): fetch's 32 threads and the
+simulator's servers share the two cores.
+
 Usage: ``python bench/scale.py [--sizes 100MB 1GB] [--workers 2] [--file-size 10MB] [--keep]``.
 """
 
