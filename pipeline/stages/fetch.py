@@ -8,9 +8,9 @@ and ``rejected/fetch-*`` (every candidate of a failed URL, with the URL's status
 rewritten: filter-image joins ``text_kept/`` with ``images/`` by URL.
 
 Hot keys (an image URL on a million pages, a million archived copies of one URL): what reaches the fetching DoFn per
-URL is bounded, never the URL's candidate rows. ``UrlsToFetch`` counts a URL's candidates with a combiner
-(``Count.PerElement``) and picks its archived response with another (``BestArchived``, ``choose_archived``'s order),
-then joins the two (at most one value of each per URL). The rejections of a failed URL's candidates are made after
+URL is bounded, never the URL's candidate rows. ``UrlsToFetch`` counts a URL's candidates with a combiner and
+picks its archived response with another (``BestArchived``, ``choose_archived``'s order), each pre-combined in a
+worker with a bounded number of URLs held (``pipeline.core.combine``), then joins the two (at most one value of each per URL). The rejections of a failed URL's candidates are made after
 the fetch, by a streamed join of every candidate with the ``images/`` rows that are not ok (``RejectCandidates``:
 tagged values and a ``GroupByKey``, the group iterated twice, never listed), for the parts fetched now and those of an
 earlier run alike.
@@ -83,6 +83,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.window import GlobalWindows
 
+from pipeline.core.combine import BoundedCombinePerKey, BoundedCountPerKey
 from pipeline.core.config import CorpusConfig, CorpusOptions, FetchConfig
 from pipeline.core.layout import (
     PARTS,
@@ -127,6 +128,8 @@ def host_queue_held(config: FetchConfig) -> int:
     return min(max(2 * config.per_host_concurrency, 4), max(1, HELD_PER_THREAD * config.concurrency // 4))
 
 
+#: URLs whose chosen archived response (its body included) a worker's pre-combine holds at most at once.
+ARCHIVED_KEYS_HELD = 1_000
 #: The columns of text_kept/ a rejection row needs; the rest stays on disk.
 CANDIDATE_COLUMNS = [TextKept.CANDIDATE_ID, TextKept.KEY, TextKept.IMAGE_URL, TextKept.ALT_TEXT, TextKept.PAGE_URL]
 #: Tags of the joins by image URL: its candidate count and its chosen archived response (``UrlsToFetch``, before the
@@ -774,9 +777,10 @@ class UrlsToFetch(beam.PTransform):
     """(candidate rows, archived rows) -> ``(url, (candidates, archived))``: for each URL a candidate points at (and
     ``keep`` accepts), how many do and its chosen archived response (``None`` when not archived).
 
-    Both are reduced per URL by combiners (``Count.PerElement``, ``BestArchived``) that runners apply ahead of the
-    shuffle, then joined by tagged values: a URL on a million pages, or archived a million times, is one small
-    element, never a list of its rows.
+    Both are reduced per URL by combiners (a count, ``BestArchived``) applied ahead of the shuffle in a bounded
+    pre-combine (``pipeline.core.combine``: Beam's lifting holds up to 100,000 archived records per bundle, image
+    bodies and all, and a million URLs' counts), then joined by tagged values: a URL on a million pages, or archived
+    a million times, is one small element, never a list of its rows.
     """
 
     def __init__(self, keep: Callable[[str], bool] | None = None) -> None:
@@ -790,14 +794,15 @@ class UrlsToFetch(beam.PTransform):
             candidates
             | "CandidateUrls" >> beam.Map(lambda row: row[TextKept.IMAGE_URL])
             | "CandidateUrlsToFetch" >> beam.Filter(keep)
-            | "CandidatesPerUrl" >> beam.combiners.Count.PerElement()
+            | "KeyByUrl" >> beam.Map(lambda url: (url, None))
+            | "CandidatesPerUrl" >> BoundedCountPerKey()
             | "TagCount" >> beam.MapTuple(lambda url, count: (url, (_COUNT, count)))
         )
         best = (
             archived
             | "KeyArchivedByUrl" >> beam.Map(lambda row: (row[ArchivedImage.IMAGE_URL], row))
             | "ArchivedToFetch" >> beam.Filter(lambda item: keep(item[0]))
-            | "BestArchivedPerUrl" >> beam.CombinePerKey(BestArchived())
+            | "BestArchivedPerUrl" >> BoundedCombinePerKey(BestArchived(), ARCHIVED_KEYS_HELD)
             | "TagArchived" >> beam.MapTuple(lambda url, record: (url, (_ARCHIVED, record)))
         )
         return (

@@ -63,6 +63,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.core.combine import BoundedCombinePerKey, BoundedCountPerKey, BoundedDistinct
 from pipeline.core.config import CorpusConfig, ImageFilterConfig
 from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable, list_matching
 from pipeline.core.progress import StageProgress, table_progress, with_progress
@@ -294,7 +295,7 @@ class CountRawAltsPerContent(beam.PTransform):
         alts_by_url = (
             candidates
             | "UrlAltPairs" >> beam.Map(lambda row: (row[Candidate.IMAGE_URL], alt_id(row[Candidate.ALT_TEXT] or "")))
-            | "DistinctUrlAlts" >> beam.Distinct()
+            | "DistinctUrlAlts" >> BoundedDistinct()
             | "TagAlt" >> beam.MapTuple(lambda url, alt: (url, (_ALT, alt)))
         )
         sha_by_url = self.ok_images | "TagSha" >> beam.Map(
@@ -314,7 +315,7 @@ class CountDistinctPerKey(beam.PTransform):
     a million pairs is counted in partial sums, never gathered."""
 
     def expand(self, pairs: beam.PCollection) -> beam.PCollection:
-        return pairs | "DistinctContentAlts" >> beam.Distinct() | "AltsPerContent" >> beam.combiners.Count.PerKey()
+        return pairs | "DistinctContentAlts" >> BoundedDistinct() | "AltsPerContent" >> BoundedCountPerKey()
 
 
 class TooManyAltsPerContent(beam.DoFn):
@@ -428,7 +429,7 @@ class FirstByIdentity(beam.PTransform):
         return (
             keyed_rows
             | "Identity" >> beam.MapTuple(lambda group, row: (group, _identity(row)))
-            | "Smallest" >> beam.CombinePerKey(SmallestFn())
+            | "Smallest" >> BoundedCombinePerKey(SmallestFn())
         )
 
 
