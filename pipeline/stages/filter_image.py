@@ -36,9 +36,10 @@ The reasons are ``pipeline.core.reasons.FilterImageReason``; the first four rule
 evaluated and counted by ``pipeline.core.rules`` (the protocol every filter stage shares).
 
 Counting alts (it scales to a picture with millions of alts: no step holds one key's values as a list): distinct
-``(image URL, alt-text hash)`` pairs of candidates/ (``Distinct``, a combiner); a streamed join with each ok image's
-sha256 by URL (tagged values + ``GroupByKey``, iterated, never listed); distinct ``(sha256, alt hash)`` pairs;
-``Count.PerKey``. The count then joins the surviving rows of its content by sha256 (``TooManyAltsPerContent``), and
+``(image URL, alt-text hash)`` pairs of candidates/ (``BoundedDistinct``, a combiner whose pre-combine holds a
+bounded number of keys per worker: ``pipeline.core.combine``); a streamed join with each ok image's sha256 by URL
+(tagged values + ``GroupByKey``, iterated, never listed); distinct ``(sha256, alt hash)`` pairs; a count per sha256
+(``BoundedCountPerKey``). The count then joins the surviving rows of its content by sha256 (``TooManyAltsPerContent``), and
 ``duplicate_image_alt``'s winner per ``(sha256, alt text)`` is a combiner (``FirstByIdentity``: one identity per
 accumulator) joined back to that pair's rows (``OneSamplePerContentAlt``). Both joins iterate their group twice
 (the small tagged value first, then the rows one at a time): one image at a million URLs, or a million copies of
