@@ -37,9 +37,7 @@ class _PreCombine(beam.DoFn):
 
     def process(self, element: tuple[Any, Any]) -> Iterator[tuple[Any, Any]]:
         key, value = element
-        accumulator = self.table.get(key)
-        if accumulator is None and key not in self.table:
-            accumulator = self.combine_fn.create_accumulator()
+        accumulator = self.table[key] if key in self.table else self.combine_fn.create_accumulator()
         self.table[key] = self.combine_fn.add_input(accumulator, value)
         if len(self.table) >= self.max_keys:
             table, self.table = self.table, {}
@@ -99,8 +97,6 @@ class _Nothing(beam.CombineFn):
         return None
 
     def merge_accumulators(self, accumulators: Iterable[None]) -> None:
-        for _ in accumulators:
-            pass
         return None
 
     def extract_output(self, accumulator: None) -> None:

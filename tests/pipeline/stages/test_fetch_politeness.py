@@ -55,6 +55,26 @@ def most_in_window(starts: list[float], window_s: float) -> int:
     return max(bisect.bisect_left(ordered, start + window_s) - index for index, start in enumerate(ordered))
 
 
+def fetch_all_ok(urls: list[str], concurrency: int) -> None:
+    """Fetch ``urls`` (one candidate each, not archived) through ``FetchImages`` in one bundle, one request at a time
+    per host, and check every one is ok."""
+    config = FetchConfig(
+        allow_private_addresses=True,
+        concurrency=concurrency,
+        per_host_concurrency=1,
+        fetch_mode="http-only",
+        respect_robots=False,
+    )
+    with TestPipeline() as pipeline:
+        results = (
+            pipeline
+            | beam.Create([(url, (1, None)) for url in urls], reshuffle=False)
+            | beam.ParDo(fetch.FetchImages(config)).with_outputs(REJECTED, main="images")
+        )
+        statuses = results.images | beam.Map(lambda row: (row[FetchedImage.IMAGE_URL], row[FetchedImage.STATUS]))
+        assert_that(statuses, equal_to([(url, "ok") for url in urls]), label="AllOk")
+
+
 @pytest.mark.slow  # a two-worker stage run
 def test_per_host_concurrency_and_rate_hold_for_the_whole_job_on_two_workers(tmp_path: Path) -> None:
     """One big host and three small ones, fetched by two worker processes with 8 threads each: every host sees at
@@ -131,25 +151,10 @@ def test_robots_crawl_delay_is_honoured_up_to_the_cap(tmp_path: Path) -> None:
 def test_a_host_with_many_urls_does_not_hold_back_the_hosts_read_after_it() -> None:
     """A bundle holding 150 URLs of one host (one at a time) before 4 URLs of another: the other host's URLs are read
     past the big host's queue (spilled to disk beyond a few) and fetched at once, not after the big host drained."""
-    config = FetchConfig(
-        allow_private_addresses=True,
-        concurrency=2,
-        per_host_concurrency=1,
-        fetch_mode="http-only",
-        respect_robots=False,
-    )
     with RecordingHosts(2, small_jpeg(), delay_s=0.01, first_address=22) as hosts:
         urls = [hosts.url(0, f"/big/{index}.jpg") for index in range(150)]
         urls += [hosts.url(1, f"/small/{index}.jpg") for index in range(4)]
-        elements = [(url, (1, None)) for url in urls]  # one candidate each, not archived
-        with TestPipeline() as pipeline:
-            results = (
-                pipeline
-                | beam.Create(elements, reshuffle=False)
-                | beam.ParDo(fetch.FetchImages(config)).with_outputs(REJECTED, main="images")
-            )
-            statuses = results.images | beam.Map(lambda row: (row[FetchedImage.IMAGE_URL], row[FetchedImage.STATUS]))
-            assert_that(statuses, equal_to([(url, "ok") for url in urls]), label="AllOk")
+        fetch_all_ok(urls, concurrency=2)
     big, small = hosts.records
     assert big.max_in_flight == 1 and small.max_in_flight == 1
     # Without spilling, the reader waits until the big host's backlog fits in memory: ~130 requests later.
@@ -176,23 +181,8 @@ def test_a_hosts_limit_paces_its_requests_not_the_processing_of_its_images(monke
                 state["now"] -= 1
 
     monkeypatch.setattr(fetch, "process_image", slow_process_image)
-    config = FetchConfig(
-        allow_private_addresses=True,
-        concurrency=8,
-        per_host_concurrency=1,
-        fetch_mode="http-only",
-        respect_robots=False,
-    )
     with RecordingHosts(1, small_jpeg(), delay_s=0.02, first_address=23) as hosts:
-        urls = [hosts.url(0, f"/hot/{index}.jpg") for index in range(12)]
-        with TestPipeline() as pipeline:
-            results = (
-                pipeline
-                | beam.Create([(url, (1, None)) for url in urls], reshuffle=False)
-                | beam.ParDo(fetch.FetchImages(config)).with_outputs(REJECTED, main="images")
-            )
-            statuses = results.images | beam.Map(lambda row: (row[FetchedImage.IMAGE_URL], row[FetchedImage.STATUS]))
-            assert_that(statuses, equal_to([(url, "ok") for url in urls]), label="AllOk")
+        fetch_all_ok([hosts.url(0, f"/hot/{index}.jpg") for index in range(12)], concurrency=8)
     (record,) = hosts.records
     assert record.max_in_flight == 1  # the host's limit held
     # Within the limit, 12 downloads of ~0.02 s and 0.3 s of processing each: several images are processed at once.
