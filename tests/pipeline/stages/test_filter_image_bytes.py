@@ -72,7 +72,7 @@ def test_the_walker_finds_a_group_by_key_fed_image_bytes(tmp_path: Path) -> None
             | "GroupScores" >> beam.GroupByKey()
         )
         _ = images | "Write" >> WriteTable(str(tmp_path / "out" / "part"), FetchedImage)
-        samples = pipeline | "Samples" >> beam.Create([(pattern, {})]) | "Files" >> beam.GroupByKey()
+        samples = pipeline | "Samples" >> beam.Create([((pattern, 0), {})]) | "Files" >> beam.GroupByKey()
         _ = samples | "Attach" >> beam.ParDo(filter_image.AttachImageBytes()) | "Regroup" >> beam.GroupByKey()
         visitor = image_shuffles(
             pipeline,
@@ -132,3 +132,18 @@ def test_a_sample_gets_the_bytes_from_the_second_of_two_image_files(tmp_path: Pa
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
         rows = pipeline | beam.Create(samples) | filter_image.WithImageBytes(str(folder / "*.parquet"))
         assert_that(rows, equal_to(expected))
+
+
+def test_the_bytes_are_read_per_row_group_so_no_group_holds_a_whole_file(tmp_path: Path) -> None:
+    # A hot host's fetch part can hold a quarter of a crawl's images: the samples meet their bytes per row group.
+    path = tmp_path / "part-00000-of-00001.parquet"
+    urls = [f"https://img.example/{index}.jpg" for index in range(3)]
+    images = [jpeg(photo(name), (300, 300)) for name in ("astronaut", "coffee", "rocket")]
+    _write_images(path, [image_row(url, image) for url, image in zip(urls, images, strict=True)])
+    places = dict(filter_image.ok_image_files(str(path)))
+    assert places == {url: (filter_image._FILE, (str(path), group)) for group, url in enumerate(urls)}
+    attach = filter_image.AttachImageBytes()
+    attach.setup()
+    # Given the second row group and samples of all three images, only that row group's bytes are attached.
+    rows = list(attach.process(((str(path), 1), [_sample(url, index) for index, url in enumerate(urls)])))
+    assert [(row[Sample.IMAGE_URL], row[SampleImage.IMAGE]) for row in rows] == [(urls[1], images[1])]

@@ -13,7 +13,7 @@ tests allow ``GROWTH_MB``.
   (``TooManyAltsPerContent`` iterates its group the same way: the count first, then the rows).
   The same for one image URL on a million pages: filter-image's join of its candidates with its fetched image
   (``JoinCandidatesWithImage``), of the surviving samples with the images/ file holding its bytes (``sample_file``),
-  the image (or file) last in each group; then that file's group of a million rows given their bytes, read from a real
+  the image (or file's row group) last in each group; then that row group's million rows given their bytes, read from a real
   Parquet file (``AttachImageBytes``).
 - ``host_queue``: fetch's ``HostQueue`` given 10^6 URLs of one host, then drained in order.
 - ``fetch_url``: one image URL on 10^6 pages (and archived 10^4 times) through fetch's ``UrlsToFetch`` in a real Beam
@@ -161,15 +161,17 @@ def joins(count: int) -> dict[str, Any]:
     image_bytes = b"\xff\xd8" + bytes(1000)
     with tempfile.TemporaryDirectory() as folder:
         path = _image_file(folder, url, image_bytes)
-        by_file = filter_image.sample_file((url, GeneratedGroup(count, tagged_candidate, (filter_image._FILE, path))))
-        in_file = sum(file == path for file, _ in by_file)
+        # Where the URL's ok bytes are, as the stage finds it: the file's third row group.
+        (place,) = [tagged for image_url, tagged in filter_image.ok_image_files(path) if image_url == url]
+        by_file = filter_image.sample_file((url, GeneratedGroup(count, tagged_candidate, place)))
+        in_file = sum(found == (path, 2) for found, _ in by_file)
 
         def sample(index: int) -> dict[str, Any]:
             return dict(_row(index), **{Sample.IMAGE_URL: url})
 
         with_bytes = filter_image.AttachImageBytes()
         with_bytes.setup()
-        attached = with_bytes.process((path, GeneratedGroup(count - 1, sample, sample(count - 1))))
+        attached = with_bytes.process(((path, 2), GeneratedGroup(count - 1, sample, sample(count - 1))))
         with_the_bytes = sum(row[SampleImage.IMAGE] == image_bytes for row in attached)
     return {"judged": judged, "joined": joined, "in_file": in_file, "with_bytes": with_the_bytes}
 
