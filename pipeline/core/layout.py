@@ -347,9 +347,12 @@ def _write_row_groups(prefix: str, schema: pa.Schema, num_shards: int) -> beam.P
     )
 
 
-#: Arrow bytes a batched writer gathers before writing them as one Parquet row group: what ``WriteToParquet``
-#: (and so ``WriteTable``) buffers, so both writers give row groups of the same size.
-ROW_GROUP_BYTES = 64 * 1024 * 1024
+#: Arrow bytes a batched writer gathers before writing them as one Parquet row group (both writers, so row groups
+#: are alike). A row group is what a worker holds to write it and what the next stage reads as one element, so it
+#: sets memory on both sides: at ``WriteToParquet``'s 64 MB a 1 GB simulated crawl's candidates/ came in 142k-row
+#: groups where a 100 MB crawl's were 34k (its inputs fill no cap), and filter-text's per-group step held 4x the rows.
+#: 16 MB (about 35k candidate rows, 300 images) is filled by a 100 MB crawl already.
+ROW_GROUP_BYTES = 16 * 1024 * 1024
 
 
 class _GatherRowGroups(beam.DoFn):
@@ -389,16 +392,21 @@ class _GatherRowGroups(beam.DoFn):
 
 
 class _GatherRows(_GatherRowGroups):
-    """Row dicts -> record batches of ``batch_rows`` rows -> tables of about ``row_group_bytes``, one row group each.
+    """Row dicts -> record batches -> tables of about ``row_group_bytes``, one row group each.
 
-    Rows are converted as ``beam.io.WriteToParquet`` converts them (a field missing from a row is null); at most
-    ``batch_rows`` rows are held as Python objects.
+    Rows are converted as ``beam.io.WriteToParquet`` converts them (a field missing from a row is null). A batch is
+    ``batch_rows`` rows at most and about a sixteenth of a row group (its size per row learnt from the batch before;
+    the first is ``FIRST_BATCH_ROWS``): a thousand rows of 60 KB images held as Python objects, then converted, were
+    120 MB where the row group is 16.
     """
+
+    FIRST_BATCH_ROWS = 16
 
     def __init__(self, schema: pa.Schema, row_group_bytes: int, batch_rows: int = 1000) -> None:
         super().__init__(schema, row_group_bytes)
         self.batch_rows = batch_rows
         self._rows: list[dict[str, Any]] = []
+        self._limit = min(batch_rows, self.FIRST_BATCH_ROWS)
 
     def start_bundle(self) -> None:
         super().start_bundle()
@@ -406,7 +414,7 @@ class _GatherRows(_GatherRowGroups):
 
     def process(self, row: dict[str, Any]) -> Iterator[pa.Table]:
         self._rows.append(row)
-        if len(self._rows) >= self.batch_rows:
+        if len(self._rows) >= self._limit:
             yield from super().process(self._batch())
 
     def finish_bundle(self) -> Iterator[Any]:
@@ -417,6 +425,9 @@ class _GatherRows(_GatherRowGroups):
     def _batch(self) -> pa.RecordBatch:
         batch = pa.RecordBatch.from_pylist(self._rows, schema=self.schema)
         self._rows = []
+        if batch.num_rows:
+            per_row = max(1, batch.nbytes // batch.num_rows)
+            self._limit = max(1, min(self.batch_rows, self.row_group_bytes // 16 // per_row))
         return batch
 
 

@@ -95,3 +95,21 @@ def test_gather_rows_makes_row_groups_of_the_byte_bound(tmp_path: Path) -> None:
             assert all(nbytes < 4096 + 2 * 50 * 200 for _, nbytes in found)  # at most one batch of 50 past the bound
 
         assert_that(sizes, check)
+
+
+def test_gather_rows_holds_a_sixteenth_of_a_row_group_of_large_rows_as_python_objects() -> None:
+    """Rows of 50 KB images: batches shrink to about ``row_group_bytes / 16`` (2 rows here), not ``batch_rows``."""
+    schema = pa.schema([("id", pa.int64()), ("image", pa.binary())])
+    row_group_bytes = 32 * 50_000
+    gather = _GatherRows(schema, row_group_bytes=row_group_bytes, batch_rows=1000)
+    gather.start_bundle()
+    held, tables = [], []
+    for index in range(200):
+        tables.extend(gather.process({"id": index, "image": bytes([index % 256]) * 50_000}))
+        held.append(len(gather._rows))
+    tables.extend(value.value for value in gather.finish_bundle())
+    assert sum(table.num_rows for table in tables) == 200
+    assert [index for table in tables for index in table.column("id").to_pylist()] == list(range(200))
+    assert max(held) == _GatherRows.FIRST_BATCH_ROWS - 1  # the first batch, then 2 rows at a time
+    assert max(held[_GatherRows.FIRST_BATCH_ROWS :]) <= 1
+    assert all(table.nbytes < row_group_bytes + 3 * 50_100 for table in tables)
