@@ -289,8 +289,10 @@ TEXT_RULE_REASONS: tuple[FilterTextReason, ...] = tuple(FilterTextReason)[1:]
 #: Candidates per hash partition: every shuffle moves one payload per (read unit, partition), never one per row. A
 #: partition's payloads are what a worker holds at once in the partition steps, so the bound is a worker's memory:
 #: at 500,000 a partition kept growing with the crawl up to 4M candidates (filter-text's largest worker 837 -> 1,136
-#: MB from a 1 GB to a 2 GB simulated crawl; 799 -> 982 MB at this size, and 16% less CPU at 2 GB).
-ROWS_PER_PARTITION = 65_536
+#: MB from a 1 GB to a 2 GB simulated crawl; 799 -> 982 MB at 65,536, and 16% less CPU at 2 GB). At 65,536 a 1 GB
+#: crawl's partitions were 7x a 100 MB crawl's (which gets the floor of 8): largest worker 759 MB at 65,536, 611 at
+#: 16,384, 582 at 8,192, CPU 33.8 / 31.3 / 32.5 s. Payloads grow as read units x partitions, so far smaller costs more.
+ROWS_PER_PARTITION = 16_384
 #: At least this many partitions, so several workers share even a small input.
 MIN_PARTITIONS = 8
 #: Candidate columns the shuffles need; the full rows are read again, once, when the rules are applied.
