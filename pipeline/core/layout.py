@@ -254,6 +254,20 @@ def list_matching(pattern: str) -> list[str]:
     return sorted(m.path for m in result.metadata_list)
 
 
+def match_pattern(pattern: str) -> list[Any]:
+    """Beam ``FileMetadata`` of the files a path or glob matches (empty when none, or when it cannot be listed).
+
+    A plain path (no glob) takes one metadata call (one HEAD on ``s3://``): Beam's ``match`` of one asks ``exists`` and
+    then ``metadata``, two requests one after the other per file, made in the launching process before the job starts.
+    """
+    try:
+        if not any(char in pattern for char in "*?["):
+            return [FileSystems.get_filesystem(pattern).metadata(pattern)]
+        return list(FileSystems.match([pattern])[0].metadata_list)
+    except Exception:  # a file or a glob's directory that does not exist, a refusal: nothing matched
+        return []
+
+
 def write_bytes_atomically(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary sibling and a rename: readers see all of it or nothing."""
     temporary = f"{path}.tmp-{time.time_ns()}"

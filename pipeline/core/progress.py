@@ -245,21 +245,13 @@ def table_progress(stage: str, unit: str, pattern: str, pipeline: Any) -> StageP
 def file_progress(stage: str, patterns: Sequence[str], pipeline: Any) -> StageProgress:
     """The plan of a stage reading whole files: the matched files' total size in bytes is the total.
 
-    A plain path (no glob) is sized with one metadata call (one HEAD on ``s3://``): Beam's ``match`` of one asks
-    ``exists`` and then ``metadata``, two HEADs one after the other per file, made in the launching process before the
-    job starts. A glob is matched (a listing).
+    A plain path is sized with one metadata call (``match_pattern``: one HEAD on ``s3://``), a glob by its listing.
+    A pattern matching nothing (a file gone, a refusal) leaves the total unknown: that only costs the percentage and
+    ETA.
     """
-    from apache_beam.io.filesystems import FileSystems
+    from pipeline.core.layout import match_pattern
 
-    sizes: dict[str, int] = {}
-    globs = [pattern for pattern in patterns if any(char in pattern for char in "*?[")]
-    try:
-        for path in (pattern for pattern in patterns if pattern not in globs):
-            item = FileSystems.get_filesystem(path).metadata(path)
-            sizes[item.path] = item.size_in_bytes
-        for result in FileSystems.match(globs) if globs else []:
-            sizes.update({item.path: item.size_in_bytes for item in result.metadata_list})
-        total: int | None = sum(sizes.values())
-    except Exception:  # an unknown total (a file gone, a refusal) only costs the percentage and ETA
-        total = None
+    matched = [match_pattern(pattern) for pattern in patterns]
+    sizes = {item.path: item.size_in_bytes for items in matched for item in items}
+    total = sum(sizes.values()) if all(matched) else None
     return StageProgress(stage, "bytes", total, worker_count(pipeline.options))

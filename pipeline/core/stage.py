@@ -13,13 +13,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from pipeline.core.config import CorpusConfig, CorpusOptions, resolve_config
 from pipeline.core.errors import UsageError
-from pipeline.core.layout import CorpusLayout, delete_tree, list_matching, new_run_id
+from pipeline.core.layout import CorpusLayout, delete_tree, list_matching, match_pattern, new_run_id
 from pipeline.core.local_runner import apply_bounded_bundle_input, apply_data_plane_fix, apply_worker_memory_settings
 from pipeline.core.progress import format_summary
 from pipeline.core.registry import stage_spec
@@ -80,10 +79,7 @@ def input_files(text: str | None) -> list[dict[str, Any]]:
         raise ValueError("extract needs --input: a WARC/WAT file or glob (several separated by commas)")
     files: dict[str, dict[str, Any]] = {}
     for pattern in patterns:
-        try:
-            matched = FileSystems.match([pattern])[0].metadata_list
-        except Exception:  # Beam raises when a pattern's directory does not exist
-            matched = []
+        matched = match_pattern(pattern)  # a plain path: one metadata call (one HEAD on s3://), not Beam's two
         if not matched:
             raise ValueError(f"--input {pattern!r} matches no file")
         for item in matched:

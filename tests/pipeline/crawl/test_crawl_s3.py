@@ -39,6 +39,7 @@ from pipeline.core.config import CorpusConfig, CrawlConfig
 from pipeline.core.errors import InputError
 from pipeline.core.layout import CorpusLayout
 from pipeline.core.progress import file_progress
+from pipeline.core.stage import input_files
 from pipeline.crawl.listing import crawl_files, crawl_progress, listing_path
 from pipeline.crawl.simulate import SimulatedCrawl
 from pipeline.crawl.stream import CrawlFileError
@@ -606,8 +607,8 @@ def test_extracts_progress_sizes_s3_crawl_files_with_a_listing_per_folder_not_he
 def test_progress_sizes_plain_s3_input_files_with_one_head_each(
     mirror: Path, endpoint: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """``--input`` files named one by one (no glob) are sized with one HEAD each: Beam's ``match`` of a plain path
-    made two (``exists``, then ``metadata``), one after the other, per file, before the job started."""
+    """``--input`` files named one by one (no glob) are sized and listed with one HEAD each: Beam's ``match`` of a plain
+    path made two (``exists``, then ``metadata``), one after the other, per file, before the job started."""
     files = plan(mirror)["warc_files"]
     upload(endpoint, mirror, files)
     pipeline = beam.Pipeline(options=PipelineOptions(s3_flags(endpoint)))  # gives Beam's filesystems the options
@@ -616,6 +617,17 @@ def test_progress_sizes_plain_s3_input_files_with_one_head_each(
     requests = [record.getMessage() for record in caplog.records if record.name == "werkzeug"]
     assert len(requests) == 2 and all('"HEAD ' in line for line in requests), requests
     assert progress.total == sum((mirror / path).stat().st_size for path in files[:2])
+    caplog.clear()
+    # What the run records as its input (the manifest, the fingerprint): the same, one HEAD a file.
+    found = input_files(",".join(BASE_URL + path for path in files[:2]))
+    requests = [record.getMessage() for record in caplog.records if record.name == "werkzeug"]
+    assert len(requests) == 2 and all('"HEAD ' in line for line in requests), requests
+    assert [(item["path"], item["size"]) for item in found] == sorted(
+        (BASE_URL + path, (mirror / path).stat().st_size) for path in files[:2]
+    )
+    assert all(item["mtime"] for item in found)
+    with pytest.raises(ValueError, match="matches no file"):
+        input_files(BASE_URL + files[0] + ".missing")
     caplog.clear()
     globbed = file_progress(extract.STAGE, [f"{BASE_URL}{files[0].rsplit('/', 1)[0]}/*.warc.gz"], pipeline)
     requests = [record.getMessage() for record in caplog.records if record.name == "werkzeug"]
