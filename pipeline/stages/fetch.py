@@ -10,10 +10,10 @@ rewritten: filter-image joins ``text_kept/`` with ``images/`` by URL.
 Hot keys (an image URL on a million pages, a million archived copies of one URL): what reaches the fetching DoFn per
 URL is bounded, never the URL's candidate rows. ``UrlsToFetch`` counts a URL's candidates with a combiner and
 picks its archived response with another (``BestArchived``, ``choose_archived``'s order), each pre-combined in a
-worker with a bounded number of URLs held (``pipeline.core.combine``), then joins the two (at most one value of each per URL). The rejections of a failed URL's candidates are made after
-the fetch, by a streamed join of every candidate with the ``images/`` rows that are not ok (``RejectCandidates``:
-tagged values and a ``GroupByKey``, the group iterated twice, never listed), for the parts fetched now and those of an
-earlier run alike.
+worker with a bounded number of URLs held (``pipeline.core.combine``), then joins the two (at most one value of each
+per URL). The rejections of a failed URL's candidates are made after the fetch, by a streamed join of every
+candidate with the ``images/`` rows that are not ok (``RejectCandidates``: tagged values and a ``GroupByKey``, the
+group iterated twice, never listed), for the parts fetched now and those of an earlier run alike.
 
 Resolution order (``--fetch-mode``): ``archive-then-http`` (default) uses the archived response when the WARCs hold
 one (a 3xx archived response holds no image, so HTTP is tried), else HTTP; ``archive-only`` never goes to the
@@ -391,8 +391,9 @@ class FetchImages(beam.DoFn):
     its host's slots) and then ``process_obtained`` (decode, resize, encode, which holds none), so a host's limit
     paces its requests and not the CPU work on its images: a host with most of a part's URLs keeps every pool thread
     processing while its ``per_host_concurrency`` requests are in flight. At most ``2 x concurrency`` tasks are
-    submitted and ``8 x concurrency`` URLs held in memory per bundle; results are emitted as they complete (``process``) and the rest at the end of the bundle
-    (``finish_bundle``). Counters are incremented on the DoFn's own thread, where Beam's metrics context lives.
+    submitted and ``8 x concurrency`` URLs held in memory per bundle; results are emitted as they complete
+    (``process``) and the rest at the end of the bundle (``finish_bundle``). Counters are incremented on the DoFn's
+    own thread, where Beam's metrics context lives.
     """
 
     def __init__(self, config: FetchConfig, progress: StageProgress | None = None) -> None:
@@ -861,6 +862,18 @@ class RejectCandidates(beam.PTransform):
 STATUS_COLUMNS = [FetchedImage.IMAGE_URL, FetchedImage.STATUS, FetchedImage.ERROR]
 
 
+def status_rows(path: str) -> Iterator[dict[str, Any]]:
+    """The ``STATUS_COLUMNS`` of an images/ file as row dicts, one row group at a time (never the image bytes).
+
+    ``beam.io.ReadAllFromParquet`` does this, but passes each row group between its steps as an untyped Arrow table,
+    which Beam's element-size sampling pickles (see ``ReadTable``).
+    """
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        parquet = pq.ParquetFile(handle)
+        for group in range(parquet.num_row_groups):
+            yield from parquet.read_row_group(group, columns=STATUS_COLUMNS).to_pylist()
+
+
 def promote_image_parts(paths: list[str], prefix: str) -> list[str]:
     """The parts' images files become images/ (``{prefix}-SSSSS-of-NNNNN.parquet``), linked or copied, not rewritten.
 
@@ -942,7 +955,7 @@ class FetchStage(beam.PTransform):
             beam.Flatten()
         )
         # The rejections need each URL's status, not its bytes.
-        statuses = image_files | "ReadImageStatuses" >> beam.io.ReadAllFromParquet(columns=list(STATUS_COLUMNS))
+        statuses = image_files | "ReadImageStatuses" >> beam.FlatMap(status_rows)
         rejected = (candidates, statuses) | "RejectFailedCandidates" >> RejectCandidates()
         return {"image_files": image_files, REJECTED: rejected}
 

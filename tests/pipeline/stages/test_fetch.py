@@ -505,3 +505,22 @@ def test_no_image_part_gives_one_empty_images_file_with_the_schema(tmp_path: Pat
     (target,) = fetch.promote_image_parts([], str(tmp_path / "images" / "part"))
     table = pq.read_table(target)
     assert table.num_rows == 0 and table.schema.equals(FetchedImage.schema(), check_metadata=False)
+
+
+def test_status_rows_read_every_row_group_without_the_image_bytes(tmp_path: Path) -> None:
+    # The rejections of failed URLs need each URL's status and error, never its bytes.
+    rows = [
+        FetchedImage.project(
+            {
+                FetchedImage.IMAGE_URL: f"http://h/{index}.jpg",
+                FetchedImage.STATUS: "ok" if index % 2 else "http_404",
+                FetchedImage.ERROR: None if index % 2 else "HTTP 404",
+                FetchedImage.IMAGE: b"\xff\xd8" * 100 if index % 2 else None,
+            }
+        )
+        for index in range(5)
+    ]
+    path = tmp_path / "part-00000-of-00001.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=FetchedImage.schema()), path, row_group_size=2)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 3
+    assert list(fetch.status_rows(str(path))) == [{name: row[name] for name in fetch.STATUS_COLUMNS} for row in rows]
