@@ -116,6 +116,29 @@ stage run alone: the allocators kept what finished bundles freed (filter-text's 
     1 GB vs 100 MB: wall 7.15x (goal <= 11x: met), CPU 6.66x; largest worker 896 -> 1,360 MB = 1.52x (goal within
       20%: missed; both sizes lower than before: 1,264 and 1,760 MB); largest process at 1 GB 2,356 -> 1,372 MB
 
+Then (2 Dec 2026, evening, at f324710: row groups of 16 MB and byte-bounded row batches, filter-text's 16,384
+candidates per partition, filter-image's bytes attached per images/ row group; load average 2-3.4):
+
+    100 MB: 109.5 s wall, 125.8 CPU s; largest worker 943 MB (write-shards), largest process 941-943 MB
+      extract 5.2 s / 116 CPU s per M / 268 MB, filter-text 5.8 / 127 / 420, fetch 71.6 / 1,059 / 459,
+      filter-image 13.1 / 264 / 646, write-shards 11.2 / 249 / 943
+    1 GB:   755.2 s wall, 841.1 CPU s; largest worker 998 MB (write-shards), largest process 1,196 MB (driver)
+      extract 16.2 / 42 / 299, filter-text 17.4 / 40 / 617 (driver 1,127), fetch 626.1 / 915 / 623,
+      filter-image 55.1 / 135 / 949 (driver 1,211), write-shards 37.2 / 94 / 998
+    1 GB vs 100 MB: wall 6.90x (goal <= 11x: met), CPU 6.68x; largest worker 943 -> 998 MB = 1.06x (goal within
+      20%: met). Per stage the workers still grow 1.47x in filter-text and filter-image and 1.36x in fetch, below
+      write-shards' peak, which holds one shard's rows at both sizes (1.06x).
+
+Each change measured alone, the stage run on the 1 GB crawl's inputs (2 workers): filter-image's largest workers
+1,305 / 1,180 -> 906 / 845 MB (CPU 102.7 -> 94.2 s) with samples grouped by images/ row group (the hot host's part
+file held 23% of the samples as one group) and samples/ written in 16 MB row groups of 16-row batches;
+filter-text's 825 -> 724 MB with 16 MB candidates/ row groups (142k rows at 64 MB, where a 100 MB crawl's were
+34k), then 759 -> 611 MB with 16,384 candidates per partition (65,536 gave 11 partitions of 62k rows at 1 GB, the
+floor of 8 partitions of 8.5k rows at 100 MB). What remains of the per-stage growth is mostly the allocator keeping
+freed memory: filter-image alone with ``MALLOC_MMAP_THRESHOLD_=1048576`` (a fixed mmap threshold: large buffers
+go back to the system when freed) peaked at 692 / 652 MB instead of 871 / 859, for 29% more CPU (123.3 s against
+95.7), so it is an operator's choice (the local runner passes such variables to its workers), not a default.
+
 Fetch costs most per candidate at every size. Its CPU varies between runs of one commit (46f6ec5 at 100 MB: 62.8 and
 77.5 CPU s; c4d61d2: 87.6-90.8 over three runs, whichever allocator settings): fetch's 32 threads and the
 simulator's servers share the two cores.
