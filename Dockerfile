@@ -19,4 +19,9 @@ RUN (command -v cc >/dev/null || (apt-get update && apt-get install -y --no-inst
     && pip install --no-cache-dir . \
     && python -c "import pipeline.html._tagscan, pipeline.stages.extract, pipeline.stages.fetch, pipeline.corpus.stats"
 
+# The allocator settings the local runner gives its workers (pipeline/core/local_runner.py, WORKER_MEMORY_ENV): glibc's
+# malloc at two arenas and Arrow's buffers from it, else both keep what finished bundles freed and a worker's memory
+# creeps up with the data it has seen. tests/pipeline/test_dataflow.py keeps the two lists the same.
+ENV MALLOC_ARENA_MAX=2 ARROW_DEFAULT_MEMORY_POOL=system
+
 # The image's ENTRYPOINT (/opt/apache/beam/boot, the SDK harness) is inherited unchanged: Dataflow starts it.

@@ -281,3 +281,14 @@ def test_dockerfile_matches_the_launcher_sdk() -> None:
     # It installs the project (compiling the C tag scanner) and fails to build where the scanner did not compile.
     assert re.search(r"pip install --no-cache-dir \.\s", dockerfile)
     assert 'python -c "import pipeline.html._tagscan' in dockerfile
+
+
+def test_dockerfile_gives_dataflow_workers_the_local_workers_allocator_settings() -> None:
+    """Beam's SDK harness has no hook for a worker's environment short of its container: the image sets the same
+    variables the local runner gives its worker processes (``WORKER_MEMORY_ENV``)."""
+    from pipeline.core.local_runner import WORKER_MEMORY_ENV
+
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    lines = re.findall(r"^ENV (.+)$", dockerfile, flags=re.MULTILINE)
+    assigned = dict(pair.split("=", 1) for line in lines for pair in line.split())
+    assert {name: assigned.get(name) for name in WORKER_MEMORY_ENV} == WORKER_MEMORY_ENV
