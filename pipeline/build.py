@@ -40,6 +40,7 @@ def run(argv: Sequence[str]) -> int:
     config = resolve_config(options)
     stage_input_files(options, config)  # --input matches files, or --crawl's listing is read and selects some
     layout = CorpusLayout(corpus.output)
+    layout.finish_promotions()  # a stage that stopped while swapping its outputs in is done once they are all in
     force = bool(corpus.force)
     for spec in ALL_STAGE_SPECS:
         stage = spec.name

@@ -5,7 +5,9 @@ Tables are written by ``beam.io.WriteToParquet``, which writes to a temporary lo
 finalisation, so nothing is ever half-written under its final name.
 
 A stage writes its new tables beside the old ones, under ``_staging/<stage>-<run id>/`` (``StagedLayout``), and
-``promote`` swaps them in only after the Beam job succeeded: a mistake or a crash never costs the old outputs.
+``promote`` swaps them in only after the Beam job succeeded: a mistake or a crash never costs the old outputs. The
+swap is journaled first (``PROMOTION``), so one that stops half-way is finished by the next run
+(``finish_promotions``), never left with the old files gone and the new ones not all in.
 Each ``_SUCCESS`` records a ``run_id`` and a ``fingerprint`` (what the stage read, the config it used), so a stage
 whose upstream was re-run since is known to be stale (``stale_stages``).
 """
@@ -13,6 +15,7 @@ whose upstream was re-run since is known to be stale (``stale_stages``).
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,8 +30,11 @@ from apache_beam.transforms.window import GlobalWindows
 from pipeline.core.registry import STAGE_SPECS, STAGES, stage_spec
 from schemas import SCHEMA_VERSION, Rejection, Table
 
+log = logging.getLogger("altcorpus")
+
 __all__ = [
     "PARTS",
+    "PROMOTION",
     "STAGES",
     "STAGING",
     "CorpusLayout",
@@ -47,6 +53,8 @@ STAGING = "_staging"
 BEAM_TEMP = "beam-temp-"
 #: The folder (under the corpus root) where a resumable stage keeps its finished parts until the stage succeeds.
 PARTS = "_parts"
+#: A staging folder's promotion journal: written before the swap starts, gone with the folder when it is done.
+PROMOTION = "_PROMOTION.json"
 
 
 class CorpusLayout:
@@ -149,21 +157,73 @@ class CorpusLayout:
             delete_tree(directory)
         remove_if_empty(staging_root)
 
-    def promote(self, staged: StagedLayout) -> None:
-        """Replace a stage's outputs by what its successful run staged: old files out, staged files renamed in.
+    def promote(self, staged: StagedLayout, info: dict[str, Any]) -> None:
+        """Replace a stage's outputs by what its successful run staged, then mark it done with ``info``.
 
-        The marker goes first, so from here until ``mark_done`` the stage reads as not done; a crash in between
-        leaves a stage that ``build-corpus`` simply reruns.
+        A journal goes first (``PROMOTION``, in the staging folder: the staged file names per folder and the
+        ``_SUCCESS`` to write), so a promotion that stops half-way (a crash, a refused rename) is finished by the next
+        run (``finish_promotions``) instead of leaving a corpus with the old files gone and the new ones not all in.
         """
         stage = staged.stage
+        plan = {
+            "stage": stage,
+            "run_id": staged.run_id,
+            "folders": {
+                folder: _names(list_matching(FileSystems.join(staged.folder(folder), "*")))
+                for folder in self.owned_folders(stage)
+            },
+            "rejected": _names(list_matching(staged.rejected_glob(stage))),
+            "success": info,
+        }
+        write_text_atomically(
+            FileSystems.join(staged.root, PROMOTION), json.dumps(plan, indent=1, sort_keys=True, default=str)
+        )
+        self._carry_out(staged, plan)
+
+    def finish_promotions(self) -> list[str]:
+        """Finish every promotion a run journaled and did not complete (in staging-folder order); returns their stages."""
+        finished = []
+        for directory in top_folders(self.path(STAGING), "*"):
+            journal = FileSystems.join(directory, PROMOTION)
+            if not FileSystems.exists(journal):
+                continue  # a run that never succeeded: clean_temporaries removes it
+            plan = json.loads(read_text(journal))
+            stage = plan["stage"]
+            log.warning("%s: finishing the promotion of %s, which stopped half-way", stage, directory)
+            self._carry_out(StagedLayout(self.root, stage, plan["run_id"]), plan)
+            finished.append(stage)
+        return finished
+
+    def _carry_out(self, staged: StagedLayout, plan: dict[str, Any]) -> None:
+        """Do (or redo) a journaled promotion; every step may be repeated after a crash.
+
+        The marker goes first, so until ``mark_done`` the stage reads as not done. A file in a target folder that the
+        plan does not name is an old output and is deleted; a staged file still there is renamed in (over an old one of
+        the same name); one already renamed is kept.
+        """
+        stage = plan["stage"]
         delete_matching(self.success_path(stage))
-        for folder in self.owned_folders(stage):
-            delete_matching(FileSystems.join(self.folder(folder), "*"))
-            move_files(list_matching(FileSystems.join(staged.folder(folder), "*")), self.folder(folder))
-        delete_matching(self.rejected_glob(stage))
+        for folder, names in plan["folders"].items():
+            target = self.folder(folder)
+            _delete_unnamed(list_matching(FileSystems.join(target, "*")), names)
+            move_files(list_matching(FileSystems.join(staged.folder(folder), "*")), target)
+        _delete_unnamed(list_matching(self.rejected_glob(stage)), plan["rejected"])
         move_files(list_matching(staged.rejected_glob(stage)), self.folder(Rejection))
+        self.mark_done(stage, plan["success"])
         delete_tree(staged.root)
         remove_if_empty(self.path(STAGING))
+
+
+def _names(paths: list[str]) -> list[str]:
+    return [FileSystems.split(path)[1] for path in paths]
+
+
+def _delete_unnamed(paths: list[str], names: list[str]) -> None:
+    """Delete the files among ``paths`` whose names are not in ``names``."""
+    keep = set(names)
+    unnamed = [path for path in paths if FileSystems.split(path)[1] not in keep]
+    if unnamed:
+        FileSystems.delete(unnamed)
 
 
 def new_run_id() -> str:
@@ -182,6 +242,7 @@ class StagedLayout(CorpusLayout):
         self.corpus = CorpusLayout(corpus_root)
         super().__init__(self.corpus.path(STAGING, f"{stage}-{run_id}"))
         self.stage = stage
+        self.run_id = run_id
         self.writes = set(self.corpus.owned_folders(stage))
 
     def folder(self, table: type[Table] | str) -> str:

@@ -193,6 +193,7 @@ def run_stage(
     corpus = options.view_as(CorpusOptions)
     layout = CorpusLayout(corpus.output)
     pipeline = beam.Pipeline(options=options)  # an unknown --runner fails here
+    layout.finish_promotions()  # a run that stopped while swapping its outputs in (its upstream's, or this stage's)
     check_upstream(stage, layout)
     fingerprint = stage_fingerprint(stage, layout, config, options)  # --input must match files
     run_id = new_run_id()
@@ -200,26 +201,29 @@ def run_stage(
     layout.clean_temporaries(stage)
     log.info("%s: starting (%s, runner %s)", stage, layout.root, options.view_as(StandardOptions).runner)
     started = time.monotonic()
+    promoting = False
     try:
         build(pipeline, staged or layout, config, options)
         result = pipeline.run()
         result.wait_until_finish()
-        if staged is not None:
-            layout.promote(staged)
+        seconds = time.monotonic() - started
+        counters = stage_counters(result, stage)
+        info: dict[str, Any] = {
+            "counters": counters,
+            "config": config.to_dict(),
+            "seconds": round(seconds, 3),
+            "run_id": run_id,
+            "fingerprint": fingerprint,
+        }
+        if extra_info is not None:
+            info.update(extra_info(layout, config, options))
+        if staged is None:
+            layout.mark_done(stage, info)
+        else:
+            promoting = True  # from here the staged outputs are journaled: a later run finishes what this one starts
+            layout.promote(staged, info)
     finally:
-        if staged is not None:  # a failed or interrupted run leaves nothing behind (promote already emptied it)
+        if staged is not None and not promoting:  # a failed or interrupted run leaves nothing behind
             delete_tree(staged.root)
-    seconds = time.monotonic() - started
-    counters = stage_counters(result, stage)
-    info: dict[str, Any] = {
-        "counters": counters,
-        "config": config.to_dict(),
-        "seconds": round(seconds, 3),
-        "run_id": run_id,
-        "fingerprint": fingerprint,
-    }
-    if extra_info is not None:
-        info.update(extra_info(layout, config, options))
-    layout.mark_done(stage, info)
     log.info("%s", format_summary(stage, seconds, counters))
     return counters

@@ -7,11 +7,12 @@ Real Beam runs (DirectRunner) of real stages on a small real WARC from ../shared
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
 
-from pipeline.core.layout import STAGING, CorpusLayout
+from pipeline.core.layout import PROMOTION, STAGING, CorpusLayout
 from pipeline.stages import extract, fetch, filter_text
 from tests.conftest import shared_path
 
@@ -101,6 +102,49 @@ def test_leftover_temporaries_are_removed_and_a_rerun_replaces_the_outputs(corpu
     assert second["counters"] == first["counters"]
     # Later stages read what the first extract wrote: they are stale now.
     assert layout.stale_stages() == ["filter-text", "fetch"]
+
+
+def test_a_promotion_that_stops_half_way_is_finished_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The swap of a successful run's outputs is journaled: if it stops half-way (here a rename refused after the
+    first file), the old files are already gone and the new ones not all in, and the next run finishes it."""
+    from pipeline.core import layout as layout_module
+
+    root, reference = tmp_path / "corpus", tmp_path / "reference"
+    extract.run(["--input", warc(), "--output", str(root)])
+    filter_text.run(["--output", str(root)])
+    shutil.copytree(root, reference)
+    stricter = ["--min-unigrams", "5"]  # another run of filter-text, with outputs of its own
+    filter_text.run(["--output", str(reference), *stricter])  # what the run gives when nothing stops it
+    real_move = layout_module.move_files
+    calls: list[int] = []
+
+    def move_one_then_fail(paths: list[str], folder: str) -> None:
+        calls.append(len(paths))
+        if len(calls) == 2:  # text_kept/ moved in; the rejections: one file renamed, then the disk refuses
+            real_move(paths[:1], folder)
+            raise OSError("rename refused")
+        real_move(paths, folder)
+
+    monkeypatch.setattr(layout_module, "move_files", move_one_then_fail)
+    with pytest.raises(OSError, match="rename refused"):
+        filter_text.run(["--output", str(root), *stricter])
+    monkeypatch.setattr(layout_module, "move_files", real_move)
+    layout = CorpusLayout(str(root))
+    assert not layout.is_done("filter-text")
+    assert list((root / STAGING).glob(f"filter-text-*/{PROMOTION}"))  # the journal, and what is left to move
+    # The next run of any stage finishes it first (here the next stage, which needs filter-text done).
+    fetch.run(["--output", str(root), "--fetch-mode", "archive-only"])
+    assert not (root / STAGING).exists() or not any((root / STAGING).rglob("*"))
+    done, expected = layout.read_success("filter-text"), CorpusLayout(str(reference)).read_success("filter-text")
+    assert done["counters"] == expected["counters"] and done["config"] == expected["config"]
+    assert done["fingerprint"] == expected["fingerprint"]
+    after, want = snapshot(root), snapshot(reference)
+    for folder in ("text_kept/part-", "rejected/filter-text-"):
+        assert {k: v for k, v in after.items() if k.startswith(folder)} == {
+            k: v for k, v in want.items() if k.startswith(folder)
+        }
 
 
 def test_the_checked_choices_are_the_ones_the_stages_understand() -> None:
