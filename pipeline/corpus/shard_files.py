@@ -19,7 +19,7 @@ import json
 import posixpath
 import tarfile
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -65,14 +65,14 @@ def sort_identity(sample: dict[str, Any]) -> tuple[str, str]:
     return (str(sample[Sample.KEY]), str(sample.get(Sample.CANDIDATE_ID) or ""))
 
 
-def _normalise(
+def normalise_shard(
     samples: Sequence[dict[str, Any]], name: str, twin: type[Table] = Sample
-) -> tuple[pa.Table, list[bytes]]:
+) -> tuple[pa.Table, list[Any], list[int]]:
     """Every column but the image as an Arrow table (rows sorted, ``shard`` set, defaults filled: float32 etc. rounded
-    once), and the image bytes in the same order.
+    once), each sample's ``image`` value in the order given, and the order: the given index of each sorted row.
 
-    The images stay the objects the caller passed (no copy): a shard writer holds a whole shard's images (hundreds of
-    MB at 10,000 samples), and converting them into Arrow and back to Python, as this once did, held them 3 times.
+    The images stay the objects the caller passed (no copy): bytes, or for a shard written from spill files, each
+    image's length (its bytes are streamed in later, ``write_sorted_shard``).
     """
     with_image = WITH_IMAGE[twin]
     rows = []
@@ -87,15 +87,15 @@ def _normalise(
         if row[SampleImage.KEY] is None or row[SampleImage.ALT_TEXT] is None or row[SampleImage.IMAGE] is None:
             raise ValueError(f"a shard sample needs key, alt_text and image bytes; got keys {sorted(sample)}")
         rows.append(row)
-    rows.sort(key=sort_identity)
+    order = sorted(range(len(rows)), key=lambda index: sort_identity(rows[index]))
     keys = [row[SampleImage.KEY] for row in rows]
     if len(set(keys)) != len(keys):
         duplicated = sorted({k for k in keys if keys.count(k) > 1})[:5]
         raise ValueError(f"shard {name}: duplicate sample keys {duplicated} would merge samples in WebDataset")
-    images = [_as_bytes(row.pop(SampleImage.IMAGE)) for row in rows]
+    images = [row.pop(SampleImage.IMAGE) for row in rows]
     schema = with_image.schema()
     schema = schema.remove(schema.get_field_index(str(SampleImage.IMAGE)))
-    return pa.Table.from_pylist(rows, schema=schema), images
+    return pa.Table.from_pylist([rows[index] for index in order], schema=schema), images, order
 
 
 def _as_bytes(image: Any) -> bytes:
@@ -104,14 +104,6 @@ def _as_bytes(image: Any) -> bytes:
     if isinstance(image, bytes):
         return image
     return image.encode("utf-8") if isinstance(image, str) else bytes(image)
-
-
-def _tar_rows(table: pa.Table, images: Sequence[bytes]) -> list[dict[str, Any]]:
-    """What the tar is written from: the table's rows (values as the twin stores them) with their image bytes."""
-    rows = table.to_pylist()
-    for row, image in zip(rows, images, strict=True):
-        row[SampleImage.IMAGE] = image
-    return rows
 
 
 def _portable_metadata(row: dict[str, Any], twin: type[Table] = Sample) -> bytes:
@@ -128,10 +120,10 @@ def image_extension(image: bytes) -> str:
     return IMAGE_EXTENSIONS.get(sniff_raster_type(image[:SNIFF_BYTES]) or "", "jpg")
 
 
-def _members(row: dict[str, Any], twin: type[Table] = Sample) -> list[tuple[str, bytes]]:
+def _text_members(row: dict[str, Any], twin: type[Table] = Sample) -> list[tuple[str, bytes]]:
+    """A sample's members after its image: ``{key}.txt``, ``{key}.enhanced.txt`` when it has one, ``{key}.json``."""
     key = row[SampleImage.KEY]
-    image = row[SampleImage.IMAGE]
-    members = [(f"{key}.{image_extension(image)}", image), (f"{key}.txt", row[SampleImage.ALT_TEXT].encode("utf-8"))]
+    members = [(f"{key}.txt", row[SampleImage.ALT_TEXT].encode("utf-8"))]
     if row.get(SampleImage.ENHANCED_CAPTION) is not None:
         members.append((f"{key}.{ENHANCED_MEMBER}", row[SampleImage.ENHANCED_CAPTION].encode("utf-8")))
     members.append((f"{key}.json", _portable_metadata(row, twin)))
@@ -142,17 +134,26 @@ def _padded(size: int) -> int:
     return -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
 
-def _tar_size(rows: Sequence[dict[str, Any]], twin: type[Table] = Sample) -> int:
-    total = sum(tarfile.BLOCKSIZE + _padded(len(data)) for row in rows for _, data in _members(row, twin))
+def _tar_size(rows: Sequence[dict[str, Any]], image_sizes: Sequence[int], twin: type[Table] = Sample) -> int:
+    """The size of the tar of these rows with images of these sizes (a member's header is one block, whatever its
+    name), to tell a complete earlier shard without reading it."""
+    total = 0
+    for row, image_size in zip(rows, image_sizes, strict=True):
+        total += tarfile.BLOCKSIZE + _padded(image_size)
+        total += sum(tarfile.BLOCKSIZE + _padded(len(data)) for _, data in _text_members(row, twin))
     total += 2 * tarfile.BLOCKSIZE  # end-of-archive marker
     return -(-total // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
 
 
-def _write_tar(handle: Any, rows: Sequence[dict[str, Any]], twin: type[Table] = Sample) -> None:
+def _write_tar(
+    handle: Any, rows: Sequence[dict[str, Any]], images: Iterable[bytes], twin: type[Table] = Sample
+) -> None:
+    """The tar of ``rows``, each with the next of ``images`` (taken one at a time: they may be streamed in)."""
     # Stream mode ("w|") needs no seek/tell, so the same code writes to gs:// and s3:// handles.
     with tarfile.open(fileobj=handle, mode="w|", format=tarfile.USTAR_FORMAT) as archive:
-        for row in rows:
-            for member_name, data in _members(row, twin):
+        for row, image in zip(rows, images, strict=True):
+            image_member = (f"{row[SampleImage.KEY]}.{image_extension(image)}", image)
+            for member_name, data in (image_member, *_text_members(row, twin)):
                 info = tarfile.TarInfo(member_name)
                 info.size = len(data)
                 info.mtime = TAR_MTIME
@@ -178,14 +179,14 @@ def _paths(shard_dir: str, name: str) -> tuple[str, str]:
 
 
 def _existing_shard_matches(
-    shard_dir: str, name: str, table: pa.Table, rows: Sequence[dict[str, Any]], twin: type[Table] = Sample
+    shard_dir: str, name: str, table: pa.Table, tar_size: int, twin: type[Table] = Sample
 ) -> bool:
     """Whether a complete shard from an earlier run holds exactly these samples (resume reuses it)."""
     tar_path, parquet_path = _paths(shard_dir, name)
     if not (FileSystems.exists(tar_path) and FileSystems.exists(parquet_path)):
         return False
     metadata = FileSystems.match([tar_path])[0].metadata_list
-    if not metadata or metadata[0].size_in_bytes != _tar_size(rows, twin):
+    if not metadata or metadata[0].size_in_bytes != tar_size:
         return False
     try:
         with FileSystems.open(parquet_path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
@@ -210,16 +211,34 @@ def write_shard(
     ``CaptionedSample`` for a captioned corpus (its rows then carry ``caption_model``).
     """
     name = shard_name.removesuffix(".tar")
-    table, images = _normalise(samples, name, twin)
-    rows = _tar_rows(table, images)
-    if reuse_existing and _existing_shard_matches(shard_dir, name, table, rows, twin):
+    table, given, order = normalise_shard(samples, name, twin)
+    images = [_as_bytes(given[index]) for index in order]
+    return write_sorted_shard(
+        shard_dir, name, table, [len(image) for image in images], iter(images), reuse_existing, twin
+    )
+
+
+def write_sorted_shard(
+    shard_dir: str,
+    name: str,
+    table: pa.Table,
+    image_sizes: Sequence[int],
+    images: Iterator[bytes],
+    reuse_existing: bool = False,
+    twin: type[Table] = Sample,
+) -> int:
+    """``write_shard`` from its normalised parts: the rows without images (sorted, ``normalise_shard``), each image's size,
+    and the images in that order, taken one at a time while the tar is written (never all held)."""
+    rows = table.to_pylist()  # values as the twin stores them (float32 rounded), as the tar's JSON shows them
+    tar_size = _tar_size(rows, image_sizes, twin)
+    if reuse_existing and _existing_shard_matches(shard_dir, name, table, tar_size, twin):
         return len(rows)
     tar_path, parquet_path = _paths(shard_dir, name)
     # The twin goes first: a tar without its twin, or a twin whose tar is being rewritten, is never "complete".
     delete_matching(parquet_path)
     temporary = _temporary(tar_path)
     with FileSystems.create(temporary, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        _write_tar(handle, rows, twin)
+        _write_tar(handle, rows, _checked_sizes(images, image_sizes), twin)
     _rename_over(temporary, tar_path)
     buffer = io.BytesIO()
     pq.write_table(table.select(twin.names()).cast(twin.schema()), buffer)
@@ -228,6 +247,14 @@ def write_shard(
         handle.write(buffer.getvalue())
     _rename_over(temporary, parquet_path)
     return len(rows)
+
+
+def _checked_sizes(images: Iterator[bytes], sizes: Sequence[int]) -> Iterator[bytes]:
+    """The images, each checked against the size the tar's planned size used."""
+    for image, size in zip(images, sizes, strict=True):
+        if len(image) != size:
+            raise RuntimeError(f"an image of {len(image)} bytes where {size} were planned")
+        yield image
 
 
 def write_sizes(shard_dir: str, sizes: dict[str, int]) -> None:

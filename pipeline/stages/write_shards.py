@@ -16,7 +16,11 @@ memory (5.5-6.2 GB RSS for 473 MB of samples when samples went through ``GroupBy
 on the local runner ``SpillByShard`` buffers each shard's rows per bundle and writes them as spill Parquet files
 (``shards/_spill/<random id>/NNNNN-<uuid>.parquet``, a bounded buffer per worker), emitting only
 ``(shard, spill path, rows)``; ``GroupByShard`` groups those small tuples and ``WriteSpilledShard`` reads the files it
-was given. The spill folder is deleted once every shard is written and counted (``FinishCorpus``), and by
+was given: their rows without the images first (to sort them and plan the tar), then the images in shard order while
+the tar is written, a row group of each file at a time (each spill file is written sorted, in small row groups), so
+no worker holds a shard's images (10,000 samples: 500 MB of 512 px JPEGs, gigabytes of kept originals). Measured on
+the 1 GB simulated crawl's samples/ (2 workers): largest workers 958 / 944 -> 608 / 601 MB, with the spill bounds
+halved as well (a 128 MB buffer, 32 MB files), the same tars byte for byte. The spill folder is deleted once every shard is written and counted (``FinishCorpus``), and by
 ``prepare_resume`` at the next start (a killed run leaves it); the shard globs (``shards/*.tar``, ``*.parquet``) never
 descend into it. With captions, the file shuffle joins them by candidate id to the samples' identities (no image bytes)
 and groups them by shard beside the spill paths. Distributed runners shuffle on disk, so they keep the plain
@@ -53,6 +57,7 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -79,10 +84,12 @@ from pipeline.corpus.shard_files import (
     TEMPORARY_MARK,
     WITH_IMAGE,
     delete_stale_shards,
+    normalise_shard,
     shard_name,
     sort_identity,
     write_shard,
     write_sizes,
+    write_sorted_shard,
 )
 from schemas import SCHEMA_VERSION, Candidate, Sample, SampleImage, Table
 from schemas.tables import Caption, CaptionedSample
@@ -94,11 +101,13 @@ DELAY_ENV = "ALTCORPUS_TEST_SHARD_DELAY_S"
 #: The local runner's file shuffle spills under ``shards/_spill/``: a folder, so no shard glob matches what it holds.
 SPILL_FOLDER = "_spill"
 #: A shard's buffered rows are spilled once their image bytes pass this (one spill file's size, about).
-SPILL_FILE_BYTES = 64 << 20
+SPILL_FILE_BYTES = 32 << 20
 #: All buffered rows of one worker: past this the largest shard buffer is spilled, however many shards are open.
-SPILL_BUFFER_BYTES = 256 << 20
+SPILL_BUFFER_BYTES = 128 << 20
 #: What a row costs beyond its image bytes in the buffer bound (its other columns, the dict): a rough constant.
 ROW_OVERHEAD_BYTES = 2048
+#: Image bytes per row group of a spill file: a shard's writer holds one row group of each of its spill files.
+SPILL_ROW_GROUP_BYTES = 2 << 20
 
 
 def _bucket(key: str) -> str:
@@ -150,6 +159,9 @@ class WriteShardDoFn(beam.DoFn):
         index, samples = element
         name = shard_name(index)
         count = write_shard(self.shard_dir, name, list(samples), reuse_existing=True, twin=self.twin)
+        yield from self._written(name, count)
+
+    def _written(self, name: str, count: int) -> Iterator[tuple[str, int]]:
         self.written.inc()
         self.samples.inc(count)
         self.progress.add(count)
@@ -219,14 +231,21 @@ class SpillByShard(beam.DoFn):
             yield GlobalWindows.windowed_value_at_end_of_window(self._spill(index))
 
     def _spill(self, index: int) -> tuple[int, str, int]:
-        """Write one shard's buffered rows as a spill file (temporary name, then renamed): ``(shard, path, rows)``."""
+        """Write one shard's buffered rows as a spill file (temporary name, then renamed): ``(shard, path, rows)``.
+
+        Rows are spilled in shard order (``sort_identity``) and in row groups of about ``SPILL_ROW_GROUP_BYTES``, so
+        the shard's writer streams each file's images in order, a row group at a time (``WriteSpilledShard``).
+        """
         rows = self._rows.pop(index)
-        self._total -= self._bytes.pop(index)
+        size = self._bytes.pop(index)
+        self._total -= size
+        rows.sort(key=sort_identity)
         table = pa.Table.from_pylist(rows, schema=self.schema)
         del rows
+        group_rows = max(1, table.num_rows * SPILL_ROW_GROUP_BYTES // max(size, 1))
         buffer = io.BytesIO()  # as write_shard does: object-store handles need not support tell()
         # No compression: the bytes are JPEGs already, and the file lives only until the shards are written.
-        pq.write_table(table, buffer, compression="none")
+        pq.write_table(table, buffer, compression="none", row_group_size=group_rows)
         count = table.num_rows
         del table
         path = FileSystems.join(self.spill_dir, f"{shard_name(index)}-{uuid.uuid4().hex}.parquet")
@@ -238,17 +257,70 @@ class SpillByShard(beam.DoFn):
         return index, path, count
 
 
-def _read_spills(spills: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
-    """Every row of the spill files named, each file checked against the row count its writer reported."""
+def _read_spill_rows(spills: Sequence[tuple[str, int]]) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
+    """Every row of the spill files named, without its image: ``image`` holds the image's size instead; and each row's
+    place, ``(file, row)``. Each file is checked against the row count its writer reported."""
     rows: list[dict[str, Any]] = []
-    for path, count in sorted(spills):
+    places: list[tuple[int, int]] = []
+    for number, (path, count) in enumerate(spills):
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            table = pq.read_table(handle)
-        if table.num_rows != count:
-            raise RuntimeError(f"spill file {path} holds {table.num_rows} rows, its writer reported {count}")
-        rows.extend(table.to_pylist())
-        del table
-    return rows
+            parquet = pq.ParquetFile(handle)
+            if parquet.metadata.num_rows != count:
+                raise RuntimeError(
+                    f"spill file {path} holds {parquet.metadata.num_rows} rows, its writer reported {count}"
+                )
+            columns = [name for name in parquet.schema_arrow.names if name != SampleImage.IMAGE]
+            for group in range(parquet.num_row_groups):
+                sizes = pc.binary_length(parquet.read_row_group(group, columns=[SampleImage.IMAGE]).column(0))
+                part = parquet.read_row_group(group, columns=columns).append_column(SampleImage.IMAGE, sizes)
+                rows.extend(part.to_pylist())
+        places.extend((number, row) for row in range(count))
+    return rows, places
+
+
+class _SpilledImages:
+    """The images of a shard's spill files in the order asked, read a row group at a time per file.
+
+    Each file's rows are in shard order (``SpillByShard``), so a shard in order asks each file for its rows in
+    order: at most one row group of each file is held.
+    """
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = paths
+        self.files: dict[int, tuple[Any, pq.ParquetFile]] = {}
+        self.groups: dict[int, tuple[int, int, list[Any]]] = {}  # file -> (row group, its first row, its images)
+
+    def take(self, places: Iterable[tuple[int, int]]) -> Iterator[bytes]:
+        try:
+            for number, row in places:
+                yield self._image(number, row)
+        finally:
+            self.close()
+
+    def _image(self, number: int, row: int) -> bytes:
+        group, first, images = self.groups.get(number, (-1, 0, []))
+        while row >= first + len(images):
+            parquet = self._file(number)
+            first, group = first + len(images), group + 1
+            if group >= parquet.num_row_groups:
+                raise RuntimeError(f"spill file {self.paths[number]} has no row {row}")
+            images = parquet.read_row_group(group, columns=[SampleImage.IMAGE]).column(0).to_pylist()
+            self.groups[number] = (group, first, images)
+        if row < first:
+            raise RuntimeError(f"spill file {self.paths[number]} asked for row {row} after row {first}: not in order")
+        return images[row - first]
+
+    def _file(self, number: int) -> pq.ParquetFile:
+        if number not in self.files:
+            handle = FileSystems.open(self.paths[number], compression_type=CompressionTypes.UNCOMPRESSED)
+            self.files[number] = (handle, pq.ParquetFile(handle))
+        return self.files[number][1]
+
+    def close(self) -> None:
+        for handle, _ in self.files.values():
+            handle.close()
+        self.files.clear()
+        self.groups.clear()
 
 
 def _captions_by_shard(
@@ -275,15 +347,23 @@ class WriteSpilledShard(WriteShardDoFn):
     def process(self, element: tuple[int, Any]) -> Iterable[tuple[str, int]]:
         index, grouped = element
         spills, captions = (grouped["spills"], grouped["captions"]) if isinstance(grouped, dict) else (grouped, [])
+        spills = sorted(spills)
         # Nothing is deleted here: a retried bundle reads the same files; FinishCorpus removes them all at the end.
-        rows = _read_spills(spills)
+        rows, places = _read_spill_rows(spills)  # without the images: a shard's images are never all held
         by_id = {candidate_id: (text, model) for candidate_id, text, model in captions}
         if by_id:  # as _with_caption does in the row shuffle: a caption and its model replace the sample's columns
             for row in rows:
                 found = by_id.get(sort_identity(row)[1])
                 if found is not None:
                     row[CaptionedSample.ENHANCED_CAPTION], row[CaptionedSample.CAPTION_MODEL] = found
-        yield from super().process((index, rows))
+        name = shard_name(index)
+        table, sizes, order = normalise_shard(rows, name, self.twin)
+        del rows
+        images = _SpilledImages([path for path, _ in spills]).take(places[position] for position in order)
+        count = write_sorted_shard(
+            self.shard_dir, name, table, [sizes[position] for position in order], images, True, self.twin
+        )
+        yield from self._written(name, count)
 
 
 def _stage_counts(layout: CorpusLayout) -> dict[str, Any]:

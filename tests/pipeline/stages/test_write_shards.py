@@ -201,10 +201,16 @@ def test_a_worker_spills_past_its_bounds_and_every_row_reaches_its_shard(
     assert sum(count for _, _, count in emitted) == SAMPLES
     expected = {row[Sample.KEY]: row for row in rows}
     for index in {index for index, _, _ in emitted}:
-        spilled = shards._read_spills([(path, count) for shard, path, count in emitted if shard == index])
-        keys = sorted(row[Sample.KEY] for row in spilled)
+        spills = sorted((path, count) for shard, path, count in emitted if shard == index)
+        # The shard's writer: its rows without the images (their sizes instead), then the images streamed in order.
+        spilled, places = shards._read_spill_rows(spills)
+        order = sorted(range(len(spilled)), key=lambda position: sort_identity(spilled[position]))
+        images = shards._SpilledImages([path for path, _ in spills]).take(places[position] for position in order)
+        keys = [spilled[position][Sample.KEY] for position in order]
         assert keys == sorted(expected)[index * PER_SHARD : (index + 1) * PER_SHARD]
-        assert all(row == expected[row[Sample.KEY]] for row in spilled)
+        for position, image in zip(order, images, strict=True):
+            assert spilled[position][SampleImage.IMAGE] == len(image)
+            assert dict(spilled[position], **{SampleImage.IMAGE: image}) == expected[spilled[position][Sample.KEY]]
     assert not list((tmp_path / "spill").glob(f"*{TEMPORARY_MARK}*"))
 
 
@@ -218,7 +224,7 @@ def test_a_spill_file_shorter_than_its_writer_reported_fails_the_shard(tmp_path:
     [(index, path, count)] = [windowed.value for windowed in spill.finish_bundle()]
     assert (index, count) == (0, 1)
     with pytest.raises(RuntimeError, match="holds 1 rows, its writer reported 2"):
-        shards._read_spills([(path, 2)])
+        shards._read_spill_rows([(path, 2)])
 
 
 @pytest.mark.slow  # a full multi-process or end-to-end stage run: make test, not make test-fast
