@@ -214,6 +214,36 @@ def test_a_worker_spills_past_its_bounds_and_every_row_reaches_its_shard(
     assert not list((tmp_path / "spill").glob(f"*{TEMPORARY_MARK}*"))
 
 
+def test_a_shards_writer_holds_a_row_group_of_each_spill_file_not_the_shards_images(tmp_path: Path) -> None:
+    """Spill files are written in shard order and in row groups of about ``SPILL_ROW_GROUP_BYTES``; the writer takes
+    the images in shard order, holding one row group per file: 20 rows of 700 KB images in two spill files."""
+    rows = [dict(row, **{SampleImage.IMAGE: bytes([index]) * 700_000}) for index, row in enumerate(make_samples())]
+    spill = shards.SpillByShard(str(tmp_path / "spill"), Sample, file_bytes=8 * 700_000)
+    spill.setup()
+    spill.start_bundle()
+    first = [min(sort_identity(row) for row in rows)]  # one shard
+    emitted = [spilled for row in reversed(rows) for spilled in spill.process(row, first)]
+    emitted += [windowed.value for windowed in spill.finish_bundle()]
+    spills = sorted((path, count) for _, path, count in emitted)
+    assert sum(count for _, count in spills) == SAMPLES and len(spills) >= 2
+    for path, _ in spills:
+        parquet = pq.ParquetFile(path)
+        groups = [parquet.metadata.row_group(group).num_rows for group in range(parquet.num_row_groups)]
+        assert len(groups) >= 2 and max(groups) <= 3  # about 2 MB each: 2 or 3 rows of 700 KB
+        keys = parquet.read(columns=[Sample.KEY]).column(0).to_pylist()
+        assert keys == sorted(keys)
+    spilled, places = shards._read_spill_rows(spills)
+    order = sorted(range(len(spilled)), key=lambda position: sort_identity(spilled[position]))
+    reader = shards._SpilledImages([path for path, _ in spills])
+    image_of = {row[Sample.KEY]: row[SampleImage.IMAGE] for row in rows}
+    held = []
+    for position, image in zip(order, reader.take(places[position] for position in order), strict=True):
+        assert image == image_of[spilled[position][Sample.KEY]]
+        assert len(image) == spilled[position][SampleImage.IMAGE]
+        held.append(sum(len(images) for _, _, images in reader.groups.values()))
+    assert max(held) <= len(spills) * 3  # a row group of each file, never the shard's 20 images
+
+
 def test_a_spill_file_shorter_than_its_writer_reported_fails_the_shard(tmp_path: Path) -> None:
     """A spill file is read whole and counted: a short one fails the shard rather than writing it short."""
     spill = shards.SpillByShard(str(tmp_path / "spill"), Sample)
