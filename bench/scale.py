@@ -139,6 +139,19 @@ freed memory: filter-image alone with ``MALLOC_MMAP_THRESHOLD_=1048576`` (a fixe
 go back to the system when freed) peaked at 692 / 652 MB instead of 871 / 859, for 29% more CPU (123.3 s against
 95.7), so it is an operator's choice (the local runner passes such variables to its workers), not a default.
 
+Last (2 Dec 2026, at 80785b8: write-shards streams a shard's images from sorted spill files; load average 1.1-3.3):
+
+    100 MB: 104.7 s wall, 123.6 CPU s; largest worker 669 MB (filter-image), largest process 696 MB
+      extract 4.6 s / 103 CPU s per M / 270 MB, filter-text 5.2 / 115 / 402, fetch 70.7 / 1,049 / 495,
+      filter-image 12.1 / 270 / 669, write-shards 10.0 / 246 / 543
+    1 GB:   751.8 s wall, 803.3 CPU s; largest worker 925 MB (filter-image), largest process 1,343 MB (its driver)
+      extract 15.2 / 40 / 299, filter-text 16.7 / 41 / 584 (driver 1,088), fetch 625.2 / 866 / 605,
+      filter-image 51.6 / 126 / 925 (driver 1,343), write-shards 39.6 / 99 / 614
+    1 GB vs 100 MB: wall 7.18x (goal <= 11x: met), CPU 6.50x; largest worker 669 -> 925 MB = 1.38x (goal within
+      20%: missed). write-shards' 943 MB peak had hidden the others' growth: per stage extract 1.11x, filter-text
+      1.45x, fetch 1.22x, filter-image 1.38x, write-shards 1.13x. Against the start of the day's 1 GB run (at
+      f1abeca: largest worker 1,392 MB, write-shards 1,015, filter-text 799) every stage's peak is lower.
+
 Fetch costs most per candidate at every size. Its CPU varies between runs of one commit (46f6ec5 at 100 MB: 62.8 and
 77.5 CPU s; c4d61d2: 87.6-90.8 over three runs, whichever allocator settings): fetch's 32 threads and the
 simulator's servers share the two cores.
