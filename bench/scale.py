@@ -152,6 +152,10 @@ Last (2 Dec 2026, at 80785b8: write-shards streams a shard's images from sorted 
       1.45x, fetch 1.22x, filter-image 1.38x, write-shards 1.13x. Against the start of the day's 1 GB run (at
       f1abeca: largest worker 1,392 MB, write-shards 1,015, filter-text 799) every stage's peak is lower.
 
+The same code with jemalloc preloaded in every process (``LD_PRELOAD=.../libjemalloc.so.2``, Debian's libjemalloc2
+5.3.0): largest worker 622 -> 848 MB = 1.36x (filter-text 460 -> 705, filter-image 622 -> 848), wall 7.29x, but
+972.7 CPU s at 1 GB against 803.3 (filter-image 118.0 against 85.7, write-shards 91.6 against 67.3): not a fix.
+
 Fetch costs most per candidate at every size. Its CPU varies between runs of one commit (46f6ec5 at 100 MB: 62.8 and
 77.5 CPU s; c4d61d2: 87.6-90.8 over three runs, whichever allocator settings): fetch's 32 threads and the
 simulator's servers share the two cores.
