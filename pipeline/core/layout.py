@@ -23,6 +23,7 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
@@ -181,7 +182,8 @@ class CorpusLayout:
         self._carry_out(staged, plan)
 
     def finish_promotions(self) -> list[str]:
-        """Finish every promotion a run journaled and did not complete (in staging-folder order); returns their stages."""
+        """Finish every promotion a run journaled and did not complete (in staging-folder order); returns their
+        stages."""
         finished = []
         for directory in top_folders(self.path(STAGING), "*"):
             journal = FileSystems.join(directory, PROMOTION)
@@ -307,12 +309,8 @@ def move_files(paths: list[str], folder: str) -> None:
 
 
 def list_matching(pattern: str) -> list[str]:
-    """Sorted paths matching a glob (empty when none)."""
-    try:
-        result = FileSystems.match([pattern])[0]
-    except Exception:  # Beam raises when a pattern's directory does not exist
-        return []
-    return sorted(m.path for m in result.metadata_list)
+    """Sorted paths matching a glob or path (empty when none): ``match_pattern``'s."""
+    return sorted(item.path for item in match_pattern(pattern))
 
 
 def match_pattern(pattern: str) -> list[Any]:
@@ -327,6 +325,14 @@ def match_pattern(pattern: str) -> list[Any]:
         return list(FileSystems.match([pattern])[0].metadata_list)
     except Exception:  # a file or a glob's directory that does not exist, a refusal: nothing matched
         return []
+
+
+def read_row_groups(path: str, columns: list[str]) -> Iterator[tuple[int, pa.Table]]:
+    """``(row group, its columns)`` of a Parquet file, one row group at a time (never the whole file at once)."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        parquet = pq.ParquetFile(handle)
+        for group in range(parquet.num_row_groups):
+            yield group, parquet.read_row_group(group, columns=columns)
 
 
 def write_bytes_atomically(path: str, data: bytes) -> None:
@@ -470,12 +476,13 @@ class _GatherRows(_GatherRowGroups):
     """Row dicts -> record batches -> tables of about ``row_group_bytes``, one row group each.
 
     Rows are converted as ``beam.io.WriteToParquet`` converts them (a field missing from a row is null). A batch is
-    ``batch_rows`` rows at most and about a sixteenth of a row group (its size per row learnt from the batch before;
-    the first is ``FIRST_BATCH_ROWS``): a thousand rows of 60 KB images held as Python objects, then converted, were
-    120 MB where the row group is 16.
+    ``batch_rows`` rows at most and about ``1 / BATCHES_PER_ROW_GROUP`` of a row group (its size per row learnt from
+    the batch before; the first is ``FIRST_BATCH_ROWS``): a thousand rows of 60 KB images held as Python objects,
+    then converted, were 120 MB where the row group is 16.
     """
 
     FIRST_BATCH_ROWS = 16
+    BATCHES_PER_ROW_GROUP = 16
 
     def __init__(self, schema: pa.Schema, row_group_bytes: int, batch_rows: int = 1000) -> None:
         super().__init__(schema, row_group_bytes)
@@ -502,7 +509,7 @@ class _GatherRows(_GatherRowGroups):
         self._rows = []
         if batch.num_rows:
             per_row = max(1, batch.nbytes // batch.num_rows)
-            self._limit = max(1, min(self.batch_rows, self.row_group_bytes // 16 // per_row))
+            self._limit = max(1, min(self.batch_rows, self.row_group_bytes // self.BATCHES_PER_ROW_GROUP // per_row))
         return batch
 
 

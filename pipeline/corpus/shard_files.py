@@ -227,8 +227,8 @@ def write_sorted_shard(
     reuse_existing: bool = False,
     twin: type[Table] = Sample,
 ) -> int:
-    """``write_shard`` from its normalised parts: the rows without images (sorted, ``normalise_shard``), each image's size,
-    and the images in that order, taken one at a time while the tar is written (never all held)."""
+    """``write_shard`` from its normalised parts: the rows without images (sorted, ``normalise_shard``), each image's
+    size, and the images in that order, taken one at a time while the tar is written (never all held)."""
     rows = table.to_pylist()  # values as the twin stores them (float32 rounded), as the tar's JSON shows them
     tar_size = _tar_size(rows, image_sizes, twin)
     if reuse_existing and _existing_shard_matches(shard_dir, name, table, tar_size, twin):

@@ -92,6 +92,7 @@ from pipeline.core.layout import (
     WriteTable,
     delete_tree,
     list_matching,
+    read_row_groups,
     read_text,
     remove_if_empty,
     top_folders,
@@ -868,10 +869,8 @@ def status_rows(path: str) -> Iterator[dict[str, Any]]:
     ``beam.io.ReadAllFromParquet`` does this, but passes each row group between its steps as an untyped Arrow table,
     which Beam's element-size sampling pickles (see ``ReadTable``).
     """
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        parquet = pq.ParquetFile(handle)
-        for group in range(parquet.num_row_groups):
-            yield from parquet.read_row_group(group, columns=STATUS_COLUMNS).to_pylist()
+    for _, table in read_row_groups(path, STATUS_COLUMNS):
+        yield from table.to_pylist()
 
 
 def promote_image_parts(paths: list[str], prefix: str) -> list[str]:

@@ -39,8 +39,8 @@ Counting alts (it scales to a picture with millions of alts: no step holds one k
 ``(image URL, alt-text hash)`` pairs of candidates/ (``BoundedDistinct``, a combiner whose pre-combine holds a
 bounded number of keys per worker: ``pipeline.core.combine``); a streamed join with each ok image's sha256 by URL
 (tagged values + ``GroupByKey``, iterated, never listed); distinct ``(sha256, alt hash)`` pairs; a count per sha256
-(``BoundedCountPerKey``). The count then joins the surviving rows of its content by sha256 (``TooManyAltsPerContent``), and
-``duplicate_image_alt``'s winner per ``(sha256, alt text)`` is a combiner (``FirstByIdentity``: one identity per
+(``BoundedCountPerKey``). The count then joins the surviving rows of its content by sha256 (``TooManyAltsPerContent``),
+and ``duplicate_image_alt``'s winner per ``(sha256, alt text)`` is a combiner (``FirstByIdentity``: one identity per
 accumulator) joined back to that pair's rows (``OneSamplePerContentAlt``). Both joins iterate their group twice
 (the small tagged value first, then the rows one at a time): one image at a million URLs, or a million copies of
 one (image, alt) pair, is never listed or sorted in one worker's memory (``tests/pipeline/stages/test_hot_keys.py``).
@@ -66,7 +66,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.core.combine import BoundedCombinePerKey, BoundedCountPerKey, BoundedDistinct
 from pipeline.core.config import CorpusConfig, ImageFilterConfig
-from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable, list_matching
+from pipeline.core.layout import CorpusLayout, ReadTable, WriteTable, list_matching, read_row_groups
 from pipeline.core.progress import StageProgress, table_progress, with_progress
 from pipeline.core.reasons import FilterImageReason
 from pipeline.core.rules import REJECTED, Decisions, Rule, RuleResult, apply_rules, counter, rejection
@@ -686,14 +686,11 @@ def ok_image_files(path: str) -> Iterator[tuple[str, tuple[int, tuple[str, int]]
     row group a row came from; reading them again costs 0.02 CPU s for the 19k images of a 100 MB crawl (of
     filter-image's 90).
     """
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        parquet = pq.ParquetFile(handle)
-        for group in range(parquet.num_row_groups):
-            table = parquet.read_row_group(group, columns=[FetchedImage.IMAGE_URL, FetchedImage.STATUS])
-            urls = table.column(FetchedImage.IMAGE_URL).to_pylist()
-            for url, status in zip(urls, table.column(FetchedImage.STATUS).to_pylist(), strict=True):
-                if status == OK:
-                    yield url, (_FILE, (path, group))
+    for group, table in read_row_groups(path, [FetchedImage.IMAGE_URL, FetchedImage.STATUS]):
+        urls = table.column(FetchedImage.IMAGE_URL).to_pylist()
+        for url, status in zip(urls, table.column(FetchedImage.STATUS).to_pylist(), strict=True):
+            if status == OK:
+                yield url, (_FILE, (path, group))
 
 
 def sample_file(element: tuple[str, Iterable[tuple[int, Any]]]) -> Iterator[tuple[tuple[str, int], dict[str, Any]]]:

@@ -20,11 +20,12 @@ was given: their rows without the images first (to sort them and plan the tar), 
 the tar is written, a row group of each file at a time (each spill file is written sorted, in small row groups), so
 no worker holds a shard's images (10,000 samples: 500 MB of 512 px JPEGs, gigabytes of kept originals). Measured on
 the 1 GB simulated crawl's samples/ (2 workers): largest workers 958 / 944 -> 608 / 601 MB, with the spill bounds
-halved as well (a 128 MB buffer, 32 MB files), the same tars byte for byte. The spill folder is deleted once every shard is written and counted (``FinishCorpus``), and by
-``prepare_resume`` at the next start (a killed run leaves it); the shard globs (``shards/*.tar``, ``*.parquet``) never
-descend into it. With captions, the file shuffle joins them by candidate id to the samples' identities (no image bytes)
-and groups them by shard beside the spill paths. Distributed runners shuffle on disk, so they keep the plain
-``GroupByShard`` of rows (and the captions join on the rows).
+halved as well (a 128 MB buffer, 32 MB files), the same tars byte for byte. The spill folder is deleted once every
+shard is written and counted (``FinishCorpus``), and by ``prepare_resume`` at the next start (a killed run leaves
+it); the shard globs (``shards/*.tar``, ``*.parquet``) never descend into it. With captions, the file shuffle joins
+them by candidate id to the samples' identities (no image bytes) and groups them by shard beside the spill paths.
+Distributed runners shuffle on disk, so they keep the plain ``GroupByShard`` of rows (and the captions join on the
+rows).
 
 Resume: the stage does not clear its outputs. It deletes only temporary files and stale markers (``_SUCCESS``,
 ``sizes.json``, ``manifest.json``), keeps a shard whose Parquet twin already lists exactly the planned rows and whose
@@ -108,6 +109,8 @@ SPILL_BUFFER_BYTES = 128 << 20
 ROW_OVERHEAD_BYTES = 2048
 #: Image bytes per row group of a spill file: a shard's writer holds one row group of each of its spill files.
 SPILL_ROW_GROUP_BYTES = 2 << 20
+#: A spill file's column of image sizes, so a shard's writer plans its tar without reading the images twice.
+SPILL_IMAGE_SIZE = "_image_size"
 
 
 def _bucket(key: str) -> str:
@@ -242,6 +245,7 @@ class SpillByShard(beam.DoFn):
         rows.sort(key=sort_identity)
         table = pa.Table.from_pylist(rows, schema=self.schema)
         del rows
+        table = table.append_column(SPILL_IMAGE_SIZE, pc.binary_length(table[SampleImage.IMAGE]))
         group_rows = max(1, table.num_rows * SPILL_ROW_GROUP_BYTES // max(size, 1))
         buffer = io.BytesIO()  # as write_shard does: object-store handles need not support tell()
         # No compression: the bytes are JPEGs already, and the file lives only until the shards are written.
@@ -269,11 +273,9 @@ def _read_spill_rows(spills: Sequence[tuple[str, int]]) -> tuple[list[dict[str, 
                 raise RuntimeError(
                     f"spill file {path} holds {parquet.metadata.num_rows} rows, its writer reported {count}"
                 )
-            columns = [name for name in parquet.schema_arrow.names if name != SampleImage.IMAGE]
-            for group in range(parquet.num_row_groups):
-                sizes = pc.binary_length(parquet.read_row_group(group, columns=[SampleImage.IMAGE]).column(0))
-                part = parquet.read_row_group(group, columns=columns).append_column(SampleImage.IMAGE, sizes)
-                rows.extend(part.to_pylist())
+            table = parquet.read(columns=[name for name in parquet.schema_arrow.names if name != SampleImage.IMAGE])
+        names = [SampleImage.IMAGE if name == SPILL_IMAGE_SIZE else name for name in table.column_names]
+        rows.extend(table.rename_columns(names).to_pylist())
         places.extend((number, row) for row in range(count))
     return rows, places
 

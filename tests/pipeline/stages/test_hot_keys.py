@@ -13,8 +13,8 @@ tests allow ``GROWTH_MB``.
   (``TooManyAltsPerContent`` iterates its group the same way: the count first, then the rows).
   The same for one image URL on a million pages: filter-image's join of its candidates with its fetched image
   (``JoinCandidatesWithImage``), of the surviving samples with the images/ file holding its bytes (``sample_file``),
-  the image (or file's row group) last in each group; then that row group's million rows given their bytes, read from a real
-  Parquet file (``AttachImageBytes``).
+  the image (or file's row group) last in each group; then that row group's million rows given their bytes, read
+  from a real Parquet file (``AttachImageBytes``).
 - ``host_queue``: fetch's ``HostQueue`` given 10^6 URLs of one host, then drained in order.
 - ``fetch_url``: one image URL on 10^6 pages (and archived 10^4 times) through fetch's ``UrlsToFetch`` in a real Beam
   pipeline, rows generated inside it (a count and the chosen archived record reach the fetch, by combiners), then
