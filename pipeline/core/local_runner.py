@@ -47,6 +47,7 @@ import logging
 import os
 import re
 import struct
+import sys
 import threading
 from typing import Any
 
@@ -75,6 +76,44 @@ def apply_worker_memory_settings() -> None:
         os.environ.setdefault(name, value)
     with contextlib.suppress(OSError, AttributeError, ValueError):
         _libc().mallopt(_M_ARENA_MAX, int(os.environ["MALLOC_ARENA_MAX"]))
+
+
+#: A local worker's data output streams (one per PCollection a fused stage sends the runner) are flushed to the send
+#: queue once they hold this many bytes (Beam's ``_DEFAULT_SIZE_FLUSH_THRESHOLD``: 10 MB). A stream's buffer keeps the
+#: size it grew to (16 MB past a 10 MB flush), and a cached bundle processor keeps its last bundle's streams until it
+#: runs again, so a worker held a full buffer for every output of every stage it had run that output 10 MB once:
+#: measured with memray on filter-image (2 workers), 25 such buffers were 163 MB of a worker's 493 MB peak over the
+#: 100 MB simulated crawl (many outputs too small to fill one), 336 MB of 730 MB over the 1 GB crawl (all full).
+WORKER_FLUSH_BYTES = 1 << 20
+#: What a local worker queues of the data it sends the runner, in each of its two send queues, and holds of a bundle's
+#: input received (Beam's ``_DEFAULT_SEND_QUEUE_MAX_BYTES``: 100 MB for each of the three). A bound, not a measured
+#: cause: the runner took the measured workers' outputs in about as fast as they came. When it does not (it appends
+#: every worker's outputs to its shuffle buffers on its own), the worker waits for it instead of holding 200 MB more.
+WORKER_QUEUE_BYTES = 16 << 20
+#: The module the local runner's worker processes run (``pipeline/core/local_worker.py``) instead of Beam's.
+WORKER_MODULE = "pipeline.core.local_worker"
+_BEAM_WORKER_MODULE = "apache_beam.runners.worker.sdk_worker_main"
+
+
+def apply_bounded_worker_queues() -> None:
+    """Start the local runner's worker processes as ``WORKER_MODULE`` (Beam's worker, its output streams flushed at
+    ``WORKER_FLUSH_BYTES`` and its queues bounded to ``WORKER_QUEUE_BYTES``) where it would start Beam's own
+    (idempotent; other environments are left as they are)."""
+    from apache_beam.transforms import environments
+
+    subprocess_environment = environments.SubprocessSDKEnvironment
+    if getattr(subprocess_environment, "_altcorpus_worker_module", False):
+        return
+    from_command_string = subprocess_environment.from_command_string.__func__
+
+    def worker_command(cls: Any, command_string: str) -> Any:
+        beams = f"{sys.executable} -m {_BEAM_WORKER_MODULE}"
+        if command_string == beams:  # FnApiRunner's own multi_processing workers, nothing an operator configured
+            command_string = f"{sys.executable} -m {WORKER_MODULE}"
+        return from_command_string(cls, command_string)
+
+    subprocess_environment.from_command_string = classmethod(worker_command)
+    subprocess_environment._altcorpus_worker_module = True
 
 
 # A bundle's input goes to a gRPC worker in messages of about this size (whole elements), so the worker holds a few

@@ -19,7 +19,12 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipeline.core.config import CorpusConfig, CorpusOptions, resolve_config
 from pipeline.core.errors import UsageError
 from pipeline.core.layout import CorpusLayout, delete_tree, list_matching, match_pattern, new_run_id
-from pipeline.core.local_runner import apply_bounded_bundle_input, apply_data_plane_fix, apply_worker_memory_settings
+from pipeline.core.local_runner import (
+    apply_bounded_bundle_input,
+    apply_bounded_worker_queues,
+    apply_data_plane_fix,
+    apply_worker_memory_settings,
+)
 from pipeline.core.progress import format_summary
 from pipeline.core.registry import stage_spec
 from pipeline.core.rules import COUNTER_NAMESPACE
@@ -42,7 +47,8 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
     and ``--direct_running_mode``/``--direct_num_workers`` still apply. That engine's multi-process and multi-thread
     modes lose rows in Beam's own data plane; ``apply_data_plane_fix`` (``pipeline/core/local_runner.py``) makes them
     lossless before any local pipeline runs; ``apply_worker_memory_settings`` starts its workers with allocators that
-    give freed memory back.
+    give freed memory back, ``apply_bounded_worker_queues`` with data queues that do not fill with outputs the runner
+    has yet to take in.
     """
     options = PipelineOptions(list(argv))
     standard = options.view_as(StandardOptions)
@@ -51,6 +57,7 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
         apply_data_plane_fix()
         apply_bounded_bundle_input()
         apply_worker_memory_settings()
+        apply_bounded_worker_queues()
     return options
 
 

@@ -524,3 +524,59 @@ def test_local_workers_start_with_allocators_that_give_memory_back(
     assert json.loads(out.read_text()) == [[preset or "2", "system"]]
     # The worker processes are not this one: the setting reached them through their environment.
     assert os.environ["MALLOC_ARENA_MAX"] == (preset or "2")
+
+
+VALUE_BYTES = 256 << 10
+VALUES_PER_WORKER = 60  # 15 MB from each worker's bundle: past Beam's 10 MB flush threshold
+
+
+def _emit_and_watch(seed: int) -> object:
+    """Emit ``VALUES_PER_WORKER`` values of ``VALUE_BYTES``; after each, note the most any data output stream of this
+    process holds unflushed; last, emit that most and this process's command line."""
+    import gc
+
+    from apache_beam.runners.worker import data_plane
+
+    most = 0
+    for i in range(VALUES_PER_WORKER):
+        yield seed, os.urandom(VALUE_BYTES)
+        streams = [o for o in gc.get_objects() if isinstance(o, data_plane.SizeBasedBufferingClosableOutputStream)]
+        most = max([most, *(stream.size() for stream in streams)])
+        if i == 0:
+            limits = sorted({stream._size_flush_threshold for stream in streams})
+    command = Path("/proc/self/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    yield "watch", json.dumps({"most": most, "limits": limits, "command": command})
+
+
+@pytest.mark.slow  # two worker processes
+def test_local_workers_flush_outputs_in_small_pieces(tmp_path: Path) -> None:
+    """A local worker process is ``WORKER_MODULE``: its output streams go to the runner every ``WORKER_FLUSH_BYTES``
+    (a stream's buffer keeps the size it grew to, so Beam's 10 MB flushes left ~16 MB per output behind), and a
+    worker still delivers every value."""
+    options = pipeline_options(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    out = tmp_path / "watched.json"
+
+    def write(grouped: list[tuple[object, list[object]]]) -> None:
+        watched = [json.loads(value) for key, values in grouped if key == "watch" for value in values]
+        counts = {key: len(values) for key, values in grouped if key != "watch"}
+        out.write_text(json.dumps({"watched": watched, "counts": counts}))
+
+    with beam.Pipeline(options=options) as pipeline:
+        _ = (
+            pipeline
+            | beam.Create([0, 1])
+            | beam.Reshuffle()
+            | beam.FlatMap(_emit_and_watch)
+            | beam.GroupByKey()
+            | beam.MapTuple(lambda key, values: (key, list(values) if key == "watch" else [len(v) for v in values]))
+            | beam.combiners.ToList()
+            | beam.Map(write)
+        )
+    result = json.loads(out.read_text())
+    assert result["counts"] == {"0": VALUES_PER_WORKER, "1": VALUES_PER_WORKER}  # JSON's keys: every value arrived
+    assert len(result["watched"]) == 2
+    for seen in result["watched"]:
+        assert f"-m {local_runner.WORKER_MODULE}" in seen["command"]
+        assert seen["limits"] == [local_runner.WORKER_FLUSH_BYTES]
+        # Values went out as they were made, a few at a time: never Beam's 10 MB in one stream.
+        assert VALUE_BYTES <= seen["most"] <= local_runner.WORKER_FLUSH_BYTES + VALUE_BYTES + (1 << 10)
