@@ -10,7 +10,7 @@ tests allow ``GROWTH_MB``.
   through filter-image's winner (``FirstByIdentity``, a combiner the runner lifts ahead of the shuffle).
 - ``joins``: filter-image's streamed join of that pair's rows with its winner (``OneSamplePerContentAlt``) given one
   group of 10^6 rows made on the fly, as a runner hands a DoFn a lazily read ``GroupByKey`` group
-  (``TooManyAltsPerContent`` iterates its group the same way: the count first, then the rows).
+  (``TooManyAltsPerContent`` needs no group: it judges each row against a side input of the contents over the limit).
   The same for one image URL on a million pages: filter-image's join of its candidates with its fetched image
   (``JoinCandidatesWithImage``), of the surviving samples with the images/ file holding its bytes (``sample_file``),
   the image (or file's row group) last in each group; then that row group's million rows given their bytes, read
