@@ -20,8 +20,9 @@ RUN (command -v cc >/dev/null || (apt-get update && apt-get install -y --no-inst
     && python -c "import pipeline.html._tagscan, pipeline.stages.extract, pipeline.stages.fetch, pipeline.corpus.stats"
 
 # The allocator settings the local runner gives its workers (pipeline/core/local_runner.py, WORKER_MEMORY_ENV): glibc's
-# malloc at two arenas and Arrow's buffers from it, else both keep what finished bundles freed and a worker's memory
-# creeps up with the data it has seen. tests/pipeline/test_dataflow.py keeps the two lists the same.
-ENV MALLOC_ARENA_MAX=2 ARROW_DEFAULT_MEMORY_POOL=system
+# malloc at two arenas, with fixed mmap (4 MB) and trim (64 MB) thresholds, and Arrow's buffers from it, else both keep
+# what finished bundles freed and a worker's memory creeps up with the data it has seen. tests/pipeline/test_dataflow.py
+# keeps the two lists the same.
+ENV MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=4194304 MALLOC_TRIM_THRESHOLD_=67108864 ARROW_DEFAULT_MEMORY_POOL=system
 
 # The image's ENTRYPOINT (/opt/apache/beam/boot, the SDK harness) is inherited unchanged: Dataflow starts it.

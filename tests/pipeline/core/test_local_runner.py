@@ -493,10 +493,11 @@ def test_a_pipelines_groups_of_row_dicts_come_through_whole(
     assert sum(encoded) > rows * 200  # the rows' shuffle went through the encoded buffer
 
 
-def _worker_memory_settings(_: int) -> tuple[str | None, str]:
+def _worker_memory_settings(_: int) -> tuple[str | None, ...]:
     import pyarrow
 
-    return os.environ.get("MALLOC_ARENA_MAX"), pyarrow.default_memory_pool().backend_name
+    malloc = tuple(os.environ.get(name) for name in local_runner.WORKER_MEMORY_ENV if name.startswith("MALLOC_"))
+    return (*malloc, pyarrow.default_memory_pool().backend_name)
 
 
 @pytest.mark.slow  # two worker processes
@@ -504,8 +505,8 @@ def _worker_memory_settings(_: int) -> tuple[str | None, str]:
 def test_local_workers_start_with_allocators_that_give_memory_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preset: str | None
 ) -> None:
-    """Worker processes of a local run get two malloc arenas and Arrow buffers from malloc (``WORKER_MEMORY_ENV``),
-    unless the operator's environment already says otherwise (kept as it is)."""
+    """Worker processes of a local run get two malloc arenas, fixed mmap and trim thresholds, and Arrow buffers from
+    malloc (``WORKER_MEMORY_ENV``), unless the operator's environment already says otherwise (kept as it is)."""
     for name in local_runner.WORKER_MEMORY_ENV:
         monkeypatch.delenv(name, raising=False)
     if preset is not None:
@@ -521,7 +522,7 @@ def test_local_workers_start_with_allocators_that_give_memory_back(
             | beam.combiners.ToList()
             | beam.Map(lambda seen: out.write_text(json.dumps(sorted(set(seen)))))
         )
-    assert json.loads(out.read_text()) == [[preset or "2", "system"]]
+    assert json.loads(out.read_text()) == [[preset or "2", str(4 << 20), str(64 << 20), "system"]]
     # The worker processes are not this one: the setting reached them through their environment.
     assert os.environ["MALLOC_ARENA_MAX"] == (preset or "2")
 
