@@ -156,6 +156,26 @@ The same code with jemalloc preloaded in every process (``LD_PRELOAD=.../libjema
 5.3.0): largest worker 622 -> 848 MB = 1.36x (filter-text 460 -> 705, filter-image 622 -> 848), wall 7.29x, but
 972.7 CPU s at 1 GB against 803.3 (filter-image 118.0 against 85.7, write-shards 91.6 against 67.3): not a fix.
 
+Then (2 Dec 2026, night, at ddc10e1: local workers flush their data output streams every 1 MB, filter-image's alt
+limit as a side input, glibc's mmap/trim thresholds fixed at 4/64 MB; load average 0.9-2.6):
+
+    100 MB: 86.5 s wall, 96.3 CPU s; largest worker 461 MB (filter-image), largest process 520 MB
+      extract 3.4 s / 81 CPU s per M / 270 MB, filter-text 3.9 / 88 / 363, fetch 59.5 / 797 / 426,
+      filter-image 9.3 / 211 / 461, write-shards 8.7 / 215 / 440
+    1 GB:   643.2 s wall, 690.4 CPU s; largest worker 573 MB (write-shards), largest process 1,113 MB (a driver)
+      extract 13.5 / 36 / 297, filter-text 15.6 / 37 / 528 (driver 919), fetch 527.8 / 722 / 515,
+      filter-image 42.5 / 106 / 571 (driver 1,128), write-shards 40.8 / 105 / 573
+    1 GB vs 100 MB: wall 7.44x (goal <= 11x: met), CPU 7.17x; largest worker 461 -> 573 MB = 1.24x (goal within
+      20%: missed by 4 points; 669 -> 925 = 1.38x before). Per stage extract 1.10x, filter-text 1.45x, fetch 1.21x,
+      filter-image 1.24x, write-shards 1.30x.
+
+What had grown: memray (aggregated, live allocations at each worker's peak) on filter-image alone found 25 data
+output stream buffers of Beam's worker, ~16 MB each once a stream passed Beam's 10 MB flush threshold and kept by
+the cached bundle processors: 163 MB of the peak at 100 MB, 336 MB at 1 GB; and the join by sha256 handing one
+worker the most copied picture's 30,779 rows (124 MB decoded) at 1 GB. With those gone the live peak is 350 -> 410
+MB (1.17x) and the rest of the RSS growth is the heap's holes, which the fixed mmap threshold shrank. filter-text's
+live peak is ~340 MB at 1 GB against an RSS of 500-560 MB: its growth is the same kind, not found in its code.
+
 Fetch costs most per candidate at every size. Its CPU varies between runs of one commit (46f6ec5 at 100 MB: 62.8 and
 77.5 CPU s; c4d61d2: 87.6-90.8 over three runs, whichever allocator settings): fetch's 32 threads and the
 simulator's servers share the two cores.
