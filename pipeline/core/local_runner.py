@@ -107,7 +107,7 @@ WORKER_MODULE = "pipeline.core.local_worker"
 _BEAM_WORKER_MODULE = "apache_beam.runners.worker.sdk_worker_main"
 
 
-def apply_bounded_worker_queues() -> None:
+def apply_bounded_worker_data_plane() -> None:
     """Start the local runner's worker processes as ``WORKER_MODULE`` (Beam's worker, its output streams flushed at
     ``WORKER_FLUSH_BYTES`` and its queues bounded to ``WORKER_QUEUE_BYTES``) where it would start Beam's own
     (idempotent; other environments are left as they are)."""

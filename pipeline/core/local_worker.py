@@ -2,8 +2,9 @@
 data plane's buffers bounded (``WORKER_FLUSH_BYTES``, ``WORKER_QUEUE_BYTES``: ``pipeline/core/local_runner.py`` says
 what each held before).
 
-``apply_bounded_worker_queues`` makes the local runner start its workers with ``python -m pipeline.core.local_worker``
-instead of ``python -m apache_beam.runners.worker.sdk_worker_main``; nothing else about the worker changes.
+``apply_bounded_worker_data_plane`` makes the local runner start its workers with
+``python -m pipeline.core.local_worker`` instead of ``python -m apache_beam.runners.worker.sdk_worker_main``; nothing
+else about the worker changes.
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ def bound_data_plane() -> None:
     if not getattr(streams, "_altcorpus_bounded", False):
         init = streams.__init__
 
-        def bounded_init(
-            self: Any, close_callback: Any = None, flush_callback: Any = None, *args: Any, **kw: Any
-        ) -> None:
-            init(self, close_callback, flush_callback, *args, **kw)
+        def bounded_init(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
             self._size_flush_threshold = min(self._size_flush_threshold, WORKER_FLUSH_BYTES)
 
         streams.__init__ = bounded_init

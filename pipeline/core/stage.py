@@ -21,7 +21,7 @@ from pipeline.core.errors import UsageError
 from pipeline.core.layout import CorpusLayout, delete_tree, list_matching, match_pattern, new_run_id
 from pipeline.core.local_runner import (
     apply_bounded_bundle_input,
-    apply_bounded_worker_queues,
+    apply_bounded_worker_data_plane,
     apply_data_plane_fix,
     apply_worker_memory_settings,
 )
@@ -47,8 +47,8 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
     and ``--direct_running_mode``/``--direct_num_workers`` still apply. That engine's multi-process and multi-thread
     modes lose rows in Beam's own data plane; ``apply_data_plane_fix`` (``pipeline/core/local_runner.py``) makes them
     lossless before any local pipeline runs; ``apply_worker_memory_settings`` starts its workers with allocators that
-    give freed memory back, ``apply_bounded_worker_queues`` with data queues that do not fill with outputs the runner
-    has yet to take in.
+    give freed memory back, ``apply_bounded_worker_data_plane`` with output buffers flushed every megabyte and data
+    queues bounded.
     """
     options = PipelineOptions(list(argv))
     standard = options.view_as(StandardOptions)
@@ -57,7 +57,7 @@ def pipeline_options(argv: Sequence[str]) -> PipelineOptions:
         apply_data_plane_fix()
         apply_bounded_bundle_input()
         apply_worker_memory_settings()
-        apply_bounded_worker_queues()
+        apply_bounded_worker_data_plane()
     return options
 
 

@@ -84,7 +84,7 @@ EVAL_MATCH = "_eval_match"
 #: Tags of the streamed joins: by URL (an image's sha256, a raw alt hash), by (sha256, alt text) (a surviving row, the
 #: winner's identity).
 _SHA, _ALT = 0, 1
-_ROW, _WINNER = 0, 2
+_ROW, _WINNER = 0, 1
 #: Tags of the model rules' joins: an embedding, a wanted image content, its bytes, its nearest earlier duplicate.
 _VECTOR, _WANTED, _BYTES, _DUPLICATE = 3, 4, 5, 6
 #: Tags of the joins by image URL: a candidate (or a surviving sample), the URL's fetched image, its unsafe score.
