@@ -14,11 +14,12 @@ and written.
 File shuffle on the local runner: Beam's local runner (FnApiRunner) holds a GroupByKey's whole input in the driver's
 memory (5.5-6.2 GB RSS for 473 MB of samples when samples went through ``GroupByShard`` with their image bytes). So
 on the local runner ``SpillByShard`` buffers each shard's rows per bundle and writes them as spill Parquet files
-(``shards/_spill/<random id>/NNNNN-<uuid>.parquet``, a bounded buffer per worker), emitting only
+(``shards/_spill/<random id>/NNNNN-<uuid>.parquet``: the rows without their images, sorted, and beside it
+``NNNNN-<uuid>.images``: their image bytes in the same order; a bounded buffer per worker), emitting only
 ``(shard, spill path, rows)``; ``GroupByShard`` groups those small tuples and ``WriteSpilledShard`` reads the files it
-was given: their rows without the images first (to sort them and plan the tar), then the images in shard order while
-the tar is written, a row group of each file at a time (each spill file is written sorted, in small row groups), so
-no worker holds a shard's images (10,000 samples: 500 MB of 512 px JPEGs, gigabytes of kept originals). Measured on
+was given: their rows first (to sort them and plan the tar), then the images in shard order while the tar is
+written, one image at a time from each images file read front to back, so no worker holds a shard's images (10,000
+samples: 500 MB of 512 px JPEGs, gigabytes of kept originals), nor anything per spill file but an open handle. Measured on
 the 1 GB simulated crawl's samples/ (2 workers): largest workers 958 / 944 -> 608 / 601 MB, with the spill bounds
 halved as well (a 128 MB buffer, 32 MB files), the same tars byte for byte. The spill folder is deleted once every
 shard is written and counted (``FinishCorpus``), and by ``prepare_resume`` at the next start (a killed run leaves
@@ -53,12 +54,12 @@ import json
 import os
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -107,10 +108,12 @@ SPILL_FILE_BYTES = 32 << 20
 SPILL_BUFFER_BYTES = 128 << 20
 #: What a row costs beyond its image bytes in the buffer bound (its other columns, the dict): a rough constant.
 ROW_OVERHEAD_BYTES = 2048
-#: Image bytes per row group of a spill file: a shard's writer holds one row group of each of its spill files.
-SPILL_ROW_GROUP_BYTES = 2 << 20
-#: A spill file's column of image sizes, so a shard's writer plans its tar without reading the images twice.
+#: A spill file's column of image sizes: where each image is in the images file, and the tar's plan without them.
 SPILL_IMAGE_SIZE = "_image_size"
+#: The images file beside each spill file (``NNNNN-<uuid>.images``): the image bytes, in the spill file's row order.
+SPILL_IMAGES_SUFFIX = ".images"
+#: Images files a shard's writer keeps open at once: a shard may have hundreds of spill files when many are open.
+MAX_OPEN_SPILL_FILES = 64
 
 
 def _bucket(key: str) -> str:
@@ -179,16 +182,22 @@ def spill_root(layout: CorpusLayout) -> str:
 
 
 def _spill_schema(with_image: type[Table]) -> pa.Schema:
-    # Every column nullable: rows are spilled as read (write_shard fills defaults later), whatever samples/ allowed.
-    return pa.schema([field.with_nullable(True) for field in with_image.schema()])
+    """A spill file's columns: the twin's without the image (every one nullable: rows are spilled as read, and
+    write_shard fills defaults later, whatever samples/ allowed), then each image's size in its images file."""
+    fields = [field.with_nullable(True) for field in with_image.schema() if field.name != SampleImage.IMAGE]
+    return pa.schema([*fields, pa.field(SPILL_IMAGE_SIZE, pa.int64())])
+
+
+def spill_images_path(path: str) -> str:
+    """The images file beside a spill file: the spilled rows' image bytes, concatenated in the rows' order."""
+    return path.removesuffix(".parquet") + SPILL_IMAGES_SUFFIX
 
 
 class SpillByShard(beam.DoFn):
-    """Assign each sample its shard and spill the rows, per shard, to Parquet files; emits ``(shard, path, rows)``.
+    """Assign each sample its shard and spill the rows, per shard, to files; emits ``(shard, path, rows)``.
 
     The file half of the local runner's file shuffle: image bytes go to disk here, and only the small tuples go
-    through ``GroupByShard``. A worker holds at most ``buffer_bytes`` of rows (plus one row, and the file being
-    written), whatever the input.
+    through ``GroupByShard``. A worker holds at most ``buffer_bytes`` of rows (plus one row), whatever the input.
     """
 
     def __init__(
@@ -234,25 +243,35 @@ class SpillByShard(beam.DoFn):
             yield GlobalWindows.windowed_value_at_end_of_window(self._spill(index))
 
     def _spill(self, index: int) -> tuple[int, str, int]:
-        """Write one shard's buffered rows as a spill file (temporary name, then renamed): ``(shard, path, rows)``.
+        """Write one shard's buffered rows, sorted in shard order (``sort_identity``): their images, one after the
+        other, to an images file, then the rows without them (each image's size instead) to a Parquet spill file;
+        each under a temporary name, then renamed. Returns ``(shard, spill file, rows)``.
 
-        Rows are spilled in shard order (``sort_identity``) and in row groups of about ``SPILL_ROW_GROUP_BYTES``, so
-        the shard's writer streams each file's images in order, a row group at a time (``WriteSpilledShard``).
+        The images are written from the rows as they are (no table of them is built), and the shard's writer reads
+        them back one at a time in the same order (``_SpilledImages``), however many spill files its shard has.
         """
         rows = self._rows.pop(index)
-        size = self._bytes.pop(index)
-        self._total -= size
+        self._total -= self._bytes.pop(index)
         rows.sort(key=sort_identity)
-        table = pa.Table.from_pylist(rows, schema=self.schema)
-        del rows
-        table = table.append_column(SPILL_IMAGE_SIZE, pc.binary_length(table[SampleImage.IMAGE]))
-        group_rows = max(1, table.num_rows * SPILL_ROW_GROUP_BYTES // max(size, 1))
-        buffer = io.BytesIO()  # as write_shard does: object-store handles need not support tell()
-        # No compression: the bytes are JPEGs already, and the file lives only until the shards are written.
-        pq.write_table(table, buffer, compression="none", row_group_size=group_rows)
-        count = table.num_rows
-        del table
         path = FileSystems.join(self.spill_dir, f"{shard_name(index)}-{uuid.uuid4().hex}.parquet")
+        images_path = spill_images_path(path)
+        sizes: list[int | None] = []
+        temporary = f"{images_path}{TEMPORARY_MARK}{uuid.uuid4().hex}"
+        with FileSystems.create(temporary, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            for row in rows:
+                image = row.pop(SampleImage.IMAGE, None)
+                sizes.append(None if image is None else len(image))
+                if image:
+                    handle.write(image)
+        FileSystems.rename([temporary], [images_path])
+        for row, size in zip(rows, sizes, strict=True):
+            row[SPILL_IMAGE_SIZE] = size
+        table = pa.Table.from_pylist(rows, schema=self.schema)
+        count = table.num_rows
+        del rows
+        buffer = io.BytesIO()  # as write_shard does: object-store handles need not support tell()
+        pq.write_table(table, buffer)
+        del table
         temporary = f"{path}{TEMPORARY_MARK}{uuid.uuid4().hex}"
         with FileSystems.create(temporary, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             handle.write(buffer.getbuffer())
@@ -268,12 +287,9 @@ def _read_spill_rows(spills: Sequence[tuple[str, int]]) -> tuple[list[dict[str, 
     places: list[tuple[int, int]] = []
     for number, (path, count) in enumerate(spills):
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            parquet = pq.ParquetFile(handle)
-            if parquet.metadata.num_rows != count:
-                raise RuntimeError(
-                    f"spill file {path} holds {parquet.metadata.num_rows} rows, its writer reported {count}"
-                )
-            table = parquet.read(columns=[name for name in parquet.schema_arrow.names if name != SampleImage.IMAGE])
+            table = pq.read_table(handle)
+        if table.num_rows != count:
+            raise RuntimeError(f"spill file {path} holds {table.num_rows} rows, its writer reported {count}")
         names = [SampleImage.IMAGE if name == SPILL_IMAGE_SIZE else name for name in table.column_names]
         rows.extend(table.rename_columns(names).to_pylist())
         places.extend((number, row) for row in range(count))
@@ -281,48 +297,61 @@ def _read_spill_rows(spills: Sequence[tuple[str, int]]) -> tuple[list[dict[str, 
 
 
 class _SpilledImages:
-    """The images of a shard's spill files in the order asked, read a row group at a time per file.
+    """The images of a shard's spill files in the order asked, each read from its images file when it is needed.
 
-    Each file's rows are in shard order (``SpillByShard``), so a shard in order asks each file for its rows in
-    order: at most one row group of each file is held.
+    Each file's rows are in shard order (``SpillByShard``), so writing a shard in order reads every images file front
+    to back, one image at a time: the writer holds one image, whatever the number of spill files. At most
+    ``MAX_OPEN_SPILL_FILES`` are open at once (the least recently read is closed, and reopened at its offset).
     """
 
     def __init__(self, paths: Sequence[str]) -> None:
         self.paths = paths
-        self.files: dict[int, tuple[Any, pq.ParquetFile]] = {}
-        self.groups: dict[int, tuple[int, int, list[Any]]] = {}  # file -> (row group, its first row, its images)
+        self.handles: OrderedDict[int, Any] = OrderedDict()
+        self.next_row: dict[int, int] = {}
+        self.offsets: dict[int, int] = {}
 
-    def take(self, places: Iterable[tuple[int, int]]) -> Iterator[bytes]:
+    def take(self, places: Iterable[tuple[tuple[int, int], int | None]]) -> Iterator[bytes | None]:
+        """The image of each ``((file, row), size)``, in the order given; rows of each file must come in order."""
         try:
-            for number, row in places:
-                yield self._image(number, row)
+            for (number, row), size in places:
+                yield self._image(number, row, size)
         finally:
             self.close()
 
-    def _image(self, number: int, row: int) -> bytes:
-        group, first, images = self.groups.get(number, (-1, 0, []))
-        while row >= first + len(images):
-            parquet = self._file(number)
-            first, group = first + len(images), group + 1
-            if group >= parquet.num_row_groups:
-                raise RuntimeError(f"spill file {self.paths[number]} has no row {row}")
-            images = parquet.read_row_group(group, columns=[SampleImage.IMAGE]).column(0).to_pylist()
-            self.groups[number] = (group, first, images)
-        if row < first:
-            raise RuntimeError(f"spill file {self.paths[number]} asked for row {row} after row {first}: not in order")
-        return images[row - first]
+    def _image(self, number: int, row: int, size: int | None) -> bytes | None:
+        expected = self.next_row.get(number, 0)
+        if row != expected:
+            raise RuntimeError(f"spill file {self.paths[number]} asked for row {row} where row {expected} is next")
+        self.next_row[number] = row + 1
+        if size is None:
+            return None
+        image = self._handle(number).read(size)
+        if len(image) != size:
+            raise RuntimeError(
+                f"{spill_images_path(self.paths[number])} ends {size - len(image)} bytes short of row {row}'s image"
+            )
+        self.offsets[number] = self.offsets.get(number, 0) + size
+        return image
 
-    def _file(self, number: int) -> pq.ParquetFile:
-        if number not in self.files:
-            handle = FileSystems.open(self.paths[number], compression_type=CompressionTypes.UNCOMPRESSED)
-            self.files[number] = (handle, pq.ParquetFile(handle))
-        return self.files[number][1]
+    def _handle(self, number: int) -> Any:
+        handle = self.handles.get(number)
+        if handle is not None:
+            self.handles.move_to_end(number)
+            return handle
+        if len(self.handles) >= MAX_OPEN_SPILL_FILES:
+            _, oldest = self.handles.popitem(last=False)
+            oldest.close()
+        path = spill_images_path(self.paths[number])
+        handle = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        if self.offsets.get(number):
+            handle.seek(self.offsets[number])
+        self.handles[number] = handle
+        return handle
 
     def close(self) -> None:
-        for handle, _ in self.files.values():
+        for handle in self.handles.values():
             handle.close()
-        self.files.clear()
-        self.groups.clear()
+        self.handles.clear()
 
 
 def _captions_by_shard(
@@ -361,7 +390,9 @@ class WriteSpilledShard(WriteShardDoFn):
         name = shard_name(index)
         table, sizes, order = normalise_shard(rows, name, self.twin)
         del rows
-        images = _SpilledImages([path for path, _ in spills]).take(places[position] for position in order)
+        images = _SpilledImages([path for path, _ in spills]).take(
+            (places[position], sizes[position]) for position in order
+        )
         count = write_sorted_shard(
             self.shard_dir, name, table, [sizes[position] for position in order], images, True, self.twin
         )

@@ -205,7 +205,9 @@ def test_a_worker_spills_past_its_bounds_and_every_row_reaches_its_shard(
         # The shard's writer: its rows without the images (their sizes instead), then the images streamed in order.
         spilled, places = shards._read_spill_rows(spills)
         order = sorted(range(len(spilled)), key=lambda position: sort_identity(spilled[position]))
-        images = shards._SpilledImages([path for path, _ in spills]).take(places[position] for position in order)
+        sizes = [row[SampleImage.IMAGE] for row in spilled]
+        reader = shards._SpilledImages([path for path, _ in spills])
+        images = reader.take((places[position], sizes[position]) for position in order)
         keys = [spilled[position][Sample.KEY] for position in order]
         assert keys == sorted(expected)[index * PER_SHARD : (index + 1) * PER_SHARD]
         for position, image in zip(order, images, strict=True):
@@ -214,34 +216,64 @@ def test_a_worker_spills_past_its_bounds_and_every_row_reaches_its_shard(
     assert not list((tmp_path / "spill").glob(f"*{TEMPORARY_MARK}*"))
 
 
-def test_a_shards_writer_holds_a_row_group_of_each_spill_file_not_the_shards_images(tmp_path: Path) -> None:
-    """Spill files are written in shard order and in row groups of about ``SPILL_ROW_GROUP_BYTES``; the writer takes
-    the images in shard order, holding one row group per file: 20 rows of 700 KB images in two spill files."""
+def test_a_shards_writer_reads_one_image_at_a_time_from_many_spill_files(tmp_path: Path) -> None:
+    """Each spill file holds its rows sorted and their images in a file beside it, in the same order; the writer
+    reads the images in shard order one at a time, with no more than ``MAX_OPEN_SPILL_FILES`` files open, however
+    many spill files the shard has: 20 rows of 700 KB images in 20 spill files, at most 3 open."""
     rows = [dict(row, **{SampleImage.IMAGE: bytes([index]) * 700_000}) for index, row in enumerate(make_samples())]
-    spill = shards.SpillByShard(str(tmp_path / "spill"), Sample, file_bytes=8 * 700_000)
+    spill = shards.SpillByShard(str(tmp_path / "spill"), Sample, buffer_bytes=1)  # every row spilled on its own
     spill.setup()
     spill.start_bundle()
     first = [min(sort_identity(row) for row in rows)]  # one shard
     emitted = [spilled for row in reversed(rows) for spilled in spill.process(row, first)]
     emitted += [windowed.value for windowed in spill.finish_bundle()]
     spills = sorted((path, count) for _, path, count in emitted)
-    assert sum(count for _, count in spills) == SAMPLES and len(spills) >= 2
-    for path, _ in spills:
-        parquet = pq.ParquetFile(path)
-        groups = [parquet.metadata.row_group(group).num_rows for group in range(parquet.num_row_groups)]
-        assert len(groups) >= 2 and max(groups) <= 3  # about 2 MB each: 2 or 3 rows of 700 KB
-        keys = parquet.read(columns=[Sample.KEY]).column(0).to_pylist()
-        assert keys == sorted(keys)
+    assert len(spills) == SAMPLES and {count for _, count in spills} == {1}
+    bigger = shards.SpillByShard(str(tmp_path / "spill"), Sample)  # and one file of them all: its rows sorted
+    bigger.setup()
+    bigger.start_bundle()
+    assert [spilled for row in reversed(rows) for spilled in bigger.process(row, first)] == []
+    [whole] = [windowed.value for windowed in bigger.finish_bundle()]
+    keys = pq.read_table(whole[1], columns=[Sample.KEY]).column(0).to_pylist()
+    assert (
+        keys == sorted(keys)
+        and pq.read_table(whole[1]).column(shards.SPILL_IMAGE_SIZE).to_pylist() == [700_000] * SAMPLES
+    )
+    assert Path(shards.spill_images_path(whole[1])).stat().st_size == 700_000 * SAMPLES
+    assert SampleImage.IMAGE not in pq.read_schema(whole[1]).names  # the images are in the images file only
     spilled, places = shards._read_spill_rows(spills)
     order = sorted(range(len(spilled)), key=lambda position: sort_identity(spilled[position]))
-    reader = shards._SpilledImages([path for path, _ in spills])
     image_of = {row[Sample.KEY]: row[SampleImage.IMAGE] for row in rows}
-    held = []
-    for position, image in zip(order, reader.take(places[position] for position in order), strict=True):
-        assert image == image_of[spilled[position][Sample.KEY]]
-        assert len(image) == spilled[position][SampleImage.IMAGE]
-        held.append(sum(len(images) for _, _, images in reader.groups.values()))
-    assert max(held) <= len(spills) * 3  # a row group of each file, never the shard's 20 images
+    original = shards.MAX_OPEN_SPILL_FILES
+    shards.MAX_OPEN_SPILL_FILES = 3
+    try:
+        reader = shards._SpilledImages([path for path, _ in spills])
+        taken = reader.take((places[position], spilled[position][SampleImage.IMAGE]) for position in order)
+        for position, image in zip(order, taken, strict=True):
+            assert image == image_of[spilled[position][Sample.KEY]]
+            assert len(reader.handles) <= 3
+    finally:
+        shards.MAX_OPEN_SPILL_FILES = original
+    assert not reader.handles  # all closed once the shard is written
+
+
+def test_a_short_images_file_or_rows_out_of_order_fail_the_shard(tmp_path: Path) -> None:
+    """A truncated images file fails the shard with the file named, as does a file asked for its rows out of order."""
+    rows = [dict(row, **{SampleImage.IMAGE: bytes([index]) * 1000}) for index, row in enumerate(make_samples()[:3])]
+    spill = shards.SpillByShard(str(tmp_path / "spill"), Sample)
+    spill.setup()
+    spill.start_bundle()
+    first = [min(sort_identity(row) for row in rows)]
+    assert [spilled for row in rows for spilled in spill.process(row, first)] == []
+    [(_, path, count)] = [windowed.value for windowed in spill.finish_bundle()]
+    with pytest.raises(RuntimeError, match="asked for row 1 where row 0 is next"):
+        list(shards._SpilledImages([path]).take([((0, 1), 1000)]))
+    images = Path(shards.spill_images_path(path))
+    images.write_bytes(images.read_bytes()[:2500])
+    taken = shards._SpilledImages([path]).take(((0, row), 1000) for row in range(count))
+    assert len(next(taken)) == len(next(taken)) == 1000  # the first two images are whole
+    with pytest.raises(RuntimeError, match=r"\.images ends 500 bytes short of row 2's image"):
+        next(taken)
 
 
 def test_a_spill_file_shorter_than_its_writer_reported_fails_the_shard(tmp_path: Path) -> None:
