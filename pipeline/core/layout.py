@@ -458,7 +458,7 @@ class _GatherRowGroups(beam.DoFn):
         if batch.num_rows:
             self._batches.append(batch)
             self._bytes += batch.nbytes
-        if self._bytes >= self.row_group_bytes:
+        if self._batches and self._bytes >= self.row_group_bytes:
             yield self._table()
 
     def finish_bundle(self) -> Iterator[Any]:

@@ -292,13 +292,18 @@ TEXT_RULE_REASONS: tuple[FilterTextReason, ...] = tuple(FilterTextReason)[1:]
 #: MB from a 1 GB to a 2 GB simulated crawl; 799 -> 982 MB at 65,536, and 16% less CPU at 2 GB). At 65,536 a 1 GB
 #: crawl's partitions were 7x a 100 MB crawl's (which gets the floor of 8): largest worker 759 MB at 65,536, 611 at
 #: 16,384, 582 at 8,192, CPU 33.8 / 31.3 / 32.5 s. Payloads grow as read units x partitions, so far smaller costs more.
-ROWS_PER_PARTITION = 16_384
+#: At 4,096 a 100 MB crawl (17 partitions) has partitions as large as any bigger crawl's, where at 16,384 it got the
+#: floor of 8 with half a 1 GB crawl's rows each: 1 GB, 2 workers, largest worker 477 / 460 / 446 MB at 16,384 /
+#: 8,192 / 4,096 (100 MB: 375 at both ends), CPU 25.6 / 24.7 / 26.8 s.
+ROWS_PER_PARTITION = 4_096
 #: At least this many partitions, so several workers share even a small input.
 MIN_PARTITIONS = 8
 #: Candidate columns the shuffles need; the full rows are read again, once, when the rules are applied.
 _KEY_COLUMNS = [Candidate.KEY, Candidate.CANDIDATE_ID, Candidate.IMAGE_URL, Candidate.ALT_TEXT]
 _ROW_BITS = 32  # a row reference is (read unit << 32) | row within the unit's row group
 _DUP, _PAIR_FACT, _URL_FACT, _ALT_FACT = range(4)  # tags of the facts joined per read unit
+#: ``WriteTableBatches``' gathering bound for filter-text's outputs: none, so each unit's batch is its own row group.
+UNIT_ROW_GROUP = 0
 
 
 def partition_count(rows: int) -> int:
@@ -988,8 +993,13 @@ def build(pipeline: beam.Pipeline, layout: CorpusLayout, config: CorpusConfig, o
     paths = list_matching(layout.glob(Candidate))
     progress = table_progress(STAGE, "candidates", layout.glob(Candidate), pipeline)
     kept, rejected = pipeline | "FilterText" >> FilterText(config.text, paths, progress)
-    kept | "WriteTextKept" >> WriteTableBatches(layout.prefix(TextKept), TextKept)
-    rejected | "WriteRejected" >> WriteTableBatches(layout.rejected_prefix(STAGE), Rejection)
+    # Each read unit's outputs are written as they come, a row group apiece (about a unit's rows: tens of thousands):
+    # gathered to ROW_GROUP_BYTES across units, a worker held up to that much of kept and of rejected rows (in Arrow
+    # buffers of twice their size), which a 100 MB crawl, a unit or two per worker, never filled and 1 GB always did.
+    kept | "WriteTextKept" >> WriteTableBatches(layout.prefix(TextKept), TextKept, row_group_bytes=UNIT_ROW_GROUP)
+    rejected | "WriteRejected" >> WriteTableBatches(
+        layout.rejected_prefix(STAGE), Rejection, row_group_bytes=UNIT_ROW_GROUP
+    )
 
 
 def run(argv: Sequence[str]) -> dict[str, int]:

@@ -16,7 +16,7 @@ from apache_beam.coders import typecoders
 from apache_beam.pipeline import AppliedPTransform, PipelineVisitor
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.core.layout import ReadTable, TableCoder, WriteTable, _GatherRows
+from pipeline.core.layout import ReadTable, TableCoder, WriteTable, WriteTableBatches, _GatherRows
 from schemas import Rejection
 
 
@@ -113,3 +113,21 @@ def test_gather_rows_holds_a_sixteenth_of_a_row_group_of_large_rows_as_python_ob
     assert max(held) == _GatherRows.FIRST_BATCH_ROWS - 1  # the first batch, then 2 rows at a time
     assert max(held[_GatherRows.FIRST_BATCH_ROWS :]) <= 1
     assert all(table.nbytes < row_group_bytes + 3 * 50_100 for table in tables)
+
+
+def test_write_table_batches_without_a_bound_writes_each_batch_as_its_row_group(tmp_path: Path) -> None:
+    """``row_group_bytes=0`` (filter-text's outputs): every non-empty batch is written as it comes, as one row group
+    (a worker holds one batch, never several gathered), and an empty batch makes no row group."""
+    schema = Rejection.schema()
+    sizes = [700, 0, 1200, 5]
+    batches = [pa.RecordBatch.from_pylist(_rows(count), schema=schema) for count in sizes]
+    with beam.Pipeline() as pipeline:
+        _ = (
+            pipeline
+            | beam.Create(batches, reshuffle=False).with_output_types(pa.RecordBatch)
+            | WriteTableBatches(str(tmp_path / "part"), Rejection, num_shards=1, row_group_bytes=0)
+        )
+    [written] = sorted(tmp_path.glob("part-*-of-*.parquet"))
+    metadata = pq.ParquetFile(written).metadata
+    groups = sorted(metadata.row_group(group).num_rows for group in range(metadata.num_row_groups))
+    assert groups == [5, 700, 1200]
