@@ -186,7 +186,11 @@ class StageProgress:
             if self.total is not None:
                 text += f" (of {format_amount(self.total, self.unit)} across all workers)"
         text += f", {format_amount(rate, self.unit)}{' MB' if self.unit in BYTE_UNITS else ''}/s"
-        if share is not None:
+        if share is not None and self.workers != 1 and done >= share and self.total is not None:
+            # Past its share the work is uneven (one hot host's URLs on one worker): no ETA, but what bounds it.
+            left = max(0, self.total - done)
+            text += f", ETA unknown: past this worker's share, at most {format_amount(left, self.unit)} {unit} left"
+        elif share is not None:
             remaining = max(0.0, share - done)
             text += f", ETA {format_duration(remaining / rate)}" if rate > 0 else ", ETA unknown"
         if statuses:

@@ -58,6 +58,11 @@ def test_line_gives_counts_rate_eta_and_statuses_by_count() -> None:
 def test_several_workers_count_their_share_and_unknown_totals_give_no_eta() -> None:
     line = StageProgress("filter-text", "candidates", total=1_000, workers=2).line(250, 5.0)
     assert f"[worker pid {os.getpid()}]: 250/~500 candidates (50.0%), 50/s, ETA 0:00:05" in line
+    # A worker past its share (uneven work: one host's URLs on one worker) gives no ETA of 0, but what bounds it.
+    past = StageProgress("fetch", "candidates", total=1_000, workers=2).line(700, 10.0)
+    assert past.endswith(
+        "700/~500 candidates (100.0%), 70/s, ETA unknown: past this worker's share, at most 300 candidates left"
+    )
     assert StageProgress("fetch", "candidates").line(10, 2.0) == "fetch: 10 candidates, 5/s"
     assert "of 1,000 across all workers" in StageProgress("fetch", "candidates", 1_000, workers=None).line(10, 2.0)
 
