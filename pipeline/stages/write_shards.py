@@ -15,18 +15,18 @@ File shuffle on the local runner: Beam's local runner (FnApiRunner) holds a Grou
 memory (5.5-6.2 GB RSS for 473 MB of samples when samples went through ``GroupByShard`` with their image bytes). So
 on the local runner ``SpillByShard`` buffers each shard's rows per bundle and writes them as spill Parquet files
 (``shards/_spill/<random id>/NNNNN-<uuid>.parquet``: the rows without their images, sorted, and beside it
-``NNNNN-<uuid>.images``: their image bytes in the same order; a bounded buffer per worker), emitting only
-``(shard, spill path, rows)``; ``GroupByShard`` groups those small tuples and ``WriteSpilledShard`` reads the files it
-was given: their rows first (to sort them and plan the tar), then the images in shard order while the tar is
-written, one image at a time from each images file read front to back, so no worker holds a shard's images (10,000
-samples: 500 MB of 512 px JPEGs, gigabytes of kept originals), nor anything per spill file but an open handle. Measured on
+``NNNNN-<uuid>.images``: their image bytes in the same order; a bounded buffer per worker), emitting only ``(shard,
+spill path, rows)``; ``GroupByShard`` groups those small tuples and ``WriteSpilledShard`` reads the files it was
+given: their rows first (to sort them and plan the tar), then the images in shard order while the tar is written,
+one image at a time from each images file read front to back, so no worker holds a shard's images (10,000 samples:
+500 MB of 512 px JPEGs, gigabytes of kept originals), nor anything per spill file but an open handle. Measured on
 the 1 GB simulated crawl's samples/ (2 workers): largest workers 958 / 944 -> 608 / 601 MB, with the spill bounds
-halved as well (a 128 MB buffer, 32 MB files), the same tars byte for byte. The spill folder is deleted once every
-shard is written and counted (``FinishCorpus``), and by ``prepare_resume`` at the next start (a killed run leaves
-it); the shard globs (``shards/*.tar``, ``*.parquet``) never descend into it. With captions, the file shuffle joins
-them by candidate id to the samples' identities (no image bytes) and groups them by shard beside the spill paths.
-Distributed runners shuffle on disk, so they keep the plain ``GroupByShard`` of rows (and the captions join on the
-rows).
+halved as well (a 128 MB buffer, 32 MB files; now 32 and 16, ``SPILL_BUFFER_BYTES``), the same tars byte for byte.
+The spill folder is deleted once every shard is written and counted (``FinishCorpus``), and by ``prepare_resume`` at
+the next start (a killed run leaves it); the shard globs (``shards/*.tar``, ``*.parquet``) never descend into it.
+With captions, the file shuffle joins them by candidate id to the samples' identities (no image bytes) and groups
+them by shard beside the spill paths. Distributed runners shuffle on disk, so they keep the plain ``GroupByShard``
+of rows (and the captions join on the rows).
 
 Resume: the stage does not clear its outputs. It deletes only temporary files and stale markers (``_SUCCESS``,
 ``sizes.json``, ``manifest.json``), keeps a shard whose Parquet twin already lists exactly the planned rows and whose
@@ -103,9 +103,13 @@ DELAY_ENV = "ALTCORPUS_TEST_SHARD_DELAY_S"
 #: The local runner's file shuffle spills under ``shards/_spill/``: a folder, so no shard glob matches what it holds.
 SPILL_FOLDER = "_spill"
 #: A shard's buffered rows are spilled once their image bytes pass this (one spill file's size, about).
-SPILL_FILE_BYTES = 32 << 20
+SPILL_FILE_BYTES = 16 << 20
 #: All buffered rows of one worker: past this the largest shard buffer is spilled, however many shards are open.
-SPILL_BUFFER_BYTES = 128 << 20
+#: Small, since spill files cost the shard's writer only an open handle each: at 128 MB a 1 GB crawl's 11 shards
+#: reached the bound where a 100 MB crawl's 2 did not. Samples/ of the 1 GB simulated crawl alone, 2 workers, largest
+#: worker at 128 / 64 / 32 MB (files of 32 / 32 / 16 MB): 544 / 477 / 432 MB (100 MB crawl: 418 / 423 / 374), CPU
+#: 47 / 53 / 51 s, 230 / 460 / 900 spill files.
+SPILL_BUFFER_BYTES = 32 << 20
 #: What a row costs beyond its image bytes in the buffer bound (its other columns, the dict): a rough constant.
 ROW_OVERHEAD_BYTES = 2048
 #: A spill file's column of image sizes: where each image is in the images file, and the tar's plan without them.
@@ -113,7 +117,7 @@ SPILL_IMAGE_SIZE = "_image_size"
 #: The images file beside each spill file (``NNNNN-<uuid>.images``): the image bytes, in the spill file's row order.
 SPILL_IMAGES_SUFFIX = ".images"
 #: Images files a shard's writer keeps open at once: a shard may have hundreds of spill files when many are open.
-MAX_OPEN_SPILL_FILES = 64
+MAX_OPEN_SPILL_FILES = 256
 
 
 def _bucket(key: str) -> str:
