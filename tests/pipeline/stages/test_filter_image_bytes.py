@@ -12,6 +12,7 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -147,3 +148,27 @@ def test_the_bytes_are_read_per_row_group_so_no_group_holds_a_whole_file(tmp_pat
     # Given the second row group and samples of all three images, only that row group's bytes are attached.
     rows = list(attach.process(((str(path), 1), [_sample(url, index) for index, url in enumerate(urls)])))
     assert [(row[Sample.IMAGE_URL], row[SampleImage.IMAGE]) for row in rows] == [(urls[1], images[1])]
+
+
+def test_a_row_groups_images_are_read_a_few_at_a_time_and_only_the_wanted_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row group of 40 images read 7 at a time: each wanted URL gets its first ok row's bytes, wherever the batch
+    boundaries fall; a URL fetched twice in the row group keeps the first ok copy, a failed row is never attached."""
+    monkeypatch.setattr(filter_image, "IMAGE_READ_ROWS", 7)
+    urls = [f"https://img.example/{index}.jpg" for index in range(40)]
+    real = image_row(urls[0], jpeg(photo("coffee"), (64, 64)))
+    rows = [
+        dict(real, **{FetchedImage.IMAGE_URL: url, FetchedImage.IMAGE: bytes([i]) * (100 + i)})
+        for i, url in enumerate(urls)
+    ]
+    rows[13] = image_row(urls[13], None, status="http_404")
+    rows[27] = dict(rows[27], **{FetchedImage.IMAGE_URL: urls[6], FetchedImage.IMAGE: b"second copy of 6"})
+    path = tmp_path / "part-00000-of-00001.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=FetchedImage.schema()), path)  # one row group
+    wanted = [0, 6, 7, 13, 20, 21, 34, 39]
+    attach = filter_image.AttachImageBytes()
+    attach.setup()
+    samples = [_sample(urls[index], index) for index in wanted]
+    attached = {row[Sample.IMAGE_URL]: row[SampleImage.IMAGE] for row in attach.process(((str(path), 0), samples))}
+    assert attached == {urls[index]: bytes([index]) * (100 + index) for index in wanted if index != 13}
