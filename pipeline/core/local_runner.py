@@ -98,10 +98,13 @@ def apply_worker_memory_settings() -> None:
 #: 100 MB simulated crawl (many outputs too small to fill one), 336 MB of 730 MB over the 1 GB crawl (all full).
 WORKER_FLUSH_BYTES = 1 << 20
 #: What a local worker queues of the data it sends the runner, in each of its two send queues, and holds of a bundle's
-#: input received (Beam's ``_DEFAULT_SEND_QUEUE_MAX_BYTES``: 100 MB for each of the three). A bound, not a measured
-#: cause: the runner took the measured workers' outputs in about as fast as they came. When it does not (it appends
-#: every worker's outputs to its shuffle buffers on its own), the worker waits for it instead of holding 200 MB more.
-WORKER_QUEUE_BYTES = 16 << 20
+#: input received (Beam's ``_DEFAULT_SEND_QUEUE_MAX_BYTES``: 100 MB for each of the three). The runner took the
+#: measured workers' outputs in about as fast as they came; when it does not (it appends every worker's outputs to
+#: its shuffle buffers on its own), the worker waits for it instead of holding 200 MB more. With ``INPUT_CHUNK_BYTES``
+#: (the messages that fill the input side): 16 / 8 MB -> 4 / 2 MB, 1 GB simulated crawl alone, 2 workers, largest
+#: worker (3 runs / 2 runs each): filter-text 480-495 -> 440-448 MB (100 MB crawl: 354-372), filter-image 521-524
+#: -> 506-518, CPU the same (memray had 45 MB of a filter-text worker's peak in received input messages).
+WORKER_QUEUE_BYTES = 4 << 20
 #: The module the local runner's worker processes run (``pipeline/core/local_worker.py``) instead of Beam's.
 WORKER_MODULE = "pipeline.core.local_worker"
 _BEAM_WORKER_MODULE = "apache_beam.runners.worker.sdk_worker_main"
@@ -129,8 +132,8 @@ def apply_bounded_worker_data_plane() -> None:
 
 
 # A bundle's input goes to a gRPC worker in messages of about this size (whole elements), so the worker holds a few
-# of them at a time instead of its whole part of a shuffle.
-INPUT_CHUNK_BYTES = 8 << 20
+# of them at a time instead of its whole part of a shuffle (was 8 MB: ``WORKER_QUEUE_BYTES`` has the figures).
+INPUT_CHUNK_BYTES = 2 << 20
 #: Beam's own ``GroupingBuffer.partition``, kept when ``apply_bounded_bundle_input`` replaces it (tests compare both).
 BEAM_GROUPING_PARTITION: Any = None
 #: Beam's own ``GroupingBuffer`` methods that ``apply_bounded_bundle_input`` replaces, by name (tests use them to
