@@ -98,6 +98,7 @@ from pipeline.core.layout import (
     top_folders,
     write_text_atomically,
 )
+from pipeline.core.local_runner import HeapTrimmer
 from pipeline.core.progress import StageProgress, table_progress
 from pipeline.core.reasons import FetchReason, http_status_reason
 from pipeline.core.rules import REJECTED, counter, rejection
@@ -674,6 +675,7 @@ class FetchPart(FetchImages):
         super().setup()
         self.fail_after = int(os.environ.get(FAIL_AFTER_PARTS_ENV, "0") or 0)
         self.parts_written = 0
+        self.trimmer = HeapTrimmer()
 
     def start_bundle(self) -> None:
         super().start_bundle()
@@ -697,6 +699,7 @@ class FetchPart(FetchImages):
         for output in self._emit(row, candidates):
             state.files["images"].add(output)
         state.outstanding -= 1
+        self.trimmer.maybe()
         held = sum(file.held for open_part in self.parts.values() for file in open_part.files.values())
         if held >= PART_ROW_GROUP_BYTES:  # parts open together share the one bound on rows held
             for open_part in self.parts.values():

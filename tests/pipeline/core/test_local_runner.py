@@ -581,3 +581,40 @@ def test_local_workers_flush_outputs_in_small_pieces(tmp_path: Path) -> None:
         assert seen["limits"] == [local_runner.WORKER_FLUSH_BYTES]
         # Values went out as they were made, a few at a time: never Beam's 10 MB in one stream.
         assert VALUE_BYTES <= seen["most"] <= local_runner.WORKER_FLUSH_BYTES + VALUE_BYTES + (1 << 10)
+
+
+_FRAGMENTED_HEAP = """
+import ctypes, ctypes.util, sys
+from pipeline.core.local_runner import HeapTrimmer
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 >> 20
+
+blocks = [libc.malloc(100_000) for _ in range(2_000)]  # 200 MB of heap blocks (under glibc's mmap threshold)
+for block in blocks:
+    ctypes.memset(block, 1, 100_000)
+for block in blocks[::2]:  # every other one freed: holes the blocks between them keep in the heap
+    libc.free(block)
+held = rss_mb()
+trimmer = HeapTrimmer(every_s=3600)
+assert not trimmer.maybe()  # not before its interval
+trimmer.every_s = 0
+assert trimmer.maybe()
+print(held, rss_mb())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_the_heap_trimmer_gives_a_fragmented_heaps_free_pages_back(tmp_path: Path) -> None:
+    """100 MB freed in 100 KB holes between live blocks stays resident until ``HeapTrimmer`` trims the heap."""
+    import subprocess
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
+    result = subprocess.run(
+        [sys.executable, "-c", _FRAGMENTED_HEAP], capture_output=True, text=True, env=env, check=True, timeout=120
+    )
+    held, trimmed = (int(number) for number in result.stdout.split())
+    assert held >= 190 and trimmed <= held - 80, (held, trimmed)
