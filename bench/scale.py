@@ -176,6 +176,33 @@ worker the most copied picture's 30,779 rows (124 MB decoded) at 1 GB. With thos
 MB (1.17x) and the rest of the RSS growth is the heap's holes, which the fixed mmap threshold shrank. filter-text's
 live peak is ~340 MB at 1 GB against an RSS of 500-560 MB: its growth is the same kind, not found in its code.
 
+Then (3 Dec 2026, at 22dc901: write-shards' images files beside its spill files and a 32 MB spill buffer,
+filter-text's 4,096-candidate partitions and per-unit row groups, the local workers' 2 MB input messages and 4 MB
+queues, filter-image's images read 32 at a time, fetch's 8 MB row groups and heap trim every 10 s; load average
+0.4-2.6):
+
+    100 MB: 87.3 s wall, 91.2 CPU s; largest worker 439 MB (filter-image), largest process 472 MB
+      extract 3.5 s / 79 CPU s per M / 297 MB, filter-text 3.6 / 82 / 374, fetch 59.8 / 733 / 387,
+      filter-image 10.1 / 223 / 439, write-shards 8.3 / 193 / 391
+    1 GB:   736.3 s wall, 716.2 CPU s; largest worker 500 MB (filter-image), largest process 1,209 MB (a driver)
+      extract 16.1 / 36 / 324, filter-text 18.7 / 43 / 464 (driver 1,011), fetch 590.8 / 698 / 472,
+      filter-image 58.8 / 147 / 500 (driver 1,238), write-shards 44.0 / 112 / 435
+    1 GB vs 100 MB: wall 8.43x (goal <= 11x: met), CPU 7.86x; largest worker 439 -> 500 MB = 1.14x (goal within
+      20%: met). Per stage extract 1.09x, filter-text 1.24x, fetch 1.22x, filter-image 1.14x, write-shards 1.11x.
+
+The bench before those changes, the same morning (at 8b10835): 100 MB largest worker 529 MB, 1 GB 635 MB
+(write-shards) = 1.20x; filter-text 1.43x, fetch 1.23x, filter-image 1.13x, write-shards 1.33x. Each stage run alone
+on the 1 GB crawl's inputs (2 workers), largest worker before -> after: write-shards 587 -> 432 MB (100 MB crawl:
+459 -> 374), filter-text 523 -> 440-448 (375 -> 354-372), filter-image 609 -> 506-518 (500 -> 463), fetch 499 ->
+435. What had grown was in each case a bound a 1 GB crawl reached and a 100 MB crawl did not: write-shards' 128 MB
+spill buffer (11 shards open against 2) and a row group held per spill file; filter-text's 16 MB gathering of its
+outputs across read units and its floor of 8 partitions; 8 MB input messages; a row group's whole image column
+decoded at once; fetch's 32 MB row groups (held three times while written) and the heap's holes, which grew with
+the minutes fetch ran (407 -> 495 MB over 400 s, its live allocations near 220 MB). filter-image's and
+write-shards' CPU at 1 GB varies between runs on this box by a third (72.9 / 100.6 s, 56.5 / 76.6 s in the two
+runs of the day at nearly the same code; write-shards alone 90.8-103.4 s with either message size): I/O-bound
+steps on a shared disk.
+
 Fetch costs most per candidate at every size. Its CPU varies between runs of one commit (46f6ec5 at 100 MB: 62.8 and
 77.5 CPU s; c4d61d2: 87.6-90.8 over three runs, whichever allocator settings): fetch's 32 threads and the
 simulator's servers share the two cores.
