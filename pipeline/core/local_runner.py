@@ -355,7 +355,7 @@ TRIM_EVERY_S = 10.0
 
 
 class HeapTrimmer:
-    """Gives the C heap's free pages back to the system (glibc's ``malloc_trim(0)``), at most every ``every_s``.
+    """Gives the C heap's free pages back to the system (``_return_freed_memory``), at most every ``every_s``.
 
     For a step that runs for minutes with many threads (fetch: decode, resize, encode on each): the holes its freed
     buffers leave in the heap are kept by malloc, so the worker's resident size crept up with the time it ran
@@ -365,22 +365,14 @@ class HeapTrimmer:
     def __init__(self, every_s: float = TRIM_EVERY_S) -> None:
         self.every_s = every_s
         self._last = time.monotonic()
-        self._trim: Any = None
 
     def maybe(self) -> bool:
-        """Trim if ``every_s`` passed since the last time (or since this was made); whether it trimmed."""
+        """Trim if ``every_s`` passed since the last time (or since this was made); whether it was time."""
         now = time.monotonic()
         if now - self._last < self.every_s:
             return False
         self._last = now
-        if self._trim is None:
-            try:
-                self._trim = _libc().malloc_trim
-            except (OSError, AttributeError):
-                self._trim = False
-        if not self._trim:
-            return False
-        self._trim(0)
+        _return_freed_memory()
         return True
 
 

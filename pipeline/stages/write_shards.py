@@ -259,17 +259,14 @@ class SpillByShard(beam.DoFn):
         rows.sort(key=sort_identity)
         path = FileSystems.join(self.spill_dir, f"{shard_name(index)}-{uuid.uuid4().hex}.parquet")
         images_path = spill_images_path(path)
-        sizes: list[int | None] = []
         temporary = f"{images_path}{TEMPORARY_MARK}{uuid.uuid4().hex}"
         with FileSystems.create(temporary, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            for row in rows:
+            for row in rows:  # each row's image replaced by its size
                 image = row.pop(SampleImage.IMAGE, None)
-                sizes.append(None if image is None else len(image))
+                row[SPILL_IMAGE_SIZE] = None if image is None else len(image)
                 if image:
                     handle.write(image)
         FileSystems.rename([temporary], [images_path])
-        for row, size in zip(rows, sizes, strict=True):
-            row[SPILL_IMAGE_SIZE] = size
         table = pa.Table.from_pylist(rows, schema=self.schema)
         count = table.num_rows
         del rows

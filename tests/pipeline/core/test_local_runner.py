@@ -607,7 +607,6 @@ print(held, rss_mb())
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
 def test_the_heap_trimmer_gives_a_fragmented_heaps_free_pages_back(tmp_path: Path) -> None:
     """100 MB freed in 100 KB holes between live blocks stays resident until ``HeapTrimmer`` trims the heap."""
     import subprocess
